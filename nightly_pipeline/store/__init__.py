@@ -1,0 +1,56 @@
+"""The DuckDB metric store: history of runs, test results, metrics, series and thresholds.
+
+    from nightly_pipeline.store import MetricStore, default_store_path
+
+    store = MetricStore(default_store_path(os.environ))   # os.environ only at entry points
+    store.write_test_result(TestResultRecord(...))        # replaces that (night, profile, test)
+    store.recent_results(limit_nights=7)                  # polars DataFrame
+
+This package does not import dagster; the Dagster resource wraps MetricStore.
+"""
+
+from nightly_pipeline.store.errors import (
+    RunNotFoundError,
+    StoreBusyError,
+    StoreCorruptError,
+    StoreError,
+    StoreSchemaTooNewError,
+    StoreWriteError,
+)
+from nightly_pipeline.store.migrations import latest_version
+from nightly_pipeline.store.paths import default_store_path
+from nightly_pipeline.store.records import (
+    MetricRow,
+    RunRecord,
+    RunStatus,
+    SeriesRow,
+    TestResultRecord,
+    TestStatus,
+    ThresholdRow,
+    ThresholdScope,
+    canonical_tags,
+)
+from nightly_pipeline.store.retry import RetryPolicy
+from nightly_pipeline.store.store import MetricStore
+
+__all__ = [
+    "MetricRow",
+    "MetricStore",
+    "RetryPolicy",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStatus",
+    "SeriesRow",
+    "StoreBusyError",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreSchemaTooNewError",
+    "StoreWriteError",
+    "TestResultRecord",
+    "TestStatus",
+    "ThresholdRow",
+    "ThresholdScope",
+    "canonical_tags",
+    "default_store_path",
+    "latest_version",
+]

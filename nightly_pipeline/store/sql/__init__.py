@@ -1,0 +1,1 @@
+"""SQL text of the metric store, kept in named ``.sql`` files and read with importlib.resources."""

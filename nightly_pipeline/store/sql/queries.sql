@@ -1,0 +1,113 @@
+-- Named queries of the metric store. Each starts at a "-- name: <name>" line and runs
+-- alone; parameters are DuckDB named parameters ($name). A NULL filter means "any".
+
+-- name: schema_version_exists
+SELECT count(*) FROM information_schema.tables
+WHERE table_schema = 'main' AND table_name = 'schema_version';
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM schema_version;
+
+-- name: record_schema_version
+INSERT INTO schema_version (version, applied_at) VALUES ($version, $applied_at);
+
+-- name: upsert_run
+INSERT INTO runs (run_id, night, profile, target, started_at, finished_at, status, versions,
+                  dagster_run_id)
+VALUES ($run_id, $night, $profile, $target, $started_at, NULL, 'running', $versions,
+        $dagster_run_id)
+ON CONFLICT (run_id) DO UPDATE SET
+    night = excluded.night,
+    profile = excluded.profile,
+    target = excluded.target,
+    started_at = excluded.started_at,
+    finished_at = NULL,
+    status = 'running',
+    versions = excluded.versions,
+    dagster_run_id = excluded.dagster_run_id;
+
+-- name: finish_run
+UPDATE runs SET status = $status, finished_at = $finished_at
+WHERE run_id = $run_id
+RETURNING run_id;
+
+-- name: delete_test_results
+DELETE FROM test_results WHERE night = $night AND profile = $profile AND test = $test;
+
+-- name: delete_metrics
+DELETE FROM metrics WHERE night = $night AND profile = $profile AND test = $test;
+
+-- name: delete_series
+DELETE FROM series WHERE night = $night AND profile = $profile AND test = $test;
+
+-- name: delete_threshold_results
+DELETE FROM threshold_results WHERE night = $night AND profile = $profile AND test = $test;
+
+-- name: insert_test_result
+INSERT INTO test_results (night, profile, test, run_id, status, detail, started_at,
+                          finished_at, duration_s, generator_bound)
+VALUES ($night, $profile, $test, $run_id, $status, $detail, $started_at, $finished_at,
+        $duration_s, $generator_bound);
+
+-- name: nights
+SELECT night,
+       count(*) AS tests,
+       count(*) FILTER (WHERE status = 'passed') AS passed,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'error') AS errored
+FROM test_results
+WHERE ($profile IS NULL OR profile = $profile)
+GROUP BY night
+ORDER BY night DESC;
+
+-- name: recent_results
+WITH recent AS (
+    SELECT DISTINCT night FROM test_results
+    WHERE ($profile IS NULL OR profile = $profile)
+    ORDER BY night DESC
+    LIMIT $limit_nights
+)
+SELECT r.night, r.profile, r.test, r.status, r.duration_s, r.generator_bound,
+       count(t.passed) FILTER (WHERE NOT t.passed) AS failed_thresholds,
+       r.detail, r.run_id
+FROM test_results AS r
+JOIN recent USING (night)
+LEFT JOIN threshold_results AS t
+       ON t.night = r.night AND t.profile = r.profile AND t.test = r.test
+WHERE ($profile IS NULL OR r.profile = $profile)
+GROUP BY r.night, r.profile, r.test, r.status, r.duration_s, r.generator_bound, r.detail,
+         r.run_id
+ORDER BY r.night DESC, r.profile, r.test;
+
+-- name: metrics
+SELECT night, profile, test, metric, tags, value, unit, run_id
+FROM metrics
+WHERE ($test IS NULL OR test = $test)
+  AND ($metric IS NULL OR metric = $metric)
+  AND ($profile IS NULL OR profile = $profile)
+  AND ($since IS NULL OR night >= $since)
+ORDER BY night, profile, test, metric, tags;
+
+-- name: series
+SELECT night, profile, test, metric, tags, second, count, errors, mean, p50, p95, p99, max,
+       value
+FROM series
+WHERE night = $night AND profile = $profile AND test = $test
+  AND ($metric IS NULL OR metric = $metric)
+ORDER BY metric, tags, second;
+
+-- name: threshold_results
+SELECT night, profile, test, metric, tags, expression, scope, passed, observed,
+       window_start, window_end, severity
+FROM threshold_results
+WHERE night = $night
+  AND ($profile IS NULL OR profile = $profile)
+  AND ($test IS NULL OR test = $test)
+ORDER BY profile, test, metric, tags, expression, scope, window_start NULLS FIRST;
+
+-- name: runs
+SELECT run_id, night, profile, target, started_at, finished_at, status,
+       CAST(versions AS TEXT) AS versions, dagster_run_id
+FROM runs
+WHERE ($night IS NULL OR night = $night)
+ORDER BY started_at DESC, run_id;

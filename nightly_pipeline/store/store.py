@@ -1,0 +1,136 @@
+"""MetricStore: the one object the rest of the pipeline uses to read and write history.
+
+It holds a path, not a connection: every call opens the file under the store's file lock,
+does one transaction or query, and closes it, so several processes (Dagster's run workers,
+the CLI, a report job) can share one file. Opening the store brings the file to the
+latest schema, or refuses a file newer than this code without touching it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from nightly_pipeline.store import migrations, writes
+from nightly_pipeline.store.connection import session
+from nightly_pipeline.store.errors import StoreError
+from nightly_pipeline.store.reads import frame
+from nightly_pipeline.store.records import RunRecord, RunStatus, TestResultRecord
+from nightly_pipeline.store.retry import RetryPolicy
+
+
+class MetricStore:
+    """The DuckDB history of nightly runs at ``path`` (see ``default_store_path``)."""
+
+    def __init__(self, path: Path | str, *, retry: RetryPolicy | None = None) -> None:
+        self._path = Path(path)
+        self._retry = retry or RetryPolicy()
+        migrations.ensure_schema(self._path, self._retry)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def __repr__(self) -> str:
+        return f"MetricStore({str(self._path)!r})"
+
+    @contextlib.contextmanager
+    def _open(self, *, write: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to a file at this code's schema version (checked on every open,
+        since another process may have migrated the file since we opened the store)."""
+        with session(self._path, write=write, policy=self._retry) as conn:
+            version = migrations.read_version(conn)
+            if version != migrations.latest_version():
+                migrations.check_not_too_new(self._path, version)
+                if not write:
+                    raise StoreError(
+                        f"metric store {self._path} is at schema version {version}, expected "
+                        f"{migrations.latest_version()}; open a new MetricStore to migrate it"
+                    )
+                migrations.migrate(conn, self._path)
+            yield conn
+
+    # -- writes ------------------------------------------------------------------------
+
+    def write_run(self, run: RunRecord) -> None:
+        """Record a run as started; writing the same run_id again resets it to 'running'."""
+        with self._open(write=True) as conn:
+            writes.upsert_run(conn, run)
+
+    def finish_run(self, run_id: str, status: RunStatus, finished_at: datetime) -> None:
+        """Record how a run ended ('succeeded', 'failed' or 'canceled')."""
+        with self._open(write=True) as conn:
+            writes.finish_run(conn, run_id, status, finished_at)
+
+    def write_test_result(self, result: TestResultRecord) -> None:
+        """Replace everything stored for ``result.key`` with ``result``, atomically.
+
+        Raises StoreWriteError (previous result intact) if the database rejects a row.
+        """
+        prepared = writes.prepare(result)
+        with self._open(write=True) as conn:
+            writes.replace_test_result(conn, self._path, prepared)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """The file's schema version (equal to the latest this code knows)."""
+        with self._open(write=False) as conn:
+            return migrations.read_version(conn)
+
+    def nights(self, profile: str | None = None) -> pl.DataFrame:
+        """Nights with results, newest first: night, tests, passed, failed, errored."""
+        with self._open(write=False) as conn:
+            return frame(conn, "nights", {"profile": profile})
+
+    def recent_results(self, limit_nights: int = 7, profile: str | None = None) -> pl.DataFrame:
+        """Per-test verdicts of the last ``limit_nights`` nights with results, newest first.
+
+        Columns: night, profile, test, status, duration_s, generator_bound,
+        failed_thresholds, detail, run_id.
+        """
+        if limit_nights < 1:
+            raise ValueError(f"limit_nights must be >= 1, got {limit_nights}")
+        with self._open(write=False) as conn:
+            return frame(conn, "recent_results", {"limit_nights": limit_nights, "profile": profile})
+
+    def metrics(
+        self,
+        test: str | None = None,
+        metric: str | None = None,
+        profile: str | None = None,
+        since: date | None = None,
+    ) -> pl.DataFrame:
+        """Summary metrics in long format, oldest night first; None filters match all.
+
+        Columns: night, profile, test, metric, tags, value, unit, run_id.
+        """
+        params = {"test": test, "metric": metric, "profile": profile, "since": since}
+        with self._open(write=False) as conn:
+            return frame(conn, "metrics", params)
+
+    def series(
+        self, night: date, test: str, profile: str, metric: str | None = None
+    ) -> pl.DataFrame:
+        """Per-second rows of one test on one night, ordered by metric, tags, second."""
+        params = {"night": night, "test": test, "profile": profile, "metric": metric}
+        with self._open(write=False) as conn:
+            return frame(conn, "series", params)
+
+    def threshold_results(
+        self, night: date, profile: str | None = None, test: str | None = None
+    ) -> pl.DataFrame:
+        """Threshold verdicts of one night (run-wide and per window)."""
+        params = {"night": night, "profile": profile, "test": test}
+        with self._open(write=False) as conn:
+            return frame(conn, "threshold_results", params)
+
+    def runs(self, night: date | None = None) -> pl.DataFrame:
+        """Runs, newest first; ``versions`` is JSON text."""
+        with self._open(write=False) as conn:
+            return frame(conn, "runs", {"night": night})
