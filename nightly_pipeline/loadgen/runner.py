@@ -1,0 +1,364 @@
+"""Run a load test: in this process, or across N worker processes with exact merges.
+
+With ``workers > 1`` each worker process takes every N-th arrival of the schedule
+(so the shares interleave and add up exactly), records into its own Recorder and
+streams each closed second to the parent as compact snapshots; the parent merges
+them, reports progress, evaluates abort-on-fail thresholds live and tells every
+worker to stop when one fails. Workers are always stopped: on success, on error and
+when the parent is cancelled (KeyboardInterrupt included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import uvloop
+
+from nightly_pipeline.loadgen.errors import ConfigError
+from nightly_pipeline.loadgen.executors import ConstantVus, validate
+from nightly_pipeline.loadgen.executors.base import ExecutorConfig
+from nightly_pipeline.loadgen.http_client import HttpClient
+from nightly_pipeline.loadgen.recorder import Recorder
+from nightly_pipeline.loadgen.runtime import Execution, run_closed_model, run_open_model, ticker
+from nightly_pipeline.loadgen.safety import check_target
+from nightly_pipeline.loadgen.scenario import call_setup, call_teardown
+from nightly_pipeline.loadgen.summary import summary_export
+from nightly_pipeline.loadgen.thresholds import (
+    ThresholdEvaluator,
+    ThresholdResult,
+    parse_thresholds,
+)
+
+START_MARGIN_S = 0.25
+"""Workers get this long between the start signal and the first arrival."""
+
+WORKER_READY_TIMEOUT_S = 60.0
+STRAGGLER_GRACE_S = 30.0
+"""How long past its graceful stop a worker may take before it is killed."""
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    max_connections: int = 1024
+    connect_timeout_s: float = 5.0
+    timeout_s: float = 30.0
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadTest:
+    """One load test: what to run, against what, how hard, and what must hold."""
+
+    executor: ExecutorConfig
+    scenario: object
+    base_url: str
+    thresholds: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    workers: int = 1
+    allow_hosts: tuple[str, ...] = ()
+    http: HttpSettings = HttpSettings()
+    generator_lag_limit_ms: float = 25.0
+    late_threshold_ms: float = 10.0
+
+    def validate(self) -> None:
+        """Raise ConfigError (all problems at once) or TargetNotAllowedError."""
+        problems = self.executor.errors()
+        if not 1 <= self.workers <= 64:
+            problems.append(f"workers must be in [1, 64], got {self.workers}")
+        if not hasattr(self.scenario, "iteration"):
+            problems.append(f"scenario {self.scenario!r} has no async iteration(vu) method")
+        if problems:
+            listing = "\n  - ".join(problems)
+            raise ConfigError(f"invalid load test:\n  - {listing}")
+        validate(self.executor)
+        parse_thresholds(self.thresholds)
+        check_target(self.base_url, self.allow_hosts)
+
+
+@dataclass(frozen=True)
+class Progress:
+    elapsed_s: float
+    duration_s: float
+    iterations: int
+    dropped: int
+    errors: int
+
+
+@dataclass
+class LoadResult:
+    recorder: Recorder
+    thresholds: list[ThresholdResult]
+    counts: dict[str, int]
+    aborted: str | None
+    scheduling_lag_p99_ms: float
+    generator_bound: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.aborted is None and all(t.passed for t in self.thresholds)
+
+    def summary_export(self) -> dict[str, Any]:
+        """The k6 ``--summary-export`` JSON of this run."""
+        return summary_export(self.recorder, self.thresholds)
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def run_load(test: LoadTest, progress: ProgressCallback | None = None) -> LoadResult:
+    """Run ``test`` to completion (it stops by itself) and return its result."""
+    test.validate()
+    if test.workers == 1:
+        return _run_single(test, progress)
+    return _run_multi(test, progress)
+
+
+def _ws_base(base_url: str) -> str:
+    return "ws" + base_url[4:] if base_url.startswith("http") else base_url
+
+
+async def _execute(
+    test: LoadTest,
+    config: ExecutorConfig,
+    recorder: Recorder,
+    on_second: Callable[[Execution, float], None],
+    wait_for_start: Callable[[], float],
+) -> dict[str, int]:
+    """Set up the scenario, run ``config`` in this event loop, tear down; return counts."""
+    http = test.http
+    client = HttpClient(
+        test.base_url,
+        max_connections=http.max_connections,
+        connect_timeout=http.connect_timeout_s,
+        timeout=http.timeout_s,
+        default_headers=http.headers,
+        allow_hosts=test.allow_hosts,
+    )
+    try:
+        await call_setup(test.scenario, getattr(config, "worker", 0), getattr(config, "workers", 1))
+        run_start = wait_for_start()
+        recorder.run_start = run_start
+        ex = Execution(
+            test.scenario,
+            recorder,
+            client,
+            _ws_base(test.base_url),
+            test.allow_hosts,
+            run_start,
+            late_threshold_s=test.late_threshold_ms / 1000.0,
+        )
+        delay = run_start - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tick = asyncio.create_task(ticker(1.0, run_start, lambda now: on_second(ex, now)))
+        try:
+            if isinstance(config, ConstantVus):
+                await run_closed_model(config, ex)
+            else:
+                await run_open_model(config.offsets(), config.max_vus, config.bounds, ex)  # type: ignore[attr-defined]
+        finally:
+            tick.cancel()
+        return ex.counts
+    finally:
+        await call_teardown(test.scenario)
+        await client.aclose()
+
+
+def _new_runner() -> asyncio.Runner:
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+def _progress_of(recorder: Recorder, elapsed: float, duration: float) -> Progress:
+    def count(name: str) -> int:
+        return int(recorder.stats(name).get("count", 0)) if name in _names(recorder) else 0
+
+    return Progress(
+        elapsed,
+        duration,
+        count("iterations"),
+        count("dropped_iterations"),
+        count("iteration_errors") + count("http_req_errors"),
+    )
+
+
+def _names(recorder: Recorder) -> set[str]:
+    return {key[0] for key in recorder.metric_keys()}
+
+
+def _finish(
+    recorder: Recorder,
+    evaluator: ThresholdEvaluator,
+    counts: dict[str, int],
+    aborted: str | None,
+    test: LoadTest,
+) -> LoadResult:
+    lag_p99 = 0.0
+    if "iteration_scheduling_lag" in _names(recorder):
+        lag_p99 = recorder.stats("iteration_scheduling_lag").get("p(99)", 0.0)
+    return LoadResult(
+        recorder,
+        evaluator.final(),
+        counts,
+        aborted,
+        lag_p99,
+        lag_p99 > test.generator_lag_limit_ms,
+    )
+
+
+def _abort_reason(failing: list[ThresholdResult]) -> str:
+    first = failing[0]
+    return f"threshold {first.metric} {first.expression!r} failed (observed {first.observed:g})"
+
+
+def _run_single(test: LoadTest, progress: ProgressCallback | None) -> LoadResult:
+    recorder = Recorder(time.perf_counter())
+    evaluator = ThresholdEvaluator(parse_thresholds(test.thresholds), recorder)
+    duration = test.executor.bounds.duration_s
+    aborted: list[str] = []
+
+    def on_second(ex: Execution, now: float) -> None:
+        recorder.close_seconds(now)
+        elapsed = now - ex.run_start
+        failing = evaluator.check_live(elapsed)
+        if failing and not aborted:
+            aborted.append(_abort_reason(failing))
+            ex.stop.set()
+        if progress is not None:
+            progress(_progress_of(recorder, elapsed, duration))
+
+    with _new_runner() as runner:
+        counts = runner.run(
+            _execute(test, test.executor, recorder, on_second, lambda: time.perf_counter())
+        )
+    recorder.close_all()
+    return _finish(recorder, evaluator, counts, aborted[0] if aborted else None, test)
+
+
+# ---------------------------------------------------------------- worker processes
+
+
+def _worker_main(conn: Connection, test: LoadTest, index: int, count: int) -> None:
+    """Entry point of a worker process: run its share, stream seconds to the parent."""
+    config = test.executor.for_worker(index, count)
+    recorder = Recorder(time.perf_counter())
+
+    def wait_for_start() -> float:
+        conn.send(("ready", index))
+        message = conn.recv()
+        if message[0] != "start":
+            raise SystemExit(0)
+        return float(message[1])
+
+    def on_second(ex: Execution, now: float) -> None:
+        conn.send(("seconds", recorder.close_seconds(now), recorder.closed_until))
+        while conn.poll():
+            if conn.recv()[0] == "stop":
+                ex.stop.set()
+
+    try:
+        with _new_runner() as runner:
+            counts = runner.run(_execute(test, config, recorder, on_second, wait_for_start))
+        conn.send(("done", recorder.close_all(), counts))
+    except Exception as exc:
+        conn.send(("error", f"worker {index}: {type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        conn.close()
+
+
+def _run_multi(test: LoadTest, progress: ProgressCallback | None) -> LoadResult:
+    ctx = mp.get_context("spawn")
+    procs: list[mp.process.BaseProcess] = []
+    conns: list[Connection] = []
+    try:
+        for index in range(test.workers):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(
+                target=_worker_main, args=(child, test, index, test.workers), daemon=True
+            )
+            proc.start()
+            child.close()
+            procs.append(proc)
+            conns.append(parent)
+        return _supervise(test, conns, progress)
+    finally:
+        for proc in procs:
+            proc.join(timeout=5.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5.0)
+        for conn in conns:
+            conn.close()
+
+
+def _supervise(
+    test: LoadTest, conns: list[Connection], progress: ProgressCallback | None
+) -> LoadResult:
+    """Start the workers together, merge their seconds, stop them all on an abort."""
+    ready = 0
+    give_up = time.monotonic() + WORKER_READY_TIMEOUT_S
+    while ready < len(conns):
+        if not wait(conns, timeout=max(0.0, give_up - time.monotonic())):
+            raise ConfigError(f"load workers not ready after {WORKER_READY_TIMEOUT_S:.0f} s")
+        for conn in conns:
+            if conn.poll():
+                kind, *rest = _recv(conn)
+                if kind == "error":
+                    raise ConfigError(f"load worker failed to start: {rest[0]}")
+                ready += kind == "ready"
+    run_start = time.perf_counter() + START_MARGIN_S
+    for conn in conns:
+        conn.send(("start", run_start))
+
+    recorder = Recorder(run_start)
+    evaluator = ThresholdEvaluator(parse_thresholds(test.thresholds), recorder)
+    bounds = test.executor.bounds
+    hard_stop = run_start + bounds.duration_s + bounds.graceful_stop_s + STRAGGLER_GRACE_S
+    counts: dict[str, int] = {}
+    aborted: str | None = None
+    live = set(conns)
+    closed_until = dict.fromkeys(conns, 0)  # whole seconds each worker has closed
+    last_checked = 0
+    while live:
+        if time.perf_counter() > hard_stop:
+            aborted = aborted or "load workers did not stop in time and were killed"
+            break
+        for conn in wait(list(live), timeout=0.5):
+            message = _recv(conn)
+            if message[0] == "seconds":
+                recorder.ingest(message[1])
+                closed_until[conn] = message[2]
+            elif message[0] == "done":
+                recorder.ingest(message[1])
+                for key, value in message[2].items():
+                    counts[key] = counts.get(key, 0) + value
+                live.discard(conn)
+            else:  # "error" or a worker that died (EOF)
+                aborted = aborted or str(message[1])
+                live.discard(conn)
+        # Judge only seconds that every running worker has closed.
+        complete = min((closed_until[c] for c in live), default=last_checked)
+        if complete > last_checked:
+            last_checked = complete
+            failing = evaluator.check_live(float(complete))
+            if failing and aborted is None:
+                aborted = _abort_reason(failing)
+                for conn in live:
+                    with contextlib.suppress(OSError):
+                        conn.send(("stop",))
+            if progress is not None:
+                progress(_progress_of(recorder, float(complete), bounds.duration_s))
+    return _finish(recorder, evaluator, counts, aborted, test)
+
+
+def _recv(conn: Connection) -> tuple[Any, ...]:
+    try:
+        return conn.recv()
+    except (EOFError, OSError):
+        return ("error", "a load worker exited without reporting (killed?)")

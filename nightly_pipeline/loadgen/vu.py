@@ -1,0 +1,111 @@
+"""What a scenario iteration sees: its schedule, a recording HTTP client, WebSockets.
+
+Clients publish samples into the recorder here, with k6's metric names, so that
+scenarios never do their own accounting:
+
+- ``http_req_duration``: service time, from the actual send to the last byte (k6's name).
+- ``http_req_latency``: from the *scheduled* start of the iteration for its first
+  request (so a late generator or a stalled target shows up in full), from the send
+  for the requests that follow it in the same iteration.
+- ``http_reqs`` (counter), ``http_req_failed`` (rate; status 0 or >= 400 unless expected).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nightly_pipeline.loadgen.http_client import HttpClient, HttpResponse
+from nightly_pipeline.loadgen.recorder import Recorder
+from nightly_pipeline.loadgen.ws_client import WsSession, ws_connect
+
+Header = tuple[str, str]
+
+_EXPECTED = {"expected_response": "true"}
+_UNEXPECTED = {"expected_response": "false"}
+
+
+class RecordingHttp:
+    """An HttpClient bound to one iteration; every request is recorded."""
+
+    __slots__ = ("_client", "_intended", "_recorder")
+
+    def __init__(self, client: HttpClient, recorder: Recorder, intended_start: float) -> None:
+        self._client = client
+        self._recorder = recorder
+        self._intended = intended_start
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: Iterable[Header] = (),
+        tags: Mapping[str, str] | None = None,
+        expected: Collection[int] = (),
+    ) -> HttpResponse:
+        """Send one request; ``expected`` statuses >= 400 do not count as failures."""
+        response = await self._client.request(method, path, body=body, headers=headers)
+        rec = self._recorder
+        end = response.finished_at
+        status = response.status
+        failed = status == 0 or (status >= 400 and status not in expected)
+        # k6 tags every HTTP sample with expected_response (its default submetric).
+        marks = _UNEXPECTED if failed else _EXPECTED
+        sample_tags = marks if tags is None else {**tags, **marks}
+        rec.counter("http_reqs", end, tags=sample_tags)
+        rec.trend("http_req_duration", (end - response.sent_at) * 1000.0, end, sample_tags)
+        rec.trend("http_req_latency", (end - self._intended) * 1000.0, end, sample_tags)
+        rec.rate("http_req_failed", failed, end, tags)
+        if response.error is not None:
+            rec.counter("http_req_errors", end, tags={"error": response.error})
+        self._intended = end
+        return response
+
+    async def get(self, path: str, **kwargs: Any) -> HttpResponse:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, body: bytes, **kwargs: Any) -> HttpResponse:
+        return await self.request("POST", path, body=body, **kwargs)
+
+
+@dataclass
+class Vu:
+    """One virtual user's view of one iteration."""
+
+    id: int
+    iteration: int
+    scheduled_at: float
+    recorder: Recorder
+    http: RecordingHttp
+    base_ws_url: str
+    allow_hosts: Collection[str]
+    run_start: float
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def now(self) -> float:
+        return time.perf_counter()
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds from the run start to this iteration's scheduled start."""
+        return self.scheduled_at - self.run_start
+
+    async def ws_connect(
+        self, path: str, *, headers: Iterable[Header] = (), tags: Mapping[str, str] | None = None
+    ) -> WsSession:
+        """Open a WebSocket and record ``ws_connecting`` / ``ws_sessions`` / ``ws_errors``."""
+        session = await ws_connect(
+            self.base_ws_url + path, headers=list(headers), allow_hosts=self.allow_hosts
+        )
+        at = time.perf_counter()
+        if session.error is None:
+            self.recorder.trend("ws_connecting", session.connect_ms, at, tags)
+            self.recorder.counter("ws_sessions", at, tags=tags)
+        else:
+            self.recorder.counter("ws_errors", at, tags={**(tags or {}), "error": session.error})
+        return session

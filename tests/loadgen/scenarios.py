@@ -1,0 +1,50 @@
+"""Picklable scenarios for the engine tests (worker processes import them by name)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nightly_pipeline.loadgen.vu import Vu
+
+
+class GetThenSleep:
+    """A closed-model user: one GET, then think time."""
+
+    def __init__(self, think_s: float) -> None:
+        self.think_s = think_s
+
+    async def iteration(self, vu: Vu) -> None:
+        await vu.http.get("/")
+        await asyncio.sleep(self.think_s)
+
+
+class BadPatch:
+    """The target is slow (150 ms) for requests scheduled in [start_s, end_s) of the run."""
+
+    def __init__(self, start_s: float, end_s: float) -> None:
+        self.start_s, self.end_s = start_s, end_s
+
+    async def iteration(self, vu: Vu) -> None:
+        slow = self.start_s <= vu.elapsed_s < self.end_s
+        await vu.http.get("/delay?ms=150" if slow else "/")
+
+
+class WsEcho:
+    """Each VU holds one WebSocket, sends ``per_session`` messages and awaits each echo."""
+
+    def __init__(self, per_session: int) -> None:
+        self.per_session = per_session
+
+    async def iteration(self, vu: Vu) -> None:
+        session = await vu.ws_connect("/echo")
+        if session.error is not None:
+            return
+        try:
+            for n in range(self.per_session):
+                await session.send(f"{vu.id}-{n}")
+                reply = await session.recv(timeout=5.0)
+                if reply is not None and reply.data == f"{vu.id}-{n}":
+                    vu.recorder.counter("ws_echo_ok", vu.now)
+        finally:
+            await session.close()
+        vu.recorder.counter("ws_msgs_received", vu.now, value=float(session.msgs_received))

@@ -1,0 +1,211 @@
+"""The engine end to end against real loopback HTTP and WebSocket servers.
+
+No wall-clock bounds: assertions are on counts, rates over the run's own duration and
+latencies the engine measured (the pause test asserts latencies are at least the pause).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from nightly_pipeline.loadgen import (
+    ConstantArrivalRate,
+    ConstantVus,
+    LoadTest,
+    RampingArrivalRate,
+    RunBounds,
+    Stage,
+    TargetNotAllowedError,
+    ThresholdSyntaxError,
+    run_load,
+)
+from nightly_pipeline.loadgen.scenario import GetPath
+from tests.loadgen.scenarios import BadPatch, GetThenSleep, WsEcho
+from tests.loadgen.servers import closed_port, http_server, pause, ws_server
+
+
+@pytest.fixture(scope="module")
+def server():
+    with http_server() as srv:
+        yield srv
+
+
+def achieved_rate(result) -> float:
+    return result.recorder.stats("http_reqs")["count"] / 5.0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_constant_arrival_rate_is_met_within_two_percent(server, workers) -> None:
+    result = run_load(
+        LoadTest(
+            ConstantArrivalRate(rate=400, bounds=RunBounds(5), max_vus=100),
+            GetPath("/"),
+            server.url,
+            workers=workers,
+        )
+    )
+    assert achieved_rate(result) == pytest.approx(400, rel=0.02)
+    assert result.counts["dropped"] == 0
+    assert result.recorder.stats("http_req_failed")["rate"] == 0
+
+
+def test_ramping_arrival_rate_follows_its_stages(server) -> None:
+    config = RampingArrivalRate(0, (Stage(2, 200), Stage(2, 200)), RunBounds(4), max_vus=50)
+    result = run_load(LoadTest(config, GetPath("/"), server.url))
+    # 200 arrivals in the ramp, 400 at the plateau
+    assert result.recorder.stats("iterations")["count"] == pytest.approx(600, rel=0.02)
+    per_second = {
+        row["second"]: row["count"]
+        for row in result.recorder.series_rows()
+        if row["metric"] == "iterations" and not row["tags"]
+    }
+    assert per_second[0] < per_second[1] < per_second[2]
+
+
+def test_a_paused_server_shows_in_open_model_latency_not_in_closed_model(server) -> None:
+    """SIGSTOP the server for 1 s: the open model reports it, the closed model hides it."""
+    pause_s = 1.0
+
+    def run_with_pause(test: LoadTest):
+        timer = threading.Timer(4.0, pause, (server.proc, pause_s))
+        timer.start()
+        try:
+            return run_load(test)
+        finally:
+            timer.join()
+
+    open_model = run_with_pause(
+        LoadTest(
+            ConstantArrivalRate(rate=300, bounds=RunBounds(10), max_vus=1000),
+            GetPath("/"),
+            server.url,
+        )
+    )
+    closed_model = run_with_pause(
+        LoadTest(ConstantVus(vus=10, bounds=RunBounds(10)), GetThenSleep(0.01), server.url)
+    )
+    open_lat = open_model.recorder.stats("http_req_latency")
+    closed_lat = closed_model.recorder.stats("http_req_duration")
+    print(
+        f"\n1 s pause: open model p99 {open_lat['p(99)']:.0f} ms max {open_lat['max']:.0f} ms;"
+        f" closed model p99 {closed_lat['p(99)']:.1f} ms max {closed_lat['max']:.0f} ms"
+    )
+    assert open_lat["max"] >= pause_s * 1000 * 0.98  # the pause timer itself is not exact
+    assert open_lat["p(99)"] >= 0.8 * pause_s * 1000
+    assert open_model.counts["dropped"] == 0
+    # The closed model saw the same stall (its max) but its p99 hides it.
+    assert closed_lat["max"] >= 0.8 * pause_s * 1000
+    assert closed_lat["p(99)"] < 0.2 * pause_s * 1000
+
+
+def test_capped_in_flight_drops_and_counts_iterations(server) -> None:
+    # 5 VUs against 100 ms responses carry at most ~50 iterations/s of the 200 due.
+    result = run_load(
+        LoadTest(
+            ConstantArrivalRate(rate=200, bounds=RunBounds(2), max_vus=5),
+            GetPath("/delay?ms=100"),
+            server.url,
+        )
+    )
+    dropped = result.recorder.stats("dropped_iterations")["count"]
+    assert dropped == result.counts["dropped"] > 200
+    assert result.counts["started"] + dropped == 400  # every due iteration is accounted for
+
+
+def test_thresholds_pass_and_fail_on_the_measured_latency(server) -> None:
+    def run(thresholds):
+        test = LoadTest(
+            ConstantArrivalRate(rate=50, bounds=RunBounds(2), max_vus=20),
+            GetPath("/delay?ms=30"),
+            server.url,
+            thresholds=thresholds,
+        )
+        return run_load(test)
+
+    good = run({"http_req_duration": ["p(95)<1000", "min>=25"], "http_req_failed": ["rate==0"]})
+    bad = run({"http_req_duration": ["p(95)<20"], "http_req_failed": ["rate==0"]})
+    assert good.passed, good.thresholds
+    assert not bad.passed
+    failed = [t for t in bad.thresholds if not t.passed]
+    assert [(t.metric, t.expression) for t in failed] == [("http_req_duration", "p(95)<20")]
+
+
+def test_abort_on_fail_stops_the_run_early(server) -> None:
+    test = LoadTest(
+        ConstantArrivalRate(rate=50, bounds=RunBounds(30), max_vus=20),
+        GetPath("/delay?ms=30"),
+        server.url,
+        thresholds={"http_req_duration": [{"threshold": "p(95)<10", "abortOnFail": True}]},
+    )
+    result = run_load(test)
+    assert result.aborted is not None and "p(95)<10" in result.aborted
+    assert result.counts["started"] < 50 * 30 / 2  # stopped well before the end
+
+
+def test_sliding_window_catches_a_bad_patch_the_whole_run_hides(server) -> None:
+    """5 s of 150 ms responses in a 12 s run: the run's median is fast, a 5 s window is not."""
+    result = run_load(
+        LoadTest(
+            ConstantArrivalRate(rate=50, bounds=RunBounds(12), max_vus=50),
+            BadPatch(4.0, 9.0),
+            server.url,
+            thresholds={"http_req_duration": [{"threshold": "med<100", "window": "5s"}]},
+        )
+    )
+    by_scope = {t.scope: t for t in result.thresholds}
+    assert by_scope["run"].passed
+    window = by_scope["window"]
+    assert not window.passed
+    assert 3 <= window.window_start <= 5 and window.window_end - window.window_start == 5
+
+
+def test_unreachable_target_completes_and_reports_errors() -> None:
+    with closed_port() as port:
+        result = run_load(
+            LoadTest(
+                ConstantArrivalRate(rate=50, bounds=RunBounds(1), max_vus=10),
+                GetPath("/"),
+                f"http://127.0.0.1:{port}",
+                thresholds={"http_req_failed": ["rate<0.001"]},
+            )
+        )
+    assert result.recorder.stats("http_req_failed")["rate"] == 1.0
+    assert result.recorder.stats("http_req_errors", {"error": "connect_refused"})["count"] == 50
+    assert not result.passed
+
+
+def test_non_loopback_target_is_refused_before_any_request() -> None:
+    test = LoadTest(
+        ConstantArrivalRate(rate=10, bounds=RunBounds(1)), GetPath("/"), "http://10.1.2.3:80"
+    )
+    with pytest.raises(TargetNotAllowedError, match="allow_hosts"):
+        run_load(test)
+
+
+def test_invalid_threshold_is_refused_before_the_run(server) -> None:
+    test = LoadTest(
+        ConstantArrivalRate(rate=10, bounds=RunBounds(1)),
+        GetPath("/"),
+        server.url,
+        thresholds={"http_req_duration": ["p95 < 100"]},
+    )
+    with pytest.raises(ThresholdSyntaxError, match="p95 < 100"):
+        run_load(test)
+
+
+def test_websocket_sessions_are_accounted() -> None:
+    with ws_server() as srv:
+        http_url = "http" + srv.url[2:]
+        result = run_load(
+            LoadTest(
+                ConstantVus(vus=4, bounds=RunBounds(2, max_iterations=8)),
+                WsEcho(per_session=25),
+                http_url,
+            )
+        )
+    rec = result.recorder
+    assert rec.stats("ws_sessions")["count"] == 8
+    assert rec.stats("ws_echo_ok")["count"] == 8 * 25
+    assert rec.stats("ws_connecting")["count"] == 8
