@@ -358,8 +358,8 @@ class Recorder:
     def series_rows(self) -> list[dict[str, Any]]:
         """One row per closed second per (metric, tags), sorted by (second, metric, tags).
 
-        Columns: second, metric, tags (dict), count (samples), errors (a Rate's fails,
-        i.e. zero samples; 0 otherwise), mean/p50/p95/p99 (trend, ms), max (trend and
+        Columns: second, metric, tags (dict), count (samples), errors (0; None for a Rate,
+        whose ``value`` is the share of true samples), mean/p50/p95/p99 (trend, ms), max (trend and
         gauge), value (counter: sum in the second, rate: passes/total, gauge: latest).
         Columns that do not apply are None.
         """
@@ -376,7 +376,9 @@ class Recorder:
                 elif r.kind == COUNTER:
                     row["value"] = r.total
                 elif r.kind == RATE:
-                    row.update(errors=r.n - r.total, value=r.total / r.n)
+                    # Which outcome is an "error" depends on the metric (http_req_failed's
+                    # true is a failure, checks' true a pass): the rate alone is reported.
+                    row.update(errors=None, value=r.total / r.n)
                 elif r.kind == GAUGE:
                     row.update(max=r.vmax, value=r.last)
                 out.append(row)

@@ -310,7 +310,11 @@ def _supervise(
             if conn.poll():
                 kind, *rest = _recv(conn)
                 if kind == "error":
-                    raise ConfigError(f"load worker failed to start: {rest[0]}")
+                    raise ConfigError(
+                        f"load worker failed to start: {rest[0]}. Workers are spawned: the"
+                        " scenario must be importable and picklable, and a script calling"
+                        " run_load(workers>1) must guard it with `if __name__ == '__main__':`"
+                    )
                 ready += kind == "ready"
     run_start = time.perf_counter() + START_MARGIN_S
     for conn in conns:

@@ -196,7 +196,7 @@ SECOND_ROWS = [
     # (metric, kind-recording, second, expected row fields)
     ("lat", 0, {"count": 3, "errors": 0, "mean": 20.0, "p50": 20.0, "max": 30.0, "value": None}),
     ("lat", 1, {"count": 1, "errors": 0, "mean": 100.0, "p99": 100.0, "max": 100.0}),
-    ("ok", 0, {"count": 4, "errors": 1, "value": 0.75, "mean": None}),
+    ("ok", 0, {"count": 4, "errors": None, "value": 0.75, "mean": None}),
     ("reqs", 0, {"count": 2, "value": 5.0, "errors": 0}),
     ("reqs", 1, {"count": 1, "value": 1.0}),
     ("mem", 0, {"count": 2, "value": 7.0, "max": 9.0}),

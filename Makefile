@@ -1,0 +1,40 @@
+# One-line entry points; each sets up what it needs first (idempotent).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+export NIGHTLY_HOME ?= $(CURDIR)/.nightly
+
+.PHONY: setup run test lint format dagster-dev clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+## The main job (today: the load engine's self-check against a built-in loopback target)
+run: setup
+	$(BIN)/nightly selfcheck
+
+## The tests (exit 5, "no tests collected", is a failure here: there must be tests)
+test: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## The Dagster UI with the instance template (http://127.0.0.1:3000)
+dagster-dev: setup
+	mkdir -p $(NIGHTLY_HOME)/dagster
+	cp -n dagster.yaml $(NIGHTLY_HOME)/dagster/dagster.yaml || true
+	DAGSTER_HOME=$(NIGHTLY_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

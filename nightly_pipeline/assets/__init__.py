@@ -1,0 +1,1 @@
+"""Dagster assets: each a few lines calling one library function."""

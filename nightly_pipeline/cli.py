@@ -1,0 +1,151 @@
+"""The ``nightly`` command. The CLI and the environment are read here only; everything
+below receives typed values.
+
+    nightly selfcheck [--rate 500] [--duration 10] [--workers 1] [--summary-export FILE]
+    nightly history [--nights 7] [--profile P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from nightly_pipeline.loadgen import LoadgenError, Progress
+from nightly_pipeline.report.text import render_frame, render_rows
+from nightly_pipeline.store import MetricStore, RunRecord, StoreError, default_store_path
+from nightly_pipeline.suite.selfcheck import SelfcheckConfig, run_selfcheck
+
+
+def _night(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"night must be YYYY-MM-DD, got {text!r}") from None
+
+
+def _positive(kind: type) -> object:
+    def parse(text: str) -> object:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nightly", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--store",
+        type=Path,
+        help="DuckDB metric store (default: $NIGHTLY_HOME/metrics.duckdb, ./.nightly/...)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("selfcheck", help="load the built-in loopback target, record it")
+    check.add_argument("--rate", type=_positive(float), default=500.0, help="requests/s")
+    check.add_argument("--duration", type=_positive(float), default=10.0, help="seconds")
+    check.add_argument("--workers", type=_positive(int), default=1, help="generator processes")
+    check.add_argument("--profile", default="smoke", help="profile label stored with the run")
+    check.add_argument("--night", type=_night, default=None, help="YYYY-MM-DD (default: today UTC)")
+    check.add_argument("--summary-export", type=Path, help="write k6-style summary JSON here")
+
+    history = sub.add_parser("history", help="recent nights, tests and verdicts")
+    history.add_argument("--nights", type=_positive(int), default=7)
+    history.add_argument("--profile", default=None)
+    return parser
+
+
+def _print_progress(p: Progress) -> None:
+    print(
+        f"  {p.elapsed_s:5.0f}/{p.duration_s:.0f} s  iterations {p.iterations:>8}"
+        f"  dropped {p.dropped}  errors {p.errors}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_selfcheck(args: argparse.Namespace, store: MetricStore) -> int:
+    night = args.night or datetime.now(UTC).date()
+    config = SelfcheckConfig(rate=args.rate, duration_s=args.duration, workers=args.workers)
+    print(f"engine self-check: {config.rate:g} req/s for {config.duration_s:g} s", file=sys.stderr)
+    run_id = f"selfcheck-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
+    store.write_run(RunRecord(run_id, night, args.profile, "builtin-echo", datetime.now(UTC)))
+    outcome = run_selfcheck(
+        config, night=night, profile=args.profile, run_id=run_id, progress=_print_progress
+    )
+    store.write_test_result(outcome.record)
+    status = "succeeded" if outcome.result.passed else "failed"
+    store.finish_run(run_id, status, datetime.now(UTC))
+    if args.summary_export:
+        args.summary_export.write_text(json.dumps(outcome.result.summary_export(), indent=2))
+    rec = outcome.result.recorder
+    lat = rec.stats("http_req_duration")
+    reqs = rec.stats("http_reqs")
+    print(
+        render_rows(
+            ["requests", "req/s", "p50 ms", "p99 ms", "failed", "sched lag p99 ms"],
+            [
+                [
+                    int(reqs.get("count", 0)),
+                    reqs.get("rate", 0.0),
+                    lat.get("med"),
+                    lat.get("p(99)"),
+                    rec.stats("http_req_failed").get("rate"),
+                    outcome.result.scheduling_lag_p99_ms,
+                ]
+            ],
+        )
+    )
+    print()
+    print(
+        render_rows(
+            ["threshold", "scope", "observed", "verdict"],
+            [
+                [
+                    f"{t.selector} {t.expression}",
+                    t.scope,
+                    t.observed,
+                    "pass" if t.passed else "FAIL",
+                ]
+                for t in outcome.result.thresholds
+            ],
+        )
+    )
+    print(f"\n{outcome.record.test}: {outcome.record.status}  (stored in {store.path})")
+    return 0 if outcome.result.passed else 1
+
+
+def cmd_history(args: argparse.Namespace, store: MetricStore) -> int:
+    frame = store.recent_results(limit_nights=args.nights, profile=args.profile)
+    if frame.is_empty():
+        print(f"no results in {store.path} yet: run `nightly selfcheck` first")
+        return 0
+    columns = ["night", "profile", "test", "status", "duration_s", "failed_thresholds", "detail"]
+    print(render_frame(frame, columns))
+    return 0
+
+
+COMMANDS = {"selfcheck": cmd_selfcheck, "history": cmd_history}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        store = MetricStore(args.store or default_store_path(os.environ))
+        return COMMANDS[args.command](args, store)
+    except (StoreError, LoadgenError) as exc:
+        print(f"nightly: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nightly: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

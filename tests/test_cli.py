@@ -1,0 +1,58 @@
+"""The ``nightly`` command end to end (real echo target, real DuckDB file)."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from nightly_pipeline.cli import main
+
+
+def test_history_of_an_empty_store_says_what_to_do(tmp_path, capsys) -> None:
+    assert main(["--store", str(tmp_path / "m.duckdb"), "history"]) == 0
+    assert "nightly selfcheck" in capsys.readouterr().out
+
+
+def test_selfcheck_records_a_night_that_history_shows(tmp_path, capsys) -> None:
+    store = str(tmp_path / "m.duckdb")
+    summary = tmp_path / "summary.json"
+    code = main(
+        [
+            "--store",
+            store,
+            "selfcheck",
+            "--rate",
+            "100",
+            "--duration",
+            "2",
+            "--night",
+            "2026-11-21",
+            "--summary-export",
+            str(summary),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "engine_selfcheck: passed" in out
+    assert '"http_reqs"' in summary.read_text()
+    assert main(["--store", store, "history"]) == 0
+    history = capsys.readouterr().out
+    assert "2026-11-21" in history and "engine_selfcheck" in history and "passed" in history
+
+
+def test_a_store_from_a_newer_schema_is_refused_with_the_fix(tmp_path, capsys) -> None:
+    path = tmp_path / "m.duckdb"
+    assert main(["--store", str(path), "history"]) == 0
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("INSERT INTO schema_version VALUES (999, now())")
+    before = path.read_bytes()
+    assert main(["--store", str(path), "history"]) == 2
+    err = capsys.readouterr().err
+    assert "999" in err and "NIGHTLY_HOME" in err
+    assert path.read_bytes() == before
+
+
+def test_bad_night_is_a_usage_error(tmp_path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--store", str(tmp_path / "m.duckdb"), "selfcheck", "--night", "23/11/2026"])
+    assert exc.value.code == 2
