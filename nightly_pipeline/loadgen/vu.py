@@ -12,14 +12,15 @@ scenarios never do their own accounting:
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from nightly_pipeline.loadgen.http_client import HttpClient, HttpResponse
 from nightly_pipeline.loadgen.recorder import Recorder
-from nightly_pipeline.loadgen.ws_client import WsSession, ws_connect
+from nightly_pipeline.loadgen.ws_client import OnMessage, WsSession, ws_connect
 
 Header = tuple[str, str]
 
@@ -95,17 +96,51 @@ class Vu:
         """Seconds from the run start to this iteration's scheduled start."""
         return self.scheduled_at - self.run_start
 
-    async def ws_connect(
-        self, path: str, *, headers: Iterable[Header] = (), tags: Mapping[str, str] | None = None
-    ) -> WsSession:
-        """Open a WebSocket and record ``ws_connecting`` / ``ws_sessions`` / ``ws_errors``."""
+    @contextlib.asynccontextmanager
+    async def ws(
+        self,
+        path: str,
+        *,
+        headers: Iterable[Header] = (),
+        tags: Mapping[str, str] | None = None,
+        on_message: OnMessage | None = None,
+    ) -> AsyncIterator[WsSession]:
+        """A WebSocket session, recorded with k6's names; closed (1000) on exit.
+
+        On connect: ``ws_connecting`` (ms), ``ws_sessions``, or ``ws_errors{error}``.
+        On exit: ``ws_msgs_received``/``ws_msgs_sent``, ``ws_session_duration`` (ms),
+        ``ws_close{code}`` with the code the session ended with (1006: no close frame).
+        """
+        rec = self.recorder
         session = await ws_connect(
-            self.base_ws_url + path, headers=list(headers), allow_hosts=self.allow_hosts
+            self.base_ws_url + path,
+            headers=list(headers),
+            allow_hosts=self.allow_hosts,
+            on_message=on_message,
         )
         at = time.perf_counter()
-        if session.error is None:
-            self.recorder.trend("ws_connecting", session.connect_ms, at, tags)
-            self.recorder.counter("ws_sessions", at, tags=tags)
+        if session.error is not None:
+            rec.counter("ws_errors", at, tags={**(tags or {}), "error": session.error})
         else:
-            self.recorder.counter("ws_errors", at, tags={**(tags or {}), "error": session.error})
-        return session
+            rec.trend("ws_connecting", session.connect_ms, at, tags)
+            rec.counter("ws_sessions", at, tags=tags)
+        try:
+            yield session
+        finally:
+            if session.error is None:
+                await session.close()
+                end = time.perf_counter()
+                rec.counter("ws_msgs_received", end, float(session.msgs_received), tags)
+                rec.counter("ws_msgs_sent", end, float(session.msgs_sent), tags)
+                rec.trend("ws_session_duration", (end - session.connected_at) * 1000.0, end, tags)
+                code = {"code": str(session.close_code)}
+                rec.counter("ws_close", end, tags=code if tags is None else {**tags, **code})
+
+    async def ws_ping(
+        self, session: WsSession, tags: Mapping[str, str] | None = None
+    ) -> float | None:
+        """One ping/pong round trip recorded as ``ws_ping`` (ms); None when no pong came."""
+        rtt = await session.ping()
+        if rtt is not None:
+            self.recorder.trend("ws_ping", rtt, time.perf_counter(), tags)
+        return rtt

@@ -36,15 +36,23 @@ class WsEcho:
         self.per_session = per_session
 
     async def iteration(self, vu: Vu) -> None:
-        session = await vu.ws_connect("/echo")
-        if session.error is not None:
-            return
-        try:
+        async with vu.ws("/echo") as session:
+            if session.error is not None:
+                return
+            await vu.ws_ping(session)
             for n in range(self.per_session):
                 await session.send(f"{vu.id}-{n}")
                 reply = await session.recv(timeout=5.0)
                 if reply is not None and reply.data == f"{vu.id}-{n}":
                     vu.recorder.counter("ws_echo_ok", vu.now)
-        finally:
-            await session.close()
-        vu.recorder.counter("ws_msgs_received", vu.now, value=float(session.msgs_received))
+
+
+class WsCloseCode:
+    """The server closes every session at once with ``code``."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    async def iteration(self, vu: Vu) -> None:
+        async with vu.ws(f"/close?code={self.code}") as session:
+            await session.wait_closed(timeout=5.0)

@@ -22,7 +22,7 @@ from nightly_pipeline.loadgen import (
     run_load,
 )
 from nightly_pipeline.loadgen.scenario import GetPath
-from tests.loadgen.scenarios import BadPatch, GetThenSleep, WsEcho
+from tests.loadgen.scenarios import BadPatch, GetThenSleep, WsCloseCode, WsEcho
 from tests.loadgen.servers import closed_port, http_server, pause, ws_server
 
 
@@ -209,3 +209,18 @@ def test_websocket_sessions_are_accounted() -> None:
     assert rec.stats("ws_sessions")["count"] == 8
     assert rec.stats("ws_echo_ok")["count"] == 8 * 25
     assert rec.stats("ws_connecting")["count"] == 8
+    assert rec.stats("ws_msgs_sent")["count"] == rec.stats("ws_msgs_received")["count"] == 200
+    assert rec.stats("ws_ping")["count"] == 8 and rec.stats("ws_ping")["min"] > 0
+    assert rec.stats("ws_close", {"code": "1000"})["count"] == 8
+
+
+def test_websocket_close_codes_are_recorded() -> None:
+    with ws_server() as srv:
+        result = run_load(
+            LoadTest(
+                ConstantVus(vus=2, bounds=RunBounds(2, max_iterations=6)),
+                WsCloseCode(4001),
+                "http" + srv.url[2:],
+            )
+        )
+    assert result.recorder.stats("ws_close", {"code": "4001"})["count"] == 6
