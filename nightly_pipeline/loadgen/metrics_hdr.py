@@ -19,6 +19,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import accumulate
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
@@ -48,17 +49,23 @@ def index_of(us: int) -> int:
     return ((b + 1) << _HALF_MAG) + (us >> b) - _HALF
 
 
-def indices_ms(values_ms: Iterable[float]) -> tuple[list[int], int, int]:
-    """Counter indices of millisecond values plus the min and max recorded µs."""
-    us = [int(v * 1000.0 + 0.5) if v > 0 else 0 for v in values_ms]  # to_us, inlined
-    hi = max(us)
-    if hi > HIGHEST_US:
-        us = [u if u <= HIGHEST_US else HIGHEST_US for u in us]
-        hi = HIGHEST_US
-    idx = [
-        ((b := (u | _SUB_MASK).bit_length() - 11) + 1 << _HALF_MAG) + (u >> b) - _HALF for u in us
-    ]
-    return idx, min(us), hi
+def sparse_counts_ms(values_ms: Sequence[float]) -> tuple[dict[int, int], int]:
+    """``{counter index: count}`` of millisecond values and their exact sum in ns.
+
+    Vectorised: closing a second of 5,000 samples must not stall the event loop that
+    schedules arrivals (a Python loop here took 20-50 ms a second at 5,000 req/s).
+    Same rounding as `to_us`/`index_of` and as ``round(v * 1e6)`` (half to even).
+    """
+    arr = np.asarray(values_ms, dtype=np.float64)
+    us = np.where(arr > 0, np.floor(arr * 1000.0 + 0.5), 0.0)
+    us = np.minimum(us, HIGHEST_US).astype(np.int64)
+    # frexp's exponent of a positive integer below 2**53 is its bit length.
+    _, bits = np.frexp((us | _SUB_MASK).astype(np.float64))
+    shift = bits.astype(np.int64) - 11
+    idx = ((shift + 1) << _HALF_MAG) + (us >> shift) - _HALF
+    keys, counts = np.unique(idx, return_counts=True)
+    total_ns = int(np.rint(arr * 1e6).astype(np.int64).sum())
+    return dict(zip(keys.tolist(), counts.tolist(), strict=True)), total_ns
 
 
 def lowest_equivalent_us(index: int) -> int:

@@ -11,7 +11,7 @@ figures as one recorder that saw every sample.
 from __future__ import annotations
 
 import math
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
@@ -118,9 +118,7 @@ def build_row(
             values = [v for v in values if math.isfinite(v)]
             if not values:
                 return SeriesSecond(name, tags, TREND, 0, 0), {}
-        idx, _, _ = hdr.indices_ms(values)
-        counts = dict(Counter(idx))
-        total = sum(round(v * 1e6) for v in values)
+        counts, total = hdr.sparse_counts_ms(values)
         row = _trend_row(name, tags, counts, len(values), total, min(values), max(values))
         return row, counts
     if kind == COUNTER:

@@ -365,3 +365,17 @@ def test_one_million_samples_do_not_grow_whole_run_structures() -> None:
     assert len(rec._open) == 0
     # per-second data grows with seconds, not with samples
     assert len(rec.series_rows()) == 3 * seconds
+
+
+def test_vectorised_bucket_counts_equal_the_per_value_reference() -> None:
+    import random
+    from collections import Counter
+
+    from nightly_pipeline.loadgen import metrics_hdr as hdr
+
+    rng = random.Random(7)
+    values = [0.0, -1.0, 0.0004, 0.0005, 1e-3, 2.5, 3_600_000.0, 9e9]
+    values += [rng.lognormvariate(0, 3) for _ in range(20_000)]
+    counts, total_ns = hdr.sparse_counts_ms(values)
+    assert counts == dict(Counter(hdr.index_of(hdr.to_us(v)) for v in values))
+    assert total_ns == sum(round(v * 1e6) for v in values)
