@@ -194,6 +194,7 @@ def read_k6(run: Run, tmp: str) -> None:
 
 def ours_command(run: Run, url: str, tmp: str, pre_vus: int, max_vus: int) -> list[str]:
     args = [str(run.rate), str(run.duration), str(max_vus), url, str(Path(tmp, "out.json"))]
+    args.append(str(Path(tmp, "started")))
     return [sys.executable, __file__, "--ours-child", *args]
 
 
@@ -203,14 +204,18 @@ def read_ours(run: Run, tmp: str) -> None:
         setattr(run, key, value) if hasattr(run, key) else run.extra.__setitem__(key, value)
 
 
-def ours_child(rate: str, duration: str, max_vus: str, url: str, out: str) -> None:
+def ours_child(rate: str, duration: str, max_vus: str, url: str, out: str, marker: str) -> None:
     """Child mode: one run_load in this process; write its numbers as JSON."""
     from nightly_pipeline.loadgen import ConstantArrivalRate, GetPath, LoadTest, RunBounds, run_load
+
+    class MarkedGet(GetPath):
+        async def setup(self, worker: int, workers: int) -> None:
+            Path(marker).touch()  # the run starts right after setup: the parent times from here
 
     executor = ConstantArrivalRate(
         rate=float(rate), bounds=RunBounds(float(duration)), max_vus=int(max_vus)
     )
-    result = run_load(LoadTest(executor, GetPath("/"), url))
+    result = run_load(LoadTest(executor, MarkedGet("/"), url))
     stats = result.recorder.stats
     dur, lat = stats("http_req_duration"), stats("http_req_latency")
     data = dict(
@@ -250,7 +255,8 @@ def measure(
                 cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=pinned(CLIENT_CORE)
             )
         try:
-            status, rusage = monitor(proc.pid, run, nginx, marks, pause_at)
+            marker = Path(tmp, "started")
+            status, rusage = monitor(proc.pid, run, nginx, marks, pause_at, marker)
         except BaseException:
             proc.kill()
             proc.wait()
@@ -266,17 +272,23 @@ def measure(
 
 
 def monitor(
-    pid: int, run: Run, nginx: Nginx, marks: dict[str, float], pause_at: float | None
+    pid: int,
+    run: Run,
+    nginx: Nginx,
+    marks: dict[str, float],
+    pause_at: float | None,
+    marker: Path,
 ) -> tuple[int, Any]:
     """Sample RSS and nginx CPU until ``pid`` exits; pause nginx at ``pause_at`` for 1 s.
-    Times count from the client's first connection to nginx (its fd count rises)."""
+    Times count from the client's start: the ``marker`` file it touches as its run starts
+    (ours), else its first connection to nginx (k6: nginx's fd count rises)."""
     fds0, launched = nginx.ps.num_fds(), time.monotonic()
     t0 = last = 0.0
     cpu0 = cpu_last = nginx.cpu_s()
     pending, rss, peaks = dict(marks), 0.0, [0.0]
     while not (reaped := os.wait4(pid, os.WNOHANG))[0]:
         now = time.monotonic()
-        if not t0 and nginx.ps.num_fds() > fds0:
+        if not t0 and (marker.exists() or nginx.ps.num_fds() > fds0):
             t0 = last = now
             run.startup_s, cpu0 = now - launched, nginx.cpu_s()
         elapsed = now - t0 if t0 else -1.0
@@ -375,7 +387,7 @@ def raise_exit(signum: int, _frame: Any) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 7 and sys.argv[1] == "--ours-child":
+    if len(sys.argv) == 8 and sys.argv[1] == "--ours-child":
         ours_child(*sys.argv[2:])
         return
     args = parse_args()
