@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from nightly_pipeline.store import migrations, writes
+from nightly_pipeline.store import history, migrations, writes
 from nightly_pipeline.store.connection import session
 from nightly_pipeline.store.errors import StoreError
 from nightly_pipeline.store.reads import frame
@@ -134,3 +134,54 @@ class MetricStore:
         """Runs, newest first; ``versions`` is JSON text."""
         with self._open(write=False) as conn:
             return frame(conn, "runs", {"night": night})
+
+    # -- history analysis --------------------------------------------------------------
+
+    def metric_history(
+        self, profile: str | None = None, since: date | None = None, until: date | None = None
+    ) -> pl.DataFrame:
+        """Every summary metric with its test's status that night (analysis/CONTRACT.md).
+
+        Columns: night, profile, test, metric, tags, value, unit, status.
+        """
+        params = {"profile": profile, "since": since, "until": until}
+        with self._open(write=False) as conn:
+            return frame(conn, "metric_history", params)
+
+    def write_verdicts(self, night: date, verdicts: pl.DataFrame) -> None:
+        """Replace the regression verdicts evaluated on ``night``."""
+        rows = history.verdict_rows(night, verdicts)
+        with self._open(write=True) as conn:
+            history.replace_night(
+                conn,
+                self._path,
+                table="verdicts",
+                columns=history.VERDICT_COLUMNS,
+                delete="delete_verdicts",
+                key={"night": night},
+                rows=rows,
+            )
+
+    def verdicts(self, night: date | None = None) -> pl.DataFrame:
+        """Verdicts of ``night`` (all nights when None), regressions first."""
+        with self._open(write=False) as conn:
+            return history.decode_verdicts(frame(conn, "verdicts", {"night": night}))
+
+    def write_baselines(self, computed_for: date, baselines: pl.DataFrame) -> None:
+        """Replace the baselines computed for ``computed_for``."""
+        rows = history.baseline_rows(computed_for, baselines)
+        with self._open(write=True) as conn:
+            history.replace_night(
+                conn,
+                self._path,
+                table="baselines",
+                columns=history.BASELINE_COLUMNS,
+                delete="delete_baselines",
+                key={"computed_for": computed_for},
+                rows=rows,
+            )
+
+    def baselines(self, profile: str | None = None) -> pl.DataFrame:
+        """The most recently computed baselines."""
+        with self._open(write=False) as conn:
+            return frame(conn, "baselines", {"profile": profile})

@@ -111,3 +111,37 @@ SELECT run_id, night, profile, target, started_at, finished_at, status,
 FROM runs
 WHERE ($night IS NULL OR night = $night)
 ORDER BY started_at DESC, run_id;
+
+-- name: metric_history
+SELECT m.night, m.profile, m.test, m.metric, m.tags, m.value, m.unit, r.status
+FROM metrics AS m
+JOIN test_results AS r USING (night, profile, test)
+WHERE ($profile IS NULL OR m.profile = $profile)
+  AND ($since IS NULL OR m.night >= $since)
+  AND ($until IS NULL OR m.night <= $until)
+ORDER BY m.profile, m.test, m.metric, m.tags, m.night;
+
+-- name: delete_verdicts
+DELETE FROM verdicts WHERE night = $night;
+
+-- name: verdicts
+SELECT night, profile, test, metric, tags, direction, verdict, first_bad_night, magnitude,
+       confidence, baseline_mean, latest_value, nights, skipped_nights, plan_rule_fired,
+       change_nights
+FROM verdicts
+WHERE ($night IS NULL OR night = $night)
+ORDER BY night DESC, (verdict = 'regression') DESC, profile, test, metric, tags;
+
+-- name: latest_verdict_night
+SELECT max(night) FROM verdicts;
+
+-- name: delete_baselines
+DELETE FROM baselines WHERE computed_for = $computed_for;
+
+-- name: baselines
+SELECT computed_for, profile, test, metric, tags, mean, std, low, high, n, first_night,
+       last_night
+FROM baselines
+WHERE computed_for = (SELECT max(computed_for) FROM baselines)
+  AND ($profile IS NULL OR profile = $profile)
+ORDER BY profile, test, metric, tags;
