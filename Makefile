@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 export NIGHTLY_HOME ?= $(CURDIR)/.nightly
 
-.PHONY: setup run test lint format dagster-dev clean
+.PHONY: setup system-deps run test lint format dagster-dev clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,12 +14,22 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+## Headless Chromium for the report's browser test (Debian's package; installed when root)
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt-get)"; \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "the report test needs Chromium: sudo apt-get install -y chromium" >&2; exit 1; \
+	  fi; }
+
 ## The main job (today: the load engine's self-check against a built-in loopback target)
 run: setup
 	$(BIN)/nightly selfcheck
 
 ## The tests (exit 5, "no tests collected", is a failure here: there must be tests)
-test: setup
+test: setup system-deps
 	$(BIN)/pytest -q
 
 lint: setup

@@ -1,0 +1,173 @@
+"""The night report: one self-contained HTML file per night (analysis/CONTRACT.md).
+
+Sections: header (counts and the verdict table), one block per test (its result and
+in-run series), and the trend of the metrics that matter across nights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from nightly_pipeline.report import frames
+from nightly_pipeline.report.figures import series_figure, trend_figure
+from nightly_pipeline.report.html import anchor, css_class, esc, figure_div, page, table
+
+VERDICT_HEADERS = (
+    *("profile", "test", "metric", "verdict", "magnitude %", "first bad night"),
+    *("confidence", "plan rule fired"),
+)
+
+
+def _pct(value: float | None, *, signed: bool) -> str:
+    if value is None or value != value:
+        return "-"
+    return f"{value * 100:+.1f}" if signed else f"{value * 100:.2f}"
+
+
+def _verdict_table(verdicts: pl.DataFrame) -> str:
+    rows, classes = [], []
+    for v in verdicts.iter_rows(named=True):
+        rows.append(
+            [
+                esc(v["profile"]),
+                esc(v["test"]),
+                esc(frames.metric_label(v["metric"], v["tags"])),
+                esc(v["verdict"]),
+                _pct(v["magnitude"], signed=True),
+                esc(v["first_bad_night"]),
+                _pct(v["confidence"], signed=False),
+                esc(v["plan_rule_fired"]),
+            ]
+        )
+        classes.append(css_class(str(v["verdict"])))
+    return table(VERDICT_HEADERS, rows, row_classes=classes, numeric=(4, 6))
+
+
+def _verdicts_section(verdicts: pl.DataFrame) -> str:
+    if verdicts.is_empty():
+        return "<p>No regression verdicts for this night.</p>"
+    notable = verdicts.filter(pl.col("verdict").is_in(frames.NOTABLE_VERDICTS))
+    rest = verdicts.filter(~pl.col("verdict").is_in(frames.NOTABLE_VERDICTS))
+    parts = [_verdict_table(notable) if not notable.is_empty() else "<p>No regressions.</p>"]
+    if not rest.is_empty():
+        parts.append(
+            f"<details><summary>{len(rest)} stable or undecided metrics</summary>"
+            f"{_verdict_table(rest)}</details>"
+        )
+    return "".join(parts)
+
+
+def _header(night: date, results: pl.DataFrame, verdicts: pl.DataFrame) -> str:
+    counts = frames.status_counts(results)
+    profiles = ", ".join(esc(p) for p in results["profile"].unique().sort()) or "-"
+    regressions = verdicts.filter(pl.col("verdict") == "regression").height
+    bad = ' class="bad"'
+    links = "".join(
+        f'<a href="#{anchor("test", r["profile"], r["test"])}">{esc(r["test"])}</a>'
+        for r in results.iter_rows(named=True)
+    )
+    return (
+        f"<h1>Nightly report {esc(night)}</h1>"
+        f'<p class="summary"><span>profile: {profiles}</span>'
+        f"<span>tests: {results.height}</span>"
+        f'<span class="good">passed: {counts["passed"]}</span>'
+        f"<span{bad if counts['failed'] else ''}>failed: {counts['failed']}</span>"
+        f"<span{bad if counts['error'] else ''}>errors: {counts['error']}</span>"
+        f"<span{bad if regressions else ''}>regressions: {regressions}</span></p>"
+        f"<nav>{links}</nav>"
+        f'<p><a href="index.html">all nights</a></p>'
+        f"<h2>Verdicts</h2>{_verdicts_section(verdicts)}"
+    )
+
+
+def _test_block(result: dict, series: pl.DataFrame | None, *, with_series: bool) -> str:
+    status = str(result["status"])
+    row = [
+        f'<span class="{"good" if status == "passed" else "bad"}">{esc(status)}</span>',
+        esc(result.get("duration_s")),
+        esc(result.get("generator_bound")),
+        esc(result.get("failed_thresholds")),
+        f'<span class="detail">{esc(result.get("detail") or "")}</span>',
+    ]
+    headers = ("status", "duration s", "generator bound", "failed thresholds", "detail")
+    out = [
+        f'<h3 id="{anchor("test", result["profile"], result["test"])}">'
+        f"{esc(result['test'])} <small>({esc(result['profile'])})</small></h3>",
+        table(headers, [row], row_classes=[css_class(status)], numeric=(1, 3)),
+    ]
+    panels = frames.series_panels(series) if with_series else []
+    if panels:
+        out.append(figure_div(series_figure(str(result["test"]), panels)))
+    elif with_series:
+        out.append("<p>No in-run series recorded.</p>")
+    return "".join(out)
+
+
+def _tests_section(results: pl.DataFrame, series: Mapping[str, pl.DataFrame]) -> str:
+    seen: set[str] = set()
+    blocks = []
+    for result in results.iter_rows(named=True):
+        test = result["test"]
+        blocks.append(_test_block(result, series.get(test), with_series=test not in seen))
+        seen.add(test)
+    return "<h2>Tests</h2>" + ("".join(blocks) or "<p>No test results for this night.</p>")
+
+
+def _trends_section(trends: list[frames.Trend], *, all_metrics: bool) -> str:
+    scope = "every metric" if all_metrics else "key metrics and every metric with a verdict"
+    out = [f"<h2>Trends across nights</h2><p>Showing {scope}.</p>"]
+    current = None
+    for trend in trends:
+        if (trend.profile, trend.test) != current:
+            current = (trend.profile, trend.test)
+            out.append(f"<h3>{esc(trend.test)} <small>({esc(trend.profile)})</small></h3>")
+        out.append(figure_div(trend_figure(trend)))
+    if not trends:
+        out.append("<p>No history yet.</p>")
+    return "".join(out)
+
+
+def render_night_report(
+    out_dir: Path,
+    night: date,
+    *,
+    results: pl.DataFrame,
+    history: pl.DataFrame,
+    verdicts: pl.DataFrame,
+    baselines: pl.DataFrame,
+    series: Mapping[str, pl.DataFrame],
+    all_metrics: bool = False,
+) -> Path:
+    """Write ``<out_dir>/<night>.html`` and return its path.
+
+    ``all_metrics`` charts the trend of every metric instead of the key ones (p95/p99,
+    error rates, throughput) plus those with a regression or improvement verdict.
+    """
+    results = frames.night_results(frames.conform(results, frames.RESULTS_SCHEMA, "results"), night)
+    verdicts = frames.night_verdicts(
+        frames.conform(verdicts, frames.VERDICTS_SCHEMA, "verdicts"), night
+    )
+    history = frames.conform(history, frames.HISTORY_SCHEMA, "history")
+    baselines = frames.conform(baselines, frames.BASELINES_SCHEMA, "baselines")
+    profiles = results["profile"].unique().to_list() or None
+    tests = results["test"].unique().to_list() or None
+    trends = frames.trends(
+        history, verdicts, baselines, night, profiles=profiles, tests=tests,
+        all_metrics=all_metrics,
+    )  # fmt: skip
+    body = (
+        _header(night, results, verdicts)
+        + _tests_section(results, series)
+        + _trends_section(trends, all_metrics=all_metrics)
+    )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{night.isoformat()}.html"
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(page(f"Nightly report {night.isoformat()}", body, plotly=True), "utf-8")
+    tmp.replace(path)
+    return path
