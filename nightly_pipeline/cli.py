@@ -3,14 +3,18 @@ below receives typed values.
 
     nightly selfcheck [--rate 500] [--duration 10] [--workers 1] [--summary-export FILE]
     nightly history [--nights 7] [--profile P]
+    nightly report [--night YYYY-MM-DD] [--open]
+    nightly stack up [--run-id ID] [--postgres-port N] [--redis-port N] [--keep-data]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+import webbrowser
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -58,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="recent nights, tests and verdicts")
     history.add_argument("--nights", type=_positive(int), default=7)
     history.add_argument("--profile", default=None)
+
+    report = sub.add_parser("report", help="evaluate a night and write its HTML report")
+    report.add_argument("--night", type=_night, default=None, help="default: latest night")
+    report.add_argument("--open", action="store_true", help="open the report in a browser")
+
+    stack = sub.add_parser("stack", help="the embedded PostgreSQL + Redis stack")
+    stack_sub = stack.add_subparsers(dest="stack_command", required=True)
+    up = stack_sub.add_parser("up", help="start it, print the endpoints, run until Ctrl-C")
+    up.add_argument("--run-id", default=None, help="default: a timestamp")
+    up.add_argument("--postgres-port", type=_positive(int), default=None)
+    up.add_argument("--redis-port", type=_positive(int), default=None)
+    up.add_argument("--keep-data", action="store_true", help="keep PostgreSQL's data dir")
     return parser
 
 
@@ -131,7 +147,44 @@ def cmd_history(args: argparse.Namespace, store: MetricStore) -> int:
     return 0
 
 
-COMMANDS = {"selfcheck": cmd_selfcheck, "history": cmd_history}
+def cmd_report(args: argparse.Namespace, store: MetricStore) -> int:
+    from nightly_pipeline import evaluate  # analysis and plotly load only for this command
+
+    nights = store.nights()
+    if nights.is_empty():
+        print(f"no results in {store.path} yet: run `nightly selfcheck` first")
+        return 1
+    night = args.night or nights["night"].max()
+    evaluation = evaluate.evaluate_night(store, night)
+    files = evaluate.write_report(store, night, store.path.parent / "reports")
+    counts = ", ".join(f"{n} {kind}" for kind, n in evaluation.counts().items())
+    print(f"{night}: {counts}")
+    print(f"report: {files.page}\nindex:  {files.index}")
+    if args.open:
+        webbrowser.open(files.page.as_uri())
+    return 0
+
+
+def cmd_stack(args: argparse.Namespace, store: MetricStore) -> int:
+    from nightly_pipeline.testbed.stack import stack_up_main
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run_id = args.run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return stack_up_main(
+        store.path.parent / "stack" / run_id,
+        search_path=os.environ.get("PATH"),
+        postgres_port=args.postgres_port or 0,
+        redis_port=args.redis_port or 0,
+        keep_data=args.keep_data,
+    )
+
+
+COMMANDS = {
+    "selfcheck": cmd_selfcheck,
+    "history": cmd_history,
+    "report": cmd_report,
+    "stack": cmd_stack,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
