@@ -1,0 +1,230 @@
+"""Regression verdicts: one row per (profile, test, metric, tags) series of a history.
+
+For each series, over the nights up to ``evaluated_night``:
+
+1. NaN/null values and nights on which the profile ran but the series has no row are
+   skipped and counted (``skipped_nights``); the rest are the usable nights.
+2. Fewer than ``min_nights`` usable nights → ``'insufficient data'``: never an alarm.
+3. Otherwise change points (changepoint.py), on the values with isolated one-night spikes
+   replaced by their neighbours' mean (spikes.py), with ``max_pvalue`` and ``min_magnitude =
+   min_effect``, so shifts smaller than the effect we care about are merged away rather
+   than hiding an older, larger one behind them.
+4. The verdict is about the latest change point with at least ``MIN_NIGHTS_AFTER`` nights
+   on or after it: the nights since then (the current regime) are compared (t-test,
+   relative change) with the reference regime, the latest earlier segment of at least
+   ``MIN_REGIME_NIGHTS`` nights (none: 'stable'). Worse by ``min_effect`` or more in the
+   metric's direction with p < ``max_pvalue`` → ``'regression'`` (``first_bad_night`` =
+   the first change night after the reference from which it is worse), better →
+   ``'improvement'``, else ``'stable'``. ``magnitude`` is signed so + is worse whatever
+   the direction; ``confidence`` is 1 - p. Both are null for 'stable'.
+
+Why ``MIN_NIGHTS_AFTER = 2``: the pooled t-test will call a single night 11 % off a 3 %
+noise series significant, and one bad night is as often a noisy neighbour as a regression.
+Two nights in a row cost one night of delay for large steps (a 20 % step is reported the
+night after it) and remove the one-outlier alarms; a fresh one-night change point still
+shows in ``change_nights``.
+
+Failed or errored nights keep their metric values in the change-point analysis (a failed
+night's latency is data, and often the first sign of the regression); only the baseline
+excludes them (baseline.py). ``plan_rule_fired`` reports the plan's rule on the same
+usable nights as it would run on the evaluated night (plan_rule.py), for comparison.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import polars as pl
+
+from nightly_pipeline.analysis._frames import day, group_history
+from nightly_pipeline.analysis._tdist import ttest_from_stats
+from nightly_pipeline.analysis.baseline import baseline_mask
+from nightly_pipeline.analysis.changepoint import detect_change_points_many
+from nightly_pipeline.analysis.direction import direction_of
+from nightly_pipeline.analysis.plan_rule import firing_on_last_night, plan_rule
+from nightly_pipeline.analysis.spikes import despike
+
+MIN_NIGHTS_AFTER = 2
+MIN_REGIME_NIGHTS = 7
+VERDICT_SCHEMA = {
+    "profile": pl.String,
+    "test": pl.String,
+    "metric": pl.String,
+    "tags": pl.String,
+    "direction": pl.String,
+    "verdict": pl.String,
+    "first_bad_night": pl.Date,
+    "magnitude": pl.Float64,
+    "confidence": pl.Float64,
+    "baseline_mean": pl.Float64,
+    "latest_value": pl.Float64,
+    "nights": pl.Int64,
+    "skipped_nights": pl.Int64,
+    "plan_rule_fired": pl.Boolean,
+    "change_nights": pl.List(pl.Date),
+}
+
+
+def regression_verdicts(
+    history: pl.DataFrame,
+    *,
+    evaluated_night: date | None = None,
+    min_effect: float = 0.05,
+    max_pvalue: float = 0.001,
+    min_nights: int = 8,
+) -> pl.DataFrame:
+    """Verdict per series of ``history`` (columns as in analysis/CONTRACT.md)."""
+    g = group_history(history, until=evaluated_night)
+    end = day(evaluated_night) if evaluated_night is not None else None
+    ran = _nights_each_profile_ran(g)
+    series = []
+    for i, key in enumerate(g.keys.iter_rows()):
+        sl = slice(int(g.starts[i]), int(g.ends[i]))
+        nights, values, passed = g.night[sl], g.value[sl], g.passed[sl]
+        usable = np.isfinite(values)
+        last = end if end is not None else int(ran[key[0]][-1])
+        profile_nights = ran[key[0]]
+        expected = np.count_nonzero((profile_nights >= nights[0]) & (profile_nights <= last))
+        absent = max(0, expected - nights.size)
+        series.append(
+            _Series(
+                key=key,
+                direction=direction_of(key[2]),
+                nights=nights[usable],
+                values=values[usable],
+                smooth=despike(values[usable]),
+                passed=passed[usable],
+                skipped=int(np.count_nonzero(~usable)) + absent,
+            )
+        )
+    enough = [s for s in series if s.values.size >= min_nights]
+    found = detect_change_points_many(
+        [s.smooth for s in enough], max_pvalue=max_pvalue, min_magnitude=min_effect
+    )
+    for s, cps in zip(enough, found, strict=True):
+        s.change_points = cps
+    rows = [_verdict(s, min_nights, min_effect, max_pvalue) for s in series]
+    int_schema = {
+        **VERDICT_SCHEMA,
+        "first_bad_night": pl.Int32,
+        "change_nights": pl.List(pl.Int32),
+    }
+    return pl.DataFrame(rows, schema=int_schema, orient="row").with_columns(
+        pl.col("first_bad_night").cast(pl.Date),
+        pl.col("change_nights").cast(pl.List(pl.Date)),
+    )
+
+
+class _Series:
+    """One series' usable nights: raw values, and ``smooth`` (spikes removed) to analyse."""
+
+    __slots__ = (
+        "change_points",
+        "direction",
+        "key",
+        "nights",
+        "passed",
+        "skipped",
+        "smooth",
+        "values",
+    )
+
+    def __init__(self, key, direction, nights, values, smooth, passed, skipped) -> None:
+        self.key = key
+        self.direction = direction
+        self.nights = nights
+        self.values = values
+        self.smooth = smooth
+        self.passed = passed
+        self.skipped = skipped
+        self.change_points = []
+
+
+def _nights_each_profile_ran(g) -> dict[str, np.ndarray]:
+    profiles = g.keys["profile"].to_list()
+    nights: dict[str, list[np.ndarray]] = {}
+    for i, p in enumerate(profiles):
+        nights.setdefault(p, []).append(g.night[int(g.starts[i]) : int(g.ends[i])])
+    return {p: np.unique(np.concatenate(parts)) for p, parts in nights.items()}
+
+
+def _verdict(s: _Series, min_nights: int, min_effect: float, max_pvalue: float) -> tuple:
+    n = s.values.size
+    change_nights = [int(s.nights[c.index]) for c in s.change_points]
+    fired = firing_on_last_night(plan_rule(s.values.tolist(), s.direction))
+    verdict, first_bad, magnitude, confidence = "stable", None, None, None
+    if n < min_nights:
+        verdict = "insufficient data"
+    else:
+        bounds = [c.index for c in s.change_points if n - c.index >= MIN_NIGHTS_AFTER]
+        if bounds:
+            worse, p, first = _against_reference(s, bounds, min_effect)
+            if p < max_pvalue and worse >= min_effect:
+                verdict, first_bad = "regression", int(s.nights[first])
+            elif p < max_pvalue and worse <= -min_effect:
+                verdict = "improvement"
+            if verdict != "stable":
+                magnitude, confidence = worse, 1.0 - p
+    mask = baseline_mask(s.nights, s.passed, change_nights, first_bad)
+    baseline_mean = float(s.smooth[mask].mean()) if mask.any() else None
+    latest_value = float(s.values[-1]) if n else None
+    return (
+        *s.key,
+        s.direction,
+        verdict,
+        first_bad,
+        magnitude,
+        confidence,
+        baseline_mean,
+        latest_value,
+        n,
+        s.skipped,
+        fired,
+        change_nights,
+    )
+
+
+def _against_reference(s: _Series, bounds: list[int], min_effect: float):
+    """Current regime vs the reference regime: (+ = worse magnitude, p-value, first bad index).
+
+    The current regime is ``values[bounds[-1]:]``. The reference is the latest earlier
+    segment lasting ``MIN_REGIME_NIGHTS`` or more; shorter segments in between are
+    excursions, and without such a segment there is no established level to regress from
+    (a 2-night first segment is not one). Comparing with the segment right before instead
+    would turn the end of a 3-night dip into a "regression" that stays the latest change
+    point, and alarms, for months. The first bad index is the first boundary after the
+    reference from which the level is worse than the reference by ``min_effect``.
+    """
+    edges = [0, *bounds, s.smooth.size]
+    refs = [j for j in range(len(edges) - 2) if edges[j + 1] - edges[j] >= MIN_REGIME_NIGHTS]
+    if not refs:
+        return 0.0, 1.0, bounds[-1]
+    ref = refs[-1]
+    before = s.smooth[edges[ref] : edges[ref + 1]]
+    after = s.smooth[bounds[-1] :]
+    p = float(
+        ttest_from_stats(
+            before.mean(),
+            before.var(ddof=1) if before.size > 1 else 0.0,
+            before.size,
+            after.mean(),
+            after.var(ddof=1) if after.size > 1 else 0.0,
+            after.size,
+            equal_var=True,
+        )
+    )
+    sign = 1.0 if s.direction == "lower" else -1.0
+    base = float(before.mean())
+
+    def worse_than_reference(segment: np.ndarray) -> float:
+        if base == 0:
+            return sign * float(np.copysign(np.inf, segment.mean())) if segment.mean() else 0.0
+        return sign * (float(segment.mean()) - base) / abs(base)
+
+    first = bounds[-1]
+    for k in range(ref + 1, len(edges) - 1):
+        if worse_than_reference(s.smooth[edges[k] : edges[k + 1]]) >= min_effect:
+            first = edges[k]
+            break
+    return worse_than_reference(after), p, first
