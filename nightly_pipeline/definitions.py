@@ -3,10 +3,31 @@
 import dagster as dg
 
 from nightly_pipeline.assets.engine import engine_selfcheck, engine_selfcheck_job
-from nightly_pipeline.resources import MetricStoreResource
+from nightly_pipeline.assets.history import baseline_snapshot, nightly_report, regressions
+from nightly_pipeline.automation.jobs import baseline_snapshot_job, nightly_suite_job
+from nightly_pipeline.automation.schedules import (
+    baseline_snapshot_schedule,
+    nightly_suite_schedule,
+)
+from nightly_pipeline.automation.sensors import (
+    make_regression_alert_sensor,
+    make_run_failure_alert_sensor,
+    make_target_version_sensor,
+)
+from nightly_pipeline.resources import AlertsResource, MetricStoreResource, TargetVersionResource
 
 defs = dg.Definitions(
-    assets=[engine_selfcheck],
-    jobs=[engine_selfcheck_job],
-    resources={"store": MetricStoreResource()},
+    assets=[engine_selfcheck, regressions, nightly_report, baseline_snapshot],
+    jobs=[engine_selfcheck_job, nightly_suite_job, baseline_snapshot_job],
+    schedules=[nightly_suite_schedule, baseline_snapshot_schedule],
+    sensors=[
+        make_run_failure_alert_sensor(),
+        make_regression_alert_sensor(),
+        make_target_version_sensor(),
+    ],
+    resources={
+        "store": MetricStoreResource(),
+        "alerts": AlertsResource(),
+        "target": TargetVersionResource(),
+    },
 )

@@ -1,5 +1,7 @@
 """Dagster resources: thin ConfigurableResource adapters over the plain-Python packages."""
 
+from nightly_pipeline.resources.alerts import AlertsResource
 from nightly_pipeline.resources.store import MetricStoreResource
+from nightly_pipeline.resources.target import TargetVersionResource
 
-__all__ = ["MetricStoreResource"]
+__all__ = ["AlertsResource", "MetricStoreResource", "TargetVersionResource"]
