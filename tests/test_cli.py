@@ -56,3 +56,20 @@ def test_bad_night_is_a_usage_error(tmp_path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--store", str(tmp_path / "m.duckdb"), "selfcheck", "--night", "23/11/2026"])
     assert exc.value.code == 2
+
+
+def test_report_evaluates_the_latest_night_and_writes_the_page(tmp_path, capsys) -> None:
+    from tests.dagster.history_fixture import seed_history
+
+    store = tmp_path / "home" / "metrics.duckdb"
+    seed_history(store)
+    assert main(["--store", str(store), "report"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-11-22: 1 regression" in out
+    assert (tmp_path / "home" / "reports" / "2026-11-22.html").is_file()
+    assert (tmp_path / "home" / "reports" / "index.html").is_file()
+
+
+def test_report_of_an_empty_store_says_what_to_do(tmp_path, capsys) -> None:
+    assert main(["--store", str(tmp_path / "m.duckdb"), "report"]) == 1
+    assert "nightly selfcheck" in capsys.readouterr().out
