@@ -70,3 +70,11 @@ def test_validate_lists_every_problem(config, fragments) -> None:
 def test_valid_configs_pass_and_registry_knows_the_k6_names() -> None:
     validate(ConstantArrivalRate(rate=10, bounds=RunBounds(1)))
     assert set(REGISTRY) == {"constant-arrival-rate", "ramping-arrival-rate", "constant-vus"}
+
+
+def test_iteration_budget_splits_exactly_across_workers() -> None:
+    config = ConstantVus(vus=5, bounds=RunBounds(10, max_iterations=101))
+    shares = [config.for_worker(k, 3) for k in range(3)]
+    assert sum(s.bounds.max_iterations for s in shares) == 101
+    assert sum(s.vus for s in shares) == 5
+    assert all(s.bounds.duration_s == 10 for s in shares)

@@ -8,7 +8,7 @@ processes; ``for_worker(k, n)`` gives worker ``k`` of ``n`` its share of the loa
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol
 
 from nightly_pipeline.loadgen.errors import ConfigError
@@ -24,6 +24,12 @@ class RunBounds:
     duration_s: float
     max_iterations: int | None = None
     graceful_stop_s: float = 10.0
+
+    def for_worker(self, index: int, count: int) -> RunBounds:
+        """Worker ``index`` of ``count``: the same duration, its share of the iterations."""
+        if self.max_iterations is None:
+            return self
+        return replace(self, max_iterations=split_evenly(self.max_iterations, index, count))
 
     def errors(self) -> list[str]:
         problems = []

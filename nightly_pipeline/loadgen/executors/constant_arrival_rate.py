@@ -40,10 +40,6 @@ class ConstantArrivalRate:
 
     def for_worker(self, index: int, count: int) -> ConstantArrivalRate:
         """Worker ``index`` takes every ``count``-th arrival of the whole schedule."""
-        bounds = self.bounds
-        if bounds.max_iterations is not None:
-            bounds = replace(
-                bounds, max_iterations=split_evenly(bounds.max_iterations, index, count)
-            )
+        bounds = self.bounds.for_worker(index, count)
         vus = max(1, split_evenly(self.max_vus, index, count))
         return replace(self, bounds=bounds, max_vus=vus, worker=index, workers=count)

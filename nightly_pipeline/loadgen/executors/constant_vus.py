@@ -29,10 +29,6 @@ class ConstantVus:
         return problems
 
     def for_worker(self, index: int, count: int) -> ConstantVus:
-        bounds = self.bounds
-        if bounds.max_iterations is not None:
-            bounds = replace(
-                bounds, max_iterations=split_evenly(bounds.max_iterations, index, count)
-            )
+        bounds = self.bounds.for_worker(index, count)
         vus = split_evenly(self.vus, index, count)
         return replace(self, bounds=bounds, vus=vus, worker=index, workers=count)

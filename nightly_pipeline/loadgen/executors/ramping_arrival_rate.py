@@ -47,10 +47,6 @@ class RampingArrivalRate:
         )
 
     def for_worker(self, index: int, count: int) -> RampingArrivalRate:
-        bounds = self.bounds
-        if bounds.max_iterations is not None:
-            bounds = replace(
-                bounds, max_iterations=split_evenly(bounds.max_iterations, index, count)
-            )
+        bounds = self.bounds.for_worker(index, count)
         vus = max(1, split_evenly(self.max_vus, index, count))
         return replace(self, bounds=bounds, max_vus=vus, worker=index, workers=count)
