@@ -1,0 +1,226 @@
+"""WebSocket gateway ``GET /v1/ws``: registers each user's sockets and pushes every
+message published on ``messaging:deliver`` to every socket of its recipients.
+
+Per socket: a bounded send queue (``ws_send_queue``) drained by a sender task. A full
+queue counts the frame in ``ws_overload_total``; a socket still overloaded after
+``OVERLOAD_GRACE_S`` is closed with 1013 (try again later). The server pings every
+``ws_heartbeat_s``; no frame (pong or other) for 1.5 intervals terminates the socket
+(``ws_heartbeat_terminate_total``, close code 1001). A close the peer does not
+answer within ``CLOSE_TIMEOUT_S`` aborts the connection. Client ``{"type": "ping"}`` frames
+are answered ``{"type": "pong"}``. Messages are de-duplicated by message_id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from nightly_pipeline.testbed.api.membership import INVALIDATE_CHANNEL
+from nightly_pipeline.testbed.api.storage import REDIS_ERRORS
+from nightly_pipeline.testbed.metrics import Counter, Gauge
+
+log = logging.getLogger(__name__)
+DELIVER_CHANNEL = "messaging:deliver"
+OVERLOAD_GRACE_S = 2.0
+CLOSE_TIMEOUT_S = 2.0  # then the transport is aborted (a peer that does not read)
+
+CONNECTS = Counter("ws_connect_total", "WebSocket connections accepted")
+CLOSES = Counter("ws_close_total", "WebSocket connections closed", ["code"])
+OVERLOADS = Counter("ws_overload_total", "Frames refused by a full per-socket send queue")
+HEARTBEAT_TERMINATES = Counter(
+    "ws_heartbeat_terminate_total", "Sockets terminated for a missing pong"
+)
+FRAMES_SENT = Counter("ws_frame_sent_total", "Frames sent to WebSocket clients")
+OPEN = Gauge("ws_open_connections", "Open WebSocket connections")
+DUPLICATES = Counter(
+    "ws_duplicate_suppressed_total", "Deliveries of an already delivered message_id dropped"
+)
+_RECENT_IDS = 100_000  # message ids remembered for de-duplication
+
+
+class Socket:
+    def __init__(
+        self, ws: web.WebSocketResponse, request: web.Request, user_id: int, queue_size: int
+    ) -> None:
+        self.ws = ws
+        self.transport = request.transport
+        self.close_code: int | None = None  # set when the server closes the socket
+        self.user_id = user_id
+        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
+        self.overloaded_since: float | None = None
+        self.last_seen = time.monotonic()
+        self.closing = False
+
+
+class Gateway:
+    def __init__(self, services: Any) -> None:
+        self.s = services
+        self.cfg = services.cfg
+        self.sockets: dict[int, set[Socket]] = {}
+        self.subscribed = False
+        self.recent: OrderedDict[str, None] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ connections
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        user_id = self.s.auth.principal(request).user_id  # 401 before the upgrade
+        ws = web.WebSocketResponse(autoping=False, timeout=2.0, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        CONNECTS.inc()
+        OPEN.inc()
+        sock = Socket(ws, request, user_id, self.cfg.ws_send_queue)
+        self.sockets.setdefault(user_id, set()).add(sock)
+        sender = asyncio.create_task(self._sender(sock), name=f"ws-send-{user_id}")
+        heartbeat = asyncio.create_task(self._heartbeat(sock), name=f"ws-ping-{user_id}")
+        try:
+            async for msg in ws:
+                sock.last_seen = time.monotonic()
+                if msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    await self._on_client_frame(sock, msg.data)
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            peers = self.sockets.get(user_id, set())
+            peers.discard(sock)
+            if not peers:
+                self.sockets.pop(user_id, None)
+            for task in (sender, heartbeat):
+                task.cancel()
+            await asyncio.gather(sender, heartbeat, return_exceptions=True)
+            if not ws.closed:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+            OPEN.dec()
+            CLOSES.labels(code=str(sock.close_code or ws.close_code or 1006)).inc()
+        return ws
+
+    async def _on_client_frame(self, sock: Socket, data: str) -> None:
+        with contextlib.suppress(ValueError):
+            frame = json.loads(data)
+            if isinstance(frame, dict) and frame.get("type") == "ping":
+                self._enqueue(sock, '{"type":"pong"}')
+
+    async def _sender(self, sock: Socket) -> None:
+        limit = self.cfg.ws_send_queue
+        try:
+            while True:
+                frame = await sock.queue.get()
+                await sock.ws.send_str(frame)
+                FRAMES_SENT.inc()
+                if sock.overloaded_since is not None and sock.queue.qsize() <= limit // 2:
+                    sock.overloaded_since = None
+        except (ConnectionError, RuntimeError):
+            await self._close(sock, 1011, b"send failed")
+
+    async def _heartbeat(self, sock: Socket) -> None:
+        interval = self.cfg.ws_heartbeat_s
+        while True:
+            await asyncio.sleep(interval)
+            if time.monotonic() - sock.last_seen > 1.5 * interval:
+                HEARTBEAT_TERMINATES.inc()
+                await self._close(sock, 1001, b"heartbeat timeout")
+                return
+            try:
+                await sock.ws.ping()
+            except (ConnectionError, RuntimeError):
+                return
+
+    async def _close(self, sock: Socket, code: int, reason: bytes) -> None:
+        if sock.closing:
+            return
+        sock.closing = True
+        sock.close_code = code
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await sock.ws.close(code=code, message=reason)
+        except Exception:
+            if sock.transport is not None:
+                sock.transport.abort()
+
+    async def close_all(self) -> None:
+        socks = [s for peers in self.sockets.values() for s in peers]
+        await asyncio.gather(
+            *(self._close(s, 1001, b"server shutdown") for s in socks), return_exceptions=True
+        )
+
+    # ------------------------------------------------------------ delivery
+
+    def _enqueue(self, sock: Socket, frame: str) -> None:
+        try:
+            sock.queue.put_nowait(frame)
+            return
+        except asyncio.QueueFull:
+            OVERLOADS.inc()
+        now = time.monotonic()
+        if sock.overloaded_since is None:
+            sock.overloaded_since = now
+        elif now - sock.overloaded_since >= OVERLOAD_GRACE_S and not sock.closing:
+            self._spawn(self._close(sock, 1013, b"overloaded"))
+
+    def deliver(self, payload: dict[str, Any]) -> int:
+        """Queue the message for every socket of its recipients; return the socket count.
+        A message_id seen recently is dropped: the consumer is at least once (a reclaimed
+        entry is published again), the sockets get each message once."""
+        message = payload["message"]
+        message_id = str(message["message_id"])
+        if message_id in self.recent:
+            DUPLICATES.inc()
+            return 0
+        self.recent[message_id] = None
+        if len(self.recent) > _RECENT_IDS:
+            self.recent.popitem(last=False)
+        frame = json.dumps({"type": "message", **message}, separators=(",", ":"))
+        queued = 0
+        for uid in payload["recipients"]:
+            for sock in list(self.sockets.get(int(uid), ())):
+                self._enqueue(sock, frame)
+                queued += 1
+        return queued
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_pubsub(self, channel: str, data: bytes) -> None:
+        if channel == INVALIDATE_CHANNEL:
+            self.s.membership.on_invalidate(data.decode())
+            return
+        try:
+            self.deliver(json.loads(data))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("bad frame on %s: %s", channel, exc)
+
+    async def run_pubsub(self) -> None:
+        """Subscribe to delivery and invalidation; resubscribe after Redis outages."""
+        backoff = 0.1
+        while True:
+            pubsub = self.s.pubsub_redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(DELIVER_CHANNEL, INVALIDATE_CHANNEL)
+                self.subscribed, backoff = True, 0.1
+                while True:
+                    msg = await pubsub.get_message(timeout=1.0)
+                    if msg is not None and msg["type"] == "message":
+                        channel = msg["channel"]
+                        if isinstance(channel, bytes):
+                            channel = channel.decode()
+                        self._on_pubsub(channel, msg["data"])
+            except REDIS_ERRORS as exc:
+                log.warning("pub/sub connection lost (%s); resubscribing", exc)
+            finally:
+                self.subscribed = False
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(2.0, backoff * 2)

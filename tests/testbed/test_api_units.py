@@ -1,0 +1,118 @@
+"""Unit tests of the API's pure parts: metrics exposition, JWT, breaker, payload checks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from nightly_pipeline.testbed import metrics
+from nightly_pipeline.testbed.api.auth import sign, verify
+from nightly_pipeline.testbed.api.errors import BadRequest, PayloadTooLarge, Unauthorized
+from nightly_pipeline.testbed.api.messages import decode_payload
+from nightly_pipeline.testbed.api.storage import CircuitBreaker
+from nightly_pipeline.testbed.seed import hash_password, verify_password
+
+
+def test_metrics_render_counter_gauge_histogram() -> None:
+    reg = metrics.Registry()
+    c = metrics.Counter("c_total", "a counter", ["result"], registry=reg)
+    c.labels(result="ok").inc()
+    c.labels(result='we"ird').inc(2)
+    g = metrics.Gauge("g", "a gauge", registry=reg)
+    g.set(5)
+    g.dec(2)
+    h = metrics.Histogram("h_seconds", "a histogram", buckets=(0.1, 1), registry=reg)
+    h.observe(0.05)
+    h.observe(0.5)
+    h.observe(5)
+    text = reg.render()
+    assert "# TYPE c_total counter" in text
+    assert 'c_total{result="we\\"ird"} 2' in text
+    parsed = metrics.parse_text(text)
+    assert parsed['c_total{result="ok"}'] == 1
+    assert parsed["g"] == 3
+    assert parsed['h_seconds_bucket{le="0.1"}'] == 1
+    assert parsed['h_seconds_bucket{le="1"}'] == 2
+    assert parsed['h_seconds_bucket{le="+Inf"}'] == 3
+    assert parsed["h_seconds_count"] == 3
+    assert parsed["h_seconds_sum"] == pytest.approx(5.55)
+    with pytest.raises(ValueError):
+        metrics.Counter("c_total", "duplicate", registry=reg)
+    with pytest.raises(ValueError):
+        c.labels(other="x")
+    with pytest.raises(ValueError):
+        c.labels(result="ok").inc(-1)
+
+
+@pytest.mark.parametrize(
+    ("claims", "secret", "typ", "ok"),
+    [
+        ({"typ": "access", "exp": 2e9, "sub": "1"}, "s", "access", True),
+        ({"typ": "access", "exp": 2e9, "sub": "1"}, "other", "access", False),
+        ({"typ": "access", "exp": 1, "sub": "1"}, "s", "access", False),
+        ({"typ": "refresh", "exp": 2e9, "sub": "1"}, "s", "access", False),
+    ],
+)
+def test_jwt_table(claims: dict, secret: str, typ: str, ok: bool) -> None:
+    token = sign(claims, secret)
+    if ok:
+        assert verify(token, "s", typ)["sub"] == "1"
+    else:
+        with pytest.raises(Unauthorized):
+            verify(token, "s", typ)
+
+
+def test_jwt_garbage_is_unauthorized() -> None:
+    for token in ("", "a.b", "a.b.c", "...."):
+        with pytest.raises(Unauthorized):
+            verify(token, "s", "access")
+
+
+def test_breaker_closed_open_half_open() -> None:
+    now = [0.0]
+    b = CircuitBreaker("unit", failures=2, reset_s=5, clock=lambda: now[0])
+    b.failure()
+    b.before_call()
+    b.failure()
+    assert b.state == "open"
+    with pytest.raises(Exception, match="open"):
+        b.before_call()
+    now[0] = 5.0
+    b.before_call()
+    assert b.state == "half_open"
+    b.failure()
+    assert b.state == "open"
+    now[0] = 10.0
+    b.before_call()
+    b.success()
+    assert b.state == "closed"
+    text = metrics.render()
+    assert 'storage_circuit_breaker_transitions_total{adapter="unit",state="open"} 2' in text
+
+
+def test_decode_payload() -> None:
+    def body(data: bytes, **kw: object) -> dict:
+        return {
+            "conversation_id": "00000000-0000-0000-0000-000000000001",
+            "client_msg_id": "c",
+            "ciphertext": base64.b64encode(data).decode(),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            **kw,
+        }
+
+    assert decode_payload(body(b"abc"), 10)[2] == b"abc"
+    with pytest.raises(PayloadTooLarge):
+        decode_payload(body(b"x" * 11), 10)
+    with pytest.raises(BadRequest):
+        decode_payload(body(b"abc", sha256="0" * 64), 10)
+    with pytest.raises(BadRequest):
+        decode_payload(body(b"abc", conversation_id="nope"), 10)
+
+
+def test_password_hash_roundtrip() -> None:
+    encoded = hash_password("pw", n=2**8)
+    assert verify_password("pw", encoded)
+    assert not verify_password("wrong", encoded)
+    assert not verify_password("pw", "garbage")

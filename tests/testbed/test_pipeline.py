@@ -1,0 +1,184 @@
+"""Dispatcher and consumer against real PostgreSQL and Redis (a stack per test): delivery
+exactly once, a consumer killed with SIGKILL mid-stream, Redis cut from the dispatcher,
+dead letters, and a SIGTERM drain that leaves no process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from nightly_pipeline.chaos import ProxyControl
+from tests.testbed.pipeline_fixtures import (
+    Gateway,
+    all_gone,
+    pipeline_stack,
+    seed_conversations,
+    send_messages,
+    sql,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+DLQ = 'messaging_dispatch_dlq_total{sink="redis"}'
+
+
+def _outbox(dsn: str) -> tuple[int, int]:
+    row = sql(dsn, "SELECT count(*) AS n, count(*) FILTER (WHERE dead) AS dead FROM outbox")[0]
+    return row["n"], row["dead"]
+
+
+def test_every_message_is_delivered_once_and_intact(tmp_path: Path, system_dir: Path) -> None:
+    with pipeline_stack(tmp_path, system_dir) as p, Gateway(p.endpoints.redis_url) as gateway:
+        convs = seed_conversations(p.dsn, 3, participants=4)
+        sent = [s for c in convs for s in send_messages(p.dsn, c, 100)]
+
+        wait_until(lambda: gateway.has_all(sent), 20, "every message at the gateway")
+        time.sleep(0.3)  # let a duplicate show up, if one were coming
+        counts = gateway.counts()
+        assert len(counts) == len(sent) and set(counts.values()) == {1}
+        gateway.check_intact(sent, convs)
+        assert _outbox(p.dsn) == (0, 0)
+        with p.redis() as r:
+            assert r.xlen(p.config.stream) == len(sent)
+
+        d, c = p.metrics("dispatcher"), p.metrics("consumer")
+        assert d["messaging_dispatch_published_total"] == len(sent)
+        assert d[DLQ] == 0 and d["messaging_outbox_dead_total"] == 0
+        assert d["messaging_dispatch_lag_distribution_seconds_count"] == len(sent)
+        assert c["messaging_consumer_delivered_total"] == len(sent)
+        assert c["messaging_consumer_lag_distribution_seconds_count"] == len(sent)
+        assert c["messaging_consumer_duplicates_total"] == 0
+        assert c["messaging_consumer_participant_cache_hits_total"] > 0
+        wait_until(lambda: p.metric("consumer", "messaging_consumer_pel_size") == 0, 5, "empty PEL")
+
+
+def test_consumer_killed_mid_stream_loses_nothing(tmp_path: Path, system_dir: Path) -> None:
+    with pipeline_stack(tmp_path, system_dir, consumer_reclaim_idle_ms=1000) as p:
+        (conv,) = seed_conversations(p.dsn, 1, participants=3)
+        r = p.redis()
+        group = (p.config.stream, p.config.consumer_group)
+        with Gateway(p.endpoints.redis_url) as first_gateway:
+            first = send_messages(p.dsn, conv, 300)
+            wait_until(lambda: first_gateway.has_all(first), 20, "the first messages delivered")
+
+        # No gateway now: the consumer reads the next entries but cannot deliver them,
+        # so they sit in its PEL when it is killed.
+        second = send_messages(p.dsn, conv, 300)
+        wait_until(lambda: r.xpending(*group)["pending"] == 300, 20, "300 pending entries")
+        os.kill(p.endpoints.pids["consumer"], signal.SIGKILL)
+        assert all_gone([p.endpoints.pids["consumer"]])
+        pel_at_kill = r.xpending(*group)["pending"]
+        third = send_messages(p.dsn, conv, 200)  # arrives while no consumer runs
+
+        with Gateway(p.endpoints.redis_url) as gateway, p.process(p.spec("consumer", "c2")):
+            t0 = time.monotonic()
+            wait_until(lambda: gateway.has_all(second + third), 30, "every message after restart")
+            recovery_s = time.monotonic() - t0
+            wait_until(
+                lambda: p.metric("c2", "messaging_consumer_pel_size") == 0, 5, "an empty PEL"
+            )
+            metrics = p.metrics("c2")
+            counts = gateway.counts()
+        r.close()
+
+    assert pel_at_kill == 300
+    assert metrics["messaging_consumer_pel_reclaimed_total"] == pel_at_kill
+    assert metrics["messaging_consumer_delivered_total"] == len(second) + len(third)
+    assert recovery_s < 15
+    assert set(counts) == {s.message_id for s in second + third}
+    assert set(counts.values()) == {1}
+    gateway.check_intact(second + third, [conv])
+
+
+def test_redis_cut_keeps_rows_in_the_dlq_then_drains(tmp_path: Path, system_dir: Path) -> None:
+    # max_attempts 3: an outage outlasting 3 attempts must still not dead-letter anything.
+    with (
+        pipeline_stack(tmp_path, system_dir, dispatch_max_attempts=3) as p,
+        Gateway(p.endpoints.redis_url) as gateway,
+        ProxyControl(p.endpoints.redis_proxy_control) as proxy,
+    ):
+        (conv,) = seed_conversations(p.dsn, 1, participants=2)
+        before = send_messages(p.dsn, conv, 100)
+        wait_until(lambda: gateway.has_all(before), 20, "delivery before the cut")
+
+        proxy.cut()
+        try:
+            during = send_messages(p.dsn, conv, 300)
+            wait_until(lambda: p.metric("dispatcher", DLQ) > 0, 10, "DLQ writes")
+            wait_until(
+                lambda: sql(p.dsn, "SELECT min(attempts) AS a FROM outbox")[0]["a"] > 3,
+                15,
+                "more attempts than max_attempts",
+            )
+            assert _outbox(p.dsn) == (300, 0)
+            assert not any(gateway.counts()[s.message_id] for s in during)
+        finally:
+            proxy.restore()
+        t0 = time.monotonic()
+        wait_until(lambda: gateway.has_all(during), 20, "the DLQ drained to the gateway")
+        recovery_s = time.monotonic() - t0
+
+        assert recovery_s < 10
+        assert _outbox(p.dsn) == (0, 0)
+        d = p.metrics("dispatcher")
+        assert d[DLQ] >= 300 * 3 and d["messaging_outbox_dead_total"] == 0
+        assert d["messaging_dispatch_published_total"] >= 400
+        time.sleep(0.3)
+        assert set(gateway.counts().values()) == {1}
+        gateway.check_intact(before + during, [conv])
+
+
+def test_refused_entries_are_dead_after_max_attempts(tmp_path: Path, system_dir: Path) -> None:
+    with pipeline_stack(
+        tmp_path, system_dir, workers=("dispatcher",), dispatch_max_attempts=2
+    ) as p:
+        with p.redis() as r:
+            r.set(p.config.stream, "not a stream")  # every XADD now answers WRONGTYPE
+        (conv,) = seed_conversations(p.dsn, 1, participants=2)
+        send_messages(p.dsn, conv, 20)
+
+        wait_until(
+            lambda: p.metric("dispatcher", "messaging_outbox_dead_total") == 20, 15, "20 dead"
+        )
+        rows = sql(p.dsn, "SELECT attempts, dead, last_error FROM outbox")
+        assert len(rows) == 20
+        assert all(r["dead"] and r["attempts"] == 2 for r in rows)
+        assert all("WRONGTYPE" in r["last_error"] for r in rows)
+        d = p.metrics("dispatcher")
+        assert d[DLQ] == 40 and d["messaging_dispatch_published_total"] == 0
+        time.sleep(0.3)  # dead rows are not retried
+        assert p.metric("dispatcher", DLQ) == 40
+
+
+def test_sigterm_drains_and_exits_within_5_s(tmp_path: Path, system_dir: Path) -> None:
+    with pipeline_stack(tmp_path, system_dir, workers=()) as p:
+        (conv,) = seed_conversations(p.dsn, 1, participants=2)
+        with (
+            Gateway(p.endpoints.redis_url) as gateway,
+            p.process(p.spec("dispatcher")) as dispatcher,
+            p.process(p.spec("consumer")) as consumer,
+        ):
+            sent = send_messages(p.dsn, conv, 3000, size=256)
+            wait_until(lambda: len(gateway.counts()) > 100, 20, "delivery under way")
+            procs = [dispatcher, consumer]
+            pids = [proc.pid for proc in procs]
+            t0 = time.monotonic()
+            for proc in procs:
+                assert proc.proc is not None
+                proc.proc.send_signal(signal.SIGTERM)
+            codes = [proc.proc.wait(5) for proc in procs if proc.proc is not None]
+            elapsed = time.monotonic() - t0
+            assert codes == [0, 0] and elapsed < 5
+            assert all_gone(pids)
+            assert len(gateway.counts()) < len(sent), "stopped after the end, not mid-stream"
+            for proc in procs:
+                assert "cancelling" not in proc.log_text()  # the drain finished in time
+
+            # Nothing was lost by stopping mid-stream: a new pair finishes the job.
+            with p.process(p.spec("dispatcher", "d2")), p.process(p.spec("consumer", "c2")):
+                wait_until(lambda: gateway.has_all(sent), 30, "every message after restart")
+        assert set(gateway.counts().values()) == {1}

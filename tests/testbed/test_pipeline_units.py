@@ -1,0 +1,148 @@
+"""Dispatcher/consumer logic without I/O: the stream entry format both sides agree on,
+and the consumer's participant cache (fake pool, fake clock)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from nightly_pipeline.testbed.config import TestbedConfig
+from nightly_pipeline.testbed.consumer import ConsumerMetrics, ConsumerSettings, parse_entry
+from nightly_pipeline.testbed.consumer.participants import ParticipantCache
+from nightly_pipeline.testbed.dispatcher import DispatchSettings, stream_fields
+from nightly_pipeline.testbed.metrics import Registry
+
+CONV = str(uuid.uuid4())
+MSG = str(uuid.uuid4())
+GOOD = {
+    b"message_id": MSG.encode(),
+    b"conversation_id": CONV.encode(),
+    b"sender_id": b"7",
+    b"seq": b"42",
+    b"sha256": b"ab" * 32,
+    b"ciphertext": base64.b64encode(b"\x00\xffpayload"),
+    b"created_at": b"1700000000.250000",
+}
+
+
+def test_dispatcher_fields_parse_back_on_the_consumer_side() -> None:
+    row = {
+        "message_id": uuid.UUID(MSG),
+        "conversation_id": uuid.UUID(CONV),
+        "sender_id": 7,
+        "seq": 42,
+        "sha256": "ab" * 32,
+        "ciphertext": b"\x00\xffpayload",
+        "created_at": 1700000000.25,
+    }
+    fields = {k.encode(): v.encode() for k, v in stream_fields(row).items()}  # type: ignore[arg-type]
+    entry = parse_entry(b"1-0", fields)
+    assert entry is not None and entry.entry_id == "1-0" and entry.message_id == MSG
+    assert entry.message == {
+        "message_id": MSG,
+        "conversation_id": CONV,
+        "sender_id": 7,
+        "seq": 42,
+        "sha256": "ab" * 32,
+        "ciphertext": base64.b64encode(b"\x00\xffpayload").decode(),
+        "created_at": 1700000000.25,
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "ok"),
+    [
+        (GOOD, True),
+        (None, False),  # trimmed away before a reclaim
+        ({}, False),
+        ({k: v for k, v in GOOD.items() if k != b"sha256"}, False),
+        (GOOD | {b"seq": b"x"}, False),
+        (GOOD | {b"created_at": b"soon"}, False),
+        (GOOD | {b"extra": b"ignored"}, True),
+    ],
+)
+def test_parse_entry(fields: dict[bytes, bytes] | None, ok: bool) -> None:
+    assert (parse_entry("5-1", fields) is not None) is ok
+
+
+def test_settings_from_config() -> None:
+    cfg = TestbedConfig(
+        pg_dsn="postgresql://x@h/db",
+        redis_url="redis://h/0",
+        stream="s",
+        consumer_group="g",
+        dispatch_batch=50,
+        dispatch_max_attempts=3,
+        consumer_reclaim_idle_ms=60_000,
+    )
+    d = DispatchSettings.from_config(cfg)
+    assert (d.stream, d.batch, d.max_attempts) == ("s", 50, 3)
+    assert d.backoff_cap_s <= 2.0  # replay within ~2 s of Redis returning
+    c = ConsumerSettings.from_config(cfg, "me")
+    assert (c.stream, c.group, c.name, c.reclaim_idle_ms) == ("s", "g", "me", 60_000)
+    assert c.reclaim_every_s == 5.0  # bounded, however long the idle threshold
+    assert ConsumerSettings("s", "g", "n", reclaim_idle_ms=100).reclaim_every_s == 0.25
+    assert ConsumerSettings.from_config(cfg).name  # defaults to host-pid
+
+
+class FakePool:
+    def __init__(self, members: dict[str, list[int]]) -> None:
+        self.members = members
+        self.queries = 0
+        self.during_fetch: Callable[[], None] | None = None
+
+    async def fetch(self, _sql: str, ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+        self.queries += 1
+        if self.during_fetch is not None:
+            self.during_fetch()
+        return [
+            {"conversation_id": i, "user_id": u} for i in ids for u in self.members.get(str(i), [])
+        ]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _cache(members: dict[str, list[int]]) -> tuple[ParticipantCache, FakePool, FakeClock]:
+    pool, clock = FakePool(members), FakeClock()
+    cache = ParticipantCache(pool, ConsumerMetrics(Registry()), ttl_s=5.0, clock=clock)  # type: ignore[arg-type]
+    return cache, pool, clock
+
+
+def test_participant_cache_hits_expires_and_invalidates() -> None:
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    cache, pool, clock = _cache({a: [3, 1], b: [2]})
+    assert asyncio.run(cache.get_many([a, b, a])) == {a: [1, 3], b: [2]}
+    assert pool.queries == 1
+    assert asyncio.run(cache.get_many([a])) == {a: [1, 3]}
+    assert pool.queries == 1  # cached
+
+    pool.members[a] = [1, 3, 4]
+    cache.invalidate(a)
+    assert asyncio.run(cache.get_many([a, b])) == {a: [1, 3, 4], b: [2]}
+    assert pool.queries == 2  # only a was fetched again
+
+    pool.members[b] = []
+    clock.now += 5.1
+    assert asyncio.run(cache.get_many([b])) == {b: []}  # expired; an empty conversation
+    assert pool.queries == 3
+
+
+def test_participant_lookup_racing_an_invalidation_is_not_cached() -> None:
+    a = str(uuid.uuid4())
+    cache, pool, _ = _cache({a: [1]})
+    pool.during_fetch = lambda: cache.invalidate(a)
+    assert asyncio.run(cache.get_many([a])) == {a: [1]}
+    pool.during_fetch = None
+    asyncio.run(cache.get_many([a]))
+    assert pool.queries == 2  # the raced result was used once, not kept
