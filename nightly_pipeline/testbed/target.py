@@ -1,0 +1,78 @@
+"""What the suite needs to know of a target: URLs, credentials, where its metrics are.
+
+The embedded platform produces one (``Platform.target()``); a deployed platform is
+described by a JSON file (external target mode), for example::
+
+    {
+      "name": "staging",
+      "base_url": "https://messaging.staging.example.com",
+      "ws_url": "wss://messaging.staging.example.com/v1/ws",
+      "metrics_urls": {"api": "https://messaging.staging.example.com/metrics"},
+      "users": ["load0001", "load0002"],
+      "password_env": "NIGHTLY_TARGET_PASSWORD",
+      "allow_hosts": ["messaging.staging.example.com"]
+    }
+
+The password is never in the file: ``password_env`` names the environment variable that
+holds it, read by the entry point. Hosts other than loopback must be listed in
+``allow_hosts`` or the load engine refuses them before any request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class TargetConfigError(ValueError):
+    """A target file that cannot be used; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    base_url: str
+    ws_url: str
+    metrics_urls: Mapping[str, str]
+    users: tuple[str, ...]
+    password: str
+    allow_hosts: tuple[str, ...] = ()
+    versions: Mapping[str, str] = field(default_factory=dict)
+    embedded: bool = False
+
+
+REQUIRED = ("name", "base_url", "ws_url", "users", "password_env")
+
+
+def load_target(path: Path, env: Mapping[str, str]) -> Target:
+    """Read an external target file; every problem is reported at once."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TargetConfigError(f"target file {path}: cannot read it as JSON: {exc}") from exc
+    problems = [f"missing key {key!r}" for key in REQUIRED if key not in raw]
+    if not problems:
+        for key in ("base_url", "ws_url"):
+            scheme = urlsplit(raw[key]).scheme
+            wanted = ("http", "https") if key == "base_url" else ("ws", "wss")
+            if scheme not in wanted:
+                problems.append(f"{key} must start with {' or '.join(wanted)}://")
+        if not raw["users"]:
+            problems.append("users must list at least one seeded user")
+        if raw["password_env"] not in env:
+            problems.append(f"environment variable {raw['password_env']} (password_env) is unset")
+    if problems:
+        listing = "\n  - ".join(problems)
+        raise TargetConfigError(f"target file {path}:\n  - {listing}")
+    return Target(
+        name=raw["name"],
+        base_url=raw["base_url"].rstrip("/"),
+        ws_url=raw["ws_url"],
+        metrics_urls=dict(raw.get("metrics_urls", {})),
+        users=tuple(raw["users"]),
+        password=env[raw["password_env"]],
+        allow_hosts=tuple(raw.get("allow_hosts", ())),
+    )
