@@ -5,6 +5,7 @@ below receives typed values.
     nightly history [--nights 7] [--profile P]
     nightly report [--night YYYY-MM-DD] [--open]
     nightly stack up [--run-id ID] [--postgres-port N] [--redis-port N] [--keep-data]
+                     [--no-testbed] [--users 100]
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--postgres-port", type=_positive(int), default=None)
     up.add_argument("--redis-port", type=_positive(int), default=None)
     up.add_argument("--keep-data", action="store_true", help="keep PostgreSQL's data dir")
+    up.add_argument("--no-testbed", action="store_true", help="only PostgreSQL and Redis")
+    up.add_argument("--users", type=_positive(int), default=100, help="users to seed")
     return parser
 
 
@@ -166,16 +169,33 @@ def cmd_report(args: argparse.Namespace, store: MetricStore) -> int:
 
 
 def cmd_stack(args: argparse.Namespace, store: MetricStore) -> int:
+    from nightly_pipeline.testbed.platform import PlatformProcesses, PlatformSettings
     from nightly_pipeline.testbed.stack import stack_up_main
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run_id = args.run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    extra: dict = {}
+    if not args.no_testbed:
+        processes = PlatformProcesses(PlatformSettings(users=args.users))
+
+        def describe(endpoints):  # what a user of the platform needs
+            up = processes.platform(endpoints)
+            return {
+                "base_url": up.base_url,
+                "ws_url": up.ws_url,
+                "metrics_urls": dict(up.metrics_urls),
+                "users": f"{min(up.users)} .. {max(up.users)}",
+                "password": up.password,
+            }
+
+        extra = {"processes": processes, "describe": describe}
     return stack_up_main(
         store.path.parent / "stack" / run_id,
         search_path=os.environ.get("PATH"),
         postgres_port=args.postgres_port or 0,
         redis_port=args.redis_port or 0,
         keep_data=args.keep_data,
+        **extra,
     )
 
 

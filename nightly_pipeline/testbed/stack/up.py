@@ -9,12 +9,13 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from nightly_pipeline.testbed.stack.config import StackConfig
 from nightly_pipeline.testbed.stack.errors import StackError
-from nightly_pipeline.testbed.stack.launcher import EmbeddedStack
+from nightly_pipeline.testbed.stack.launcher import EmbeddedStack, Endpoints, ProcessFactory
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,14 @@ def stack_up_main(
     search_path: str | None = None,
     out: TextIO | None = None,
     stop_event: threading.Event | None = None,
+    processes: ProcessFactory | None = None,
+    describe: Callable[[Endpoints], dict[str, Any]] | None = None,
     **config: Any,
 ) -> int:
     """Start the stack in ``run_dir``, print the endpoints (JSON) and block until SIGINT,
     SIGTERM or ``stop_event``; tear down. ``config`` takes any other :class:`StackConfig`
-    field (``postgres_port``, ``postgres_bin_dir``, ...). Returns the exit code:
+    field (``postgres_port``, ``postgres_bin_dir``, ...); ``processes`` adds processes to
+    the stack and ``describe`` what to print beside the endpoints. Returns the exit code:
     0 after ``stop_event``, 128 + signal number after a signal, 1 when the stack failed."""
     out = out or sys.stdout
     stop_event = stop_event or threading.Event()
@@ -53,9 +57,12 @@ def stack_up_main(
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, on_signal)
     try:
-        stack = EmbeddedStack(cfg)
+        stack = EmbeddedStack(cfg, processes=processes or ())
         with stack as endpoints:
-            print(json.dumps(endpoints.to_json(), indent=2), file=out, flush=True)
+            shown = endpoints.to_json()
+            if describe is not None:
+                shown = {**shown, **describe(endpoints)}
+            print(json.dumps(shown, indent=2), file=out, flush=True)
             print(
                 f"stack up in {stack.start_seconds:.1f} s; Ctrl-C or SIGTERM to stop",
                 file=sys.stderr,
