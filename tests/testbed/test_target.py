@@ -1,0 +1,48 @@
+"""External target files: a valid one loads, a bad one names every problem."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nightly_pipeline.testbed.target import TargetConfigError, load_target
+
+GOOD = {
+    "name": "staging",
+    "base_url": "https://messaging.staging.example.com/",
+    "ws_url": "wss://messaging.staging.example.com/v1/ws",
+    "metrics_urls": {"api": "https://messaging.staging.example.com/metrics"},
+    "users": ["load0001"],
+    "password_env": "NIGHTLY_TARGET_PASSWORD",
+    "allow_hosts": ["messaging.staging.example.com"],
+}
+
+
+def test_a_valid_target_file_loads_with_the_password_from_the_environment(tmp_path) -> None:
+    path = tmp_path / "target.json"
+    path.write_text(json.dumps(GOOD))
+    target = load_target(path, {"NIGHTLY_TARGET_PASSWORD": "s3cret"})
+    assert target.base_url == "https://messaging.staging.example.com"
+    assert target.password == "s3cret"
+    assert target.allow_hosts == ("messaging.staging.example.com",)
+    assert not target.embedded
+
+
+def test_every_problem_is_reported_at_once(tmp_path) -> None:
+    path = tmp_path / "target.json"
+    path.write_text(json.dumps({**GOOD, "ws_url": "http://x/v1/ws", "users": []}))
+    with pytest.raises(TargetConfigError) as err:
+        load_target(path, {})
+    message = str(err.value)
+    assert str(path) in message
+    assert "ws_url must start with ws or wss" in message
+    assert "at least one seeded user" in message
+    assert "NIGHTLY_TARGET_PASSWORD" in message
+
+
+def test_a_file_that_is_not_json_is_named(tmp_path) -> None:
+    path = tmp_path / "target.json"
+    path.write_text("name: staging")
+    with pytest.raises(TargetConfigError, match="cannot read it as JSON"):
+        load_target(path, {})
