@@ -1,0 +1,177 @@
+"""What the suite watches on the target while a test runs: its Prometheus ``/metrics``
+(parsed with prometheus_client's parser) and its processes' resources (RSS, CPU, open
+files), sampled on a background thread at a fixed interval, bounded in count and time.
+
+A target whose ``/metrics`` is unreachable or malformed is not an exception: the sample
+records which endpoint failed and why, so a test can fail only the checks that need the
+metrics it could not read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import httpx
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+MetricKey = tuple[str, tuple[tuple[str, str], ...]]  # (sample name, sorted labels)
+
+
+def parse_metrics(text: str) -> dict[MetricKey, float]:
+    """Every sample of a Prometheus text exposition; ValueError when malformed."""
+    out: dict[MetricKey, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = float(sample.value)
+    return out
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """One scrape of every endpoint at ``at`` (seconds on the sampler's clock)."""
+
+    at: float
+    values: Mapping[str, Mapping[MetricKey, float]]  # endpoint name -> samples
+    errors: Mapping[str, str]  # endpoint name -> why it could not be read
+
+    def total(self, name: str, **labels: str) -> float | None:
+        """Sum of ``name`` over every endpoint and every label set containing ``labels``."""
+        found = [
+            value
+            for samples in self.values.values()
+            for (sample, tags), value in samples.items()
+            if sample == name and set(labels.items()) <= set(tags)
+        ]
+        return sum(found) if found else None
+
+
+def scrape(urls: Mapping[str, str], client: httpx.Client, at: float) -> Scrape:
+    values: dict[str, dict[MetricKey, float]] = {}
+    errors: dict[str, str] = {}
+    for name, url in urls.items():
+        try:
+            response = client.get(url)
+            response.raise_for_status()
+            values[name] = parse_metrics(response.text)
+        except httpx.HTTPError as exc:
+            errors[name] = f"{url}: {type(exc).__name__}: {exc}"
+        except ValueError as exc:
+            errors[name] = f"{url}: malformed Prometheus text: {exc}"
+    return Scrape(at, values, errors)
+
+
+@dataclass(frozen=True)
+class ProcessSample:
+    at: float
+    rss_mb: float  # the process and its children
+    cpu_s: float  # user + system, the process and its children
+    open_files: int
+
+
+def sample_process(pid: int, at: float) -> ProcessSample | None:
+    """RSS, CPU and open file descriptors of ``pid`` and its children; None if it is gone."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+        rss = cpu = 0.0
+        fds = 0
+        for proc in procs:
+            with proc.oneshot():
+                rss += proc.memory_info().rss
+                times = proc.cpu_times()
+                cpu += times.user + times.system
+                fds += proc.num_fds()
+        return ProcessSample(at, rss / 2**20, cpu, fds)
+    except psutil.Error:
+        return None
+
+
+@dataclass
+class Samples:
+    scrapes: list[Scrape] = field(default_factory=list)
+    processes: dict[str, list[ProcessSample]] = field(default_factory=dict)
+
+
+class Sampler:
+    """Scrape ``metrics_urls`` and sample ``pids`` every ``interval_s`` until stopped.
+
+    Use as a context manager around a test's load; at most ``max_samples`` rounds are
+    kept (a runaway test cannot grow memory without bound).
+    """
+
+    def __init__(
+        self,
+        metrics_urls: Mapping[str, str],
+        pids: Mapping[str, int],
+        *,
+        interval_s: float = 1.0,
+        max_samples: int = 24 * 3600,
+        clock: Callable[[], float] = time.monotonic,
+        timeout_s: float = 2.0,
+    ) -> None:
+        self.metrics_urls = dict(metrics_urls)
+        self.pids = dict(pids)
+        self.interval_s = interval_s
+        self.max_samples = max_samples
+        self.clock = clock
+        self.samples = Samples(processes={name: [] for name in pids})
+        self._client = httpx.Client(timeout=timeout_s, trust_env=False)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nightly-sampler", daemon=True)
+        self.start_at = 0.0
+
+    def sample_once(self) -> None:
+        at = self.clock() - self.start_at
+        self.samples.scrapes.append(scrape(self.metrics_urls, self._client, at))
+        for name, pid in self.pids.items():
+            sample = sample_process(pid, at)
+            if sample is not None:
+                self.samples.processes[name].append(sample)
+
+    def _run(self) -> None:
+        rounds = 1
+        while rounds < self.max_samples and not self._stop.wait(self.interval_s):
+            self.sample_once()
+            rounds += 1
+
+    def __enter__(self) -> Sampler:
+        self.start_at = self.clock()
+        self.sample_once()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval_s + 5.0)
+        self.sample_once()
+        self._client.close()
+
+
+def counter_delta(samples: Samples, name: str, **labels: str) -> float | None:
+    """How much a counter grew from the first to the last scrape that had it (None: never
+    read). A counter that went down (process restarted) counts from zero again."""
+    values = [v for s in samples.scrapes if (v := s.total(name, **labels)) is not None]
+    if not values:
+        return None
+    grown = 0.0
+    for before, after in itertools.pairwise(values):
+        grown += after - before if after >= before else after
+    return grown
+
+
+def gauge_max(samples: Samples, name: str, **labels: str) -> float | None:
+    values = [v for s in samples.scrapes if (v := s.total(name, **labels)) is not None]
+    return max(values) if values else None
+
+
+def unreadable(samples: Samples) -> dict[str, str]:
+    """Endpoints that failed in any scrape, with the last reason."""
+    out: dict[str, str] = {}
+    for s in samples.scrapes:
+        out.update(s.errors)
+    return out

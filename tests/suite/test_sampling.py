@@ -1,0 +1,103 @@
+"""Sampling a target: real HTTP /metrics (good, malformed, down) and real processes."""
+
+from __future__ import annotations
+
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from nightly_pipeline.suite.sampling import (
+    Sampler,
+    counter_delta,
+    gauge_max,
+    parse_metrics,
+    unreadable,
+)
+
+
+class MetricsServer:
+    """Serves ``self.text`` at /metrics; the test changes it between scrapes."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = outer.text.encode()
+                self.send_response(200)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/metrics"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def metrics_server():
+    server = MetricsServer()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def _exposition(delivered: float, lag: float) -> str:
+    return (
+        "# TYPE messaging_consumer_delivered_total counter\n"
+        f"messaging_consumer_delivered_total {delivered}\n"
+        "# TYPE messaging_consumer_lag_seconds gauge\n"
+        f"messaging_consumer_lag_seconds {lag}\n"
+        "# TYPE ws_close_total counter\n"
+        f'ws_close_total{{code="1000"}} 2\nws_close_total{{code="1002"}} {lag}\n'
+    )
+
+
+def test_parse_reads_labels_and_refuses_malformed_text() -> None:
+    parsed = parse_metrics(_exposition(5, 0.25))
+    assert parsed[("ws_close_total", (("code", "1002"),))] == 0.25
+    with pytest.raises(ValueError):
+        parse_metrics("ws_close_total{code= 1")
+
+
+def test_counters_and_gauges_over_scrapes(metrics_server) -> None:
+    sampler = Sampler({"api": metrics_server.url}, {}, interval_s=3600)
+    metrics_server.text = _exposition(10, 0.5)
+    with sampler:
+        metrics_server.text = _exposition(40, 2.0)
+        sampler.sample_once()
+        metrics_server.text = _exposition(3, 1.0)  # restarted: counts from zero again
+    samples = sampler.samples
+    assert counter_delta(samples, "messaging_consumer_delivered_total") == 30 + 3
+    assert gauge_max(samples, "messaging_consumer_lag_seconds") == 2.0
+    assert counter_delta(samples, "ws_close_total", code="1000") == 0
+    assert counter_delta(samples, "no_such_metric") is None
+    assert unreadable(samples) == {}
+
+
+def test_unreadable_endpoints_are_named_not_raised(metrics_server) -> None:
+    metrics_server.text = "this is { not prometheus"
+    urls = {"api": metrics_server.url, "consumer": "http://127.0.0.1:9/metrics"}
+    with Sampler(urls, {}, interval_s=3600) as sampler:
+        pass
+    errors = unreadable(sampler.samples)
+    assert "malformed Prometheus text" in errors["api"]
+    assert "ConnectError" in errors["consumer"]
+    assert gauge_max(sampler.samples, "messaging_consumer_lag_seconds") is None
+
+
+def test_process_samples_follow_a_real_process_and_its_memory() -> None:
+    with Sampler({}, {"self": os.getpid()}, interval_s=3600) as sampler:
+        ballast = bytearray(64 * 2**20)  # 64 MiB more RSS
+        ballast[::4096] = b"x" * len(ballast[::4096])
+        sampler.sample_once()
+    first, grown, *_ = sampler.samples.processes["self"]
+    assert grown.rss_mb - first.rss_mb > 50
+    assert grown.open_files > 0 and grown.cpu_s >= first.cpu_s
+    del ballast
