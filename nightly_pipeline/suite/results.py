@@ -6,7 +6,7 @@ the submetric's tags in ``tags``, so every night's figures line up in long forma
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 
 from nightly_pipeline.loadgen import LoadResult, ThresholdResult
@@ -79,8 +79,12 @@ def series_rows(result: LoadResult) -> list[SeriesRow]:
 
 
 def threshold_rows(
-    results: Iterable[ThresholdResult], severity: str = "error"
+    results: Iterable[ThresholdResult],
+    severity: str = "error",
+    severity_of: Mapping[tuple[str, str], str] | None = None,
 ) -> list[ThresholdRow]:
+    """Store rows of threshold verdicts; ``severity_of`` maps (selector, expression) to a
+    check's severity, ``severity`` is the default."""
     return [
         ThresholdRow(
             t.metric,
@@ -90,7 +94,7 @@ def threshold_rows(
             t.observed,
             t.window_start,
             t.window_end,
-            severity,
+            (severity_of or {}).get((t.selector, t.expression), severity),
             dict(t.tags),
         )
         for t in results

@@ -1,0 +1,207 @@
+"""Run one nightly test against a target and judge it: the test's scenario drives the
+load; the sampler watches the target's /metrics and processes meanwhile; what the target
+reported (lags, dead letters, denials, RSS growth) joins the engine's recorder; every
+check of the spec is evaluated the same way, whatever the profile.
+
+A check whose metric could not be read fails with "no samples" and the outcome names the
+unreadable endpoints: only the checks that need them fail.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Protocol
+
+from nightly_pipeline.analysis import leak_verdict
+from nightly_pipeline.loadgen import LoadResult, Recorder, ThresholdResult
+from nightly_pipeline.loadgen.thresholds import ThresholdEvaluator, parse_thresholds
+from nightly_pipeline.store import TestResultRecord
+from nightly_pipeline.suite.results import metric_rows, series_rows, threshold_rows
+from nightly_pipeline.suite.sampling import Sampler, Samples, counter_delta, gauge_max, unreadable
+from nightly_pipeline.suite.spec import Check, Profile, TestSpec
+from nightly_pipeline.testbed.target import Target
+
+RSS_WARMUP_FRACTION = 0.2
+"""Memory growth is measured after the first fifth of the run (caches, pools, JIT-free
+Python still allocates while warming up)."""
+
+
+@dataclass(frozen=True)
+class TestContext:
+    """Everything a test's scenario may use."""
+
+    __test__ = False
+
+    spec: TestSpec
+    profile: Profile
+    target: Target
+    run_dir: Path
+    progress: Callable[[str], None]
+
+    @property
+    def duration_s(self) -> float:
+        return self.profile.duration(self.spec.plan_duration_s)
+
+    @property
+    def rate(self) -> float:
+        return self.profile.rate(self.spec.plan_rate)
+
+
+class SuiteTest(Protocol):
+    """A test's scenario: run the load (and whatever it observes) and return the result.
+
+    It records its own derived metrics (``delivery_*``, ``e2e_delivery_ms``, ...) into
+    ``result.recorder``; the runner adds what the target reported.
+    """
+
+    def execute(self, ctx: TestContext) -> LoadResult: ...
+
+
+IMPLEMENTATIONS: dict[str, Callable[[], SuiteTest]] = {}
+
+
+def register(test_id: str) -> Callable[[Callable[[], SuiteTest]], Callable[[], SuiteTest]]:
+    def add(factory: Callable[[], SuiteTest]) -> Callable[[], SuiteTest]:
+        IMPLEMENTATIONS[test_id] = factory
+        return factory
+
+    return add
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    check: Check
+    passed: bool
+    observed: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    __test__ = False
+
+    spec: TestSpec
+    record: TestResultRecord
+    checks: tuple[CheckOutcome, ...]
+    unreadable: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def blocking_failed(self) -> bool:
+        return any(not c.passed and c.check.severity == "error" for c in self.checks)
+
+
+class NotImplementedTestError(NotImplementedError):
+    """A test of the catalog whose scenario is not written yet."""
+
+
+def add_target_metrics(recorder: Recorder, spec: TestSpec, samples: Samples, at: float) -> None:
+    """What the target reported during the run, as metrics the checks can read.
+
+    ``*_total`` counters become their growth over the run; other platform metrics their
+    maximum; ``process_rss_growth_pct`` the largest post-warm-up growth of any process.
+    """
+    wanted = {c.metric.split("{")[0] for c in spec.checks}
+    for name in sorted(wanted):
+        if name == "process_rss_growth_pct":
+            growth = _rss_growth(samples)
+            if growth is not None:
+                recorder.gauge(name, growth, at)
+        elif name.endswith("_total"):
+            delta = counter_delta(samples, name)
+            if delta is not None:
+                recorder.counter(name, at, value=delta)
+        elif name.startswith(("messaging_", "ws_", "storage_", "auth_")):
+            peak = gauge_max(samples, name)
+            if peak is not None:
+                recorder.gauge(name, peak, at)
+
+
+def _rss_growth(samples: Samples) -> float | None:
+    growths = []
+    for points in samples.processes.values():
+        if len(points) < 3:
+            continue
+        seconds = [p.at for p in points]
+        warmup = seconds[-1] * RSS_WARMUP_FRACTION
+        verdict = leak_verdict(
+            seconds, [p.rss_mb for p in points], warmup_s=warmup, max_growth_pct=0
+        )
+        growths.append(verdict.growth_pct)
+    return max(growths) if growths else None
+
+
+def judge(
+    spec: TestSpec, recorder: Recorder
+) -> tuple[tuple[CheckOutcome, ...], list[ThresholdResult]]:
+    """Every check of ``spec`` over the whole run; the outcomes and the raw results."""
+    results = ThresholdEvaluator(parse_thresholds(spec.thresholds()), recorder).final()
+    by_key: dict[tuple[str, str], list[ThresholdResult]] = {}
+    for r in results:
+        by_key.setdefault((r.selector, r.expression), []).append(r)
+    outcomes = []
+    for check in spec.checks:
+        found = by_key.get((check.metric, check.expression), [])
+        passed = bool(found) and all(r.passed for r in found)
+        observed = found[0].observed if found else float("nan")
+        detail = "; ".join(r.detail for r in found if r.detail)
+        outcomes.append(CheckOutcome(check, passed, observed, detail))
+    return tuple(outcomes), results
+
+
+def describe_failures(checks: tuple[CheckOutcome, ...], missing: Mapping[str, str]) -> str:
+    parts = [
+        f"{c.check.metric} {c.check.expression} observed {c.observed:g} [{c.check.severity}]"
+        + (f" ({c.detail})" if c.detail else "")
+        for c in checks
+        if not c.passed
+    ]
+    if missing:
+        parts.append("unreadable: " + ", ".join(sorted(missing)))
+    return "; ".join(parts)
+
+
+def run_suite_test(
+    spec: TestSpec,
+    profile: Profile,
+    target: Target,
+    *,
+    night: date,
+    run_id: str,
+    run_dir: Path,
+    pids: Mapping[str, int] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> TestOutcome:
+    """Run ``spec`` at ``profile`` against ``target``; the outcome holds the store record."""
+    factory = IMPLEMENTATIONS.get(spec.id)
+    if factory is None:
+        done = ", ".join(sorted(IMPLEMENTATIONS)) or "none"
+        raise NotImplementedTestError(f"test {spec.key} has no scenario yet (implemented: {done})")
+    started = datetime.now(UTC)
+    ctx = TestContext(spec, profile, target, run_dir, progress)
+    with Sampler(target.metrics_urls, pids or {}) as sampler:
+        result = factory().execute(ctx)
+    recorder = result.recorder
+    add_target_metrics(recorder, spec, sampler.samples, time.perf_counter())
+    checks, results = judge(spec, recorder)
+    missing = unreadable(sampler.samples)
+    blocking = any(not c.passed and c.check.severity == "error" for c in checks)
+    severity = {(c.check.metric, c.check.expression): c.check.severity for c in checks}
+    record = TestResultRecord(
+        night=night,
+        profile=profile.name,
+        test=spec.key,
+        run_id=run_id,
+        status="failed" if blocking or result.aborted else "passed",
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        detail=describe_failures(checks, missing),
+        generator_bound=result.generator_bound,
+        metrics=tuple(metric_rows(result)),
+        series=tuple(series_rows(result)),
+        thresholds=tuple(threshold_rows(results, severity_of=severity)),
+    )
+    return TestOutcome(spec, record, checks, missing)
