@@ -176,6 +176,8 @@ def run_suite_test(
     progress: Callable[[str], None] = lambda _: None,
 ) -> TestOutcome:
     """Run ``spec`` at ``profile`` against ``target``; the outcome holds the store record."""
+    import nightly_pipeline.suite.tests  # noqa: F401  (registers the scenarios)
+
     factory = IMPLEMENTATIONS.get(spec.id)
     if factory is None:
         done = ", ".join(sorted(IMPLEMENTATIONS)) or "none"

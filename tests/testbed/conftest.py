@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from nightly_pipeline.testbed.stack import EmbeddedStack, Endpoints, StackConfig
-
-
-@pytest.fixture(scope="session")
-def system_dir() -> Iterator[Path]:
-    """Stand-in for /var/lib/nightly-pipeline (root only): world-traversable, removed after."""
-    path = Path(tempfile.mkdtemp(prefix="nightly-sys-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,0 +1,19 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def system_dir() -> Iterator[Path]:
+    """Stand-in for /var/lib/nightly-pipeline (root only): world-traversable, removed after."""
+    path = Path(tempfile.mkdtemp(prefix="nightly-sys-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,65 @@
+"""Test 01 end to end against the embedded platform (ci profile): healthy, it passes;
+with the consumer stopped, the blocking loss check fails."""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import date
+
+import pytest
+
+from nightly_pipeline.suite.catalog import select_tests
+from nightly_pipeline.suite.runner import run_suite_test
+from nightly_pipeline.suite.spec import PROFILES
+from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.stack import StackConfig
+
+SOAK = select_tests("01")[0]
+PLATFORM_PROCESSES = ("api", "dispatcher", "consumer")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, system_dir):
+    stack = StackConfig(
+        run_dir=tmp_path_factory.mktemp("soak") / "run",
+        system_dir=system_dir,
+        stop_timeout_s=5,
+        search_path=os.environ.get("PATH"),
+    )
+    with embedded_platform(stack, PlatformSettings(users=20, password_hash_n=2**10)) as up:
+        yield up
+
+
+def _run(platform, tmp_path):
+    pids = {name: platform.endpoints.pids[name] for name in PLATFORM_PROCESSES}
+    return run_suite_test(
+        SOAK,
+        PROFILES["ci"],
+        platform.target(),
+        night=date(2026, 11, 20),
+        run_id="soak",
+        run_dir=tmp_path,
+        pids=pids,
+    )
+
+
+def test_message_soak_passes_on_the_healthy_platform(platform, tmp_path) -> None:
+    outcome = _run(platform, tmp_path)
+    checks = {c.check.metric: (c.passed, c.observed) for c in outcome.checks}
+    assert outcome.record.status == "passed", outcome.record.detail
+    assert checks["delivery_lost"] == (True, 0)
+    sent = [m.value for m in outcome.record.metrics if m.metric == "delivery_expected.count"]
+    assert sent and sent[0] >= 0.9 * 100 * 6 * 3  # ~600 messages x 3 participants
+
+
+def test_a_stopped_consumer_fails_the_blocking_loss_check(platform, tmp_path) -> None:
+    consumer = platform.endpoints.pids["consumer"]
+    os.kill(consumer, signal.SIGSTOP)
+    try:
+        outcome = _run(platform, tmp_path)
+    finally:
+        os.kill(consumer, signal.SIGCONT)
+    failed = {c.check.metric for c in outcome.checks if not c.passed}
+    assert "delivery_lost" in failed
+    assert outcome.blocking_failed and outcome.record.status == "failed"
