@@ -4,6 +4,7 @@ import dagster as dg
 
 from nightly_pipeline.assets.engine import engine_selfcheck, engine_selfcheck_job
 from nightly_pipeline.assets.history import baseline_snapshot, nightly_report, regressions
+from nightly_pipeline.assets.suite import SUITE_ASSETS
 from nightly_pipeline.automation.jobs import baseline_snapshot_job, nightly_suite_job
 from nightly_pipeline.automation.schedules import (
     baseline_snapshot_schedule,
@@ -14,10 +15,16 @@ from nightly_pipeline.automation.sensors import (
     make_run_failure_alert_sensor,
     make_target_version_sensor,
 )
-from nightly_pipeline.resources import AlertsResource, MetricStoreResource, TargetVersionResource
+from nightly_pipeline.resources import (
+    AlertsResource,
+    MetricStoreResource,
+    ProfileResource,
+    TargetResource,
+    TargetVersionResource,
+)
 
 defs = dg.Definitions(
-    assets=[engine_selfcheck, regressions, nightly_report, baseline_snapshot],
+    assets=[engine_selfcheck, *SUITE_ASSETS, regressions, nightly_report, baseline_snapshot],
     jobs=[engine_selfcheck_job, nightly_suite_job, baseline_snapshot_job],
     schedules=[nightly_suite_schedule, baseline_snapshot_schedule],
     sensors=[
@@ -28,6 +35,8 @@ defs = dg.Definitions(
     resources={
         "store": MetricStoreResource(),
         "alerts": AlertsResource(),
-        "target": TargetVersionResource(),
+        "target": TargetResource(),
+        "target_version": TargetVersionResource(),
+        "profile": ProfileResource(),
     },
 )

@@ -8,10 +8,11 @@ import dagster as dg
 from nightly_pipeline import evaluate
 from nightly_pipeline.assets.engine import engine_selfcheck
 from nightly_pipeline.assets.partitions import NIGHTS, SUNDAYS
+from nightly_pipeline.assets.suite import SUITE_ASSETS
 from nightly_pipeline.resources.store import MetricStoreResource
 
-TEST_ASSETS = [engine_selfcheck]
-"""Every test's metric assets; the suite's tests join this list."""
+TEST_ASSETS = [engine_selfcheck, *SUITE_ASSETS]
+"""Every test's metric assets: history is downstream of all of them."""
 
 
 @dg.asset(partitions_def=NIGHTS, deps=TEST_ASSETS, group_name="history", kinds={"duckdb"})

@@ -95,8 +95,9 @@ def make_target_version_sensor(name: str = "target_version_change") -> dg.Sensor
         default_status=dg.DefaultSensorStatus.STOPPED,
     )
     def target_version_change(
-        context: dg.SensorEvaluationContext, target: TargetVersionResource
+        context: dg.SensorEvaluationContext, target_version: TargetVersionResource
     ) -> dg.RunRequest | dg.SkipReason:
+        target = target_version
         if not target.url:
             return dg.SkipReason("no target version URL configured (TargetVersionResource.url)")
         try:

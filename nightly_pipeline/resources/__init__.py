@@ -2,6 +2,16 @@
 
 from nightly_pipeline.resources.alerts import AlertsResource
 from nightly_pipeline.resources.store import MetricStoreResource
-from nightly_pipeline.resources.target import TargetVersionResource
+from nightly_pipeline.resources.target import (
+    ProfileResource,
+    TargetResource,
+    TargetVersionResource,
+)
 
-__all__ = ["AlertsResource", "MetricStoreResource", "TargetVersionResource"]
+__all__ = [
+    "AlertsResource",
+    "MetricStoreResource",
+    "ProfileResource",
+    "TargetResource",
+    "TargetVersionResource",
+]

@@ -1,10 +1,61 @@
-"""What the version-change sensor watches: the target's version endpoint."""
+"""Targets as Dagster resources: the platform under test, and its version endpoint."""
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import httpx
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from nightly_pipeline.loadgen.safety import check_target
+from nightly_pipeline.store import default_store_path
+from nightly_pipeline.testbed.target import Target, load_target
+
+PLATFORM_PROCESSES = ("api", "dispatcher", "consumer")
+"""Whose memory the suite watches on the embedded platform (PostgreSQL's RSS grows as it
+touches shared buffers, which is not a leak)."""
+
+
+class TargetResource(dg.ConfigurableResource):
+    """``embedded``: the reference platform started for the run on this machine (stopped
+    after it); otherwise the path of an external target file (README: external target mode)."""
+
+    target: str = "embedded"
+    users: int = 100
+    run_root: str = ""  # default: $NIGHTLY_HOME/stack
+
+    _target: Target | None = PrivateAttr(default=None)
+    _pids: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @contextlib.contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["TargetResource"]:
+        if self.target != "embedded":
+            # A resource is an entry point: the environment is read here, not below.
+            self._target = load_target(Path(self.target), os.environ)
+            yield self
+            return
+        from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+        from nightly_pipeline.testbed.stack import StackConfig
+
+        root = Path(self.run_root) if self.run_root else default_store_path(os.environ).parent
+        run_id = context.run.run_id if context.run else "adhoc"
+        stack = StackConfig(run_dir=root / "stack" / run_id, search_path=os.environ.get("PATH"))
+        with embedded_platform(stack, PlatformSettings(users=self.users)) as platform:
+            self._target = platform.target()
+            self._pids = {n: platform.endpoints.pids[n] for n in PLATFORM_PROCESSES}
+            yield self
+
+    @property
+    def current(self) -> Target:
+        if self._target is None:
+            raise RuntimeError("TargetResource used outside a run (no target started)")
+        return self._target
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return dict(self._pids)
 
 
 class TargetVersionResource(dg.ConfigurableResource):
@@ -26,3 +77,9 @@ class TargetVersionResource(dg.ConfigurableResource):
         if response.headers.get("content-type", "").startswith("application/json"):
             return str(response.json()["version"])
         return response.text.strip()
+
+
+class ProfileResource(dg.ConfigurableResource):
+    """How long and how hard: ``ci``, ``smoke`` or ``nightly`` (never what is checked)."""
+
+    name: str = "smoke"

@@ -86,7 +86,7 @@ def version_server():
 
 def test_a_new_target_version_requests_a_suite_run(version_server) -> None:
     sensor = make_target_version_sensor()
-    resources = {"target": TargetVersionResource(url=version_server.url)}
+    resources = {"target_version": TargetVersionResource(url=version_server.url)}
     cursor = None
 
     def tick():
@@ -111,12 +111,12 @@ def test_a_new_target_version_requests_a_suite_run(version_server) -> None:
 def test_version_sensor_skips_without_a_url_or_when_unreachable() -> None:
     sensor = make_target_version_sensor()
     none = sensor.evaluate_tick(
-        dg.build_sensor_context(resources={"target": TargetVersionResource()})
+        dg.build_sensor_context(resources={"target_version": TargetVersionResource()})
     )
     assert "no target version URL" in none.skip_message
     down = sensor.evaluate_tick(
         dg.build_sensor_context(
-            resources={"target": TargetVersionResource(url="http://127.0.0.1:9/version")}
+            resources={"target_version": TargetVersionResource(url="http://127.0.0.1:9/version")}
         )
     )
     assert "unreachable" in down.skip_message
