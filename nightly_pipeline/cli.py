@@ -1,6 +1,8 @@
 """The ``nightly`` command. The CLI and the environment are read here only; everything
 below receives typed values.
 
+    nightly run [--profile ci|smoke|nightly] [--tests 01,04] [--night YYYY-MM-DD]
+                [--target embedded|FILE] [--junit FILE]
     nightly selfcheck [--rate 500] [--duration 10] [--workers 1] [--summary-export FILE]
     nightly history [--nights 7] [--profile P]
     nightly report [--night YYYY-MM-DD] [--open]
@@ -51,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="DuckDB metric store (default: $NIGHTLY_HOME/metrics.duckdb, ./.nightly/...)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the nightly suite for a night (in-process Dagster)")
+    run.add_argument("--profile", default="smoke", help="ci, smoke or nightly (default smoke)")
+    run.add_argument("--tests", default=None, help="comma-separated ids, e.g. 01,04 (default all)")
+    run.add_argument("--night", type=_night, default=None, help="default: the latest night")
+    run.add_argument("--target", default="embedded", help="embedded, or an external target file")
+    run.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
 
     check = sub.add_parser("selfcheck", help="load the built-in loopback target, record it")
     check.add_argument("--rate", type=_positive(float), default=500.0, help="requests/s")
@@ -199,7 +208,63 @@ def cmd_stack(args: argparse.Namespace, store: MetricStore) -> int:
     )
 
 
+def cmd_run(args: argparse.Namespace, store: MetricStore) -> int:
+    from nightly_pipeline.automation.run import latest_night, run_night, write_junit
+    from nightly_pipeline.suite.catalog import SelectionError, profile_named, select_tests
+    from nightly_pipeline.suite.runner import IMPLEMENTATIONS
+
+    try:
+        profile = profile_named(args.profile)
+        import nightly_pipeline.suite.tests  # noqa: F401  (registers the scenarios)
+
+        tests = select_tests(args.tests or sorted(IMPLEMENTATIONS))
+        night = args.night or latest_night()
+        print(
+            f"night {night}, profile {profile.name}, target {args.target}: "
+            + ", ".join(t.key for t in tests),
+            file=sys.stderr,
+        )
+        run = run_night(tests, profile, night, target=args.target, store_path=store.path)
+    except SelectionError as exc:
+        print(f"nightly run: error: {exc}", file=sys.stderr)
+        return 2
+    frame = store.recent_results(limit_nights=10_000)
+    keys = {t.key for t in tests}
+    rows = [r for r in frame.iter_rows(named=True) if r["night"] == night and r["test"] in keys]
+    print(
+        render_rows(
+            ["test", "status", "duration_s", "detail"],
+            [[r["test"], r["status"], r["duration_s"], r["detail"][:100]] for r in rows],
+        )
+    )
+    print()
+    print(
+        render_rows(
+            ["check", "severity", "verdict"],
+            [
+                [
+                    f"{c.test} {c.name}",
+                    "blocking" if c.blocking else "warn",
+                    "pass" if c.passed else "FAIL",
+                ]
+                for c in run.checks
+            ],
+        )
+    )
+    if args.junit:
+        write_junit(run, args.junit)
+    if not run.success:
+        print(f"\nrun failed: {run.error}", file=sys.stderr)
+        return 1
+    if run.blocking_failed:
+        print("\na blocking check failed", file=sys.stderr)
+        return 1
+    print(f"\nnight {night}: every blocking check passed (stored in {store.path})")
+    return 0
+
+
 COMMANDS = {
+    "run": cmd_run,
     "selfcheck": cmd_selfcheck,
     "history": cmd_history,
     "report": cmd_report,

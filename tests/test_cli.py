@@ -73,3 +73,28 @@ def test_report_evaluates_the_latest_night_and_writes_the_page(tmp_path, capsys)
 def test_report_of_an_empty_store_says_what_to_do(tmp_path, capsys) -> None:
     assert main(["--store", str(tmp_path / "m.duckdb"), "report"]) == 1
     assert "nightly selfcheck" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--tests", "01,42"], "unknown test id(s) 42; valid: 01 (message_soak)"),
+        (["run", "--profile", "huge"], "unknown profile 'huge'; valid: ci, smoke, nightly"),
+        (["run", "--tests", "02"], "no scenario yet for 02_conversation_crud; runnable: 01"),
+        (["run", "--night", "2020-01-01"], "is not a partition: from 2026-11-01"),
+    ],
+)
+def test_run_refuses_bad_selections_with_the_valid_ones(tmp_path, capsys, argv, message) -> None:
+    assert main(["--store", str(tmp_path / "m.duckdb"), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_run_ci_profile_end_to_end_writes_rows_and_junit(tmp_path, capsys) -> None:
+    store = tmp_path / "home" / "metrics.duckdb"
+    junit = tmp_path / "junit.xml"
+    code = main(["--store", str(store), "run", "--profile", "ci", "--junit", str(junit)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "01_message_soak  passed" in out
+    assert 'failures="0"' in junit.read_text() and "delivery_lost" in junit.read_text()
+    assert (tmp_path / "home" / "reports").is_dir()
