@@ -1,3 +1,8 @@
-"""The scenarios of the nightly tests, registered with the runner by test id on import."""
+"""The scenarios of the nightly tests, one module per test; importing this package
+imports every module here, and each registers itself with the runner by test id."""
 
-from nightly_pipeline.suite.tests import message_soak  # noqa: F401
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
