@@ -55,10 +55,18 @@ class SuiteTest(Protocol):
     """A test's scenario: run the load (and whatever it observes) and return the result.
 
     It records its own derived metrics (``delivery_*``, ``e2e_delivery_ms``, ...) into
-    ``result.recorder``; the runner adds what the target reported.
+    ``result.recorder``; the runner adds what the target reported. A test that needs a
+    figure computed from the target's metrics (a hit ratio from two counters) also has
+    ``derive(samples, recorder, at)``, called after the run (see ``Derives``).
     """
 
     def execute(self, ctx: TestContext) -> LoadResult: ...
+
+
+class Derives(Protocol):
+    """Optional: compute figures from the target's samples into the recorder."""
+
+    def derive(self, samples: Samples, recorder: Recorder, at: float) -> None: ...
 
 
 IMPLEMENTATIONS: dict[str, Callable[[], SuiteTest]] = {}
@@ -184,10 +192,15 @@ def run_suite_test(
         raise NotImplementedTestError(f"test {spec.key} has no scenario yet (implemented: {done})")
     started = datetime.now(UTC)
     ctx = TestContext(spec, profile, target, run_dir, progress)
+    test = factory()
     with Sampler(target.metrics_urls, pids or {}) as sampler:
-        result = factory().execute(ctx)
+        result = test.execute(ctx)
     recorder = result.recorder
-    add_target_metrics(recorder, spec, sampler.samples, time.perf_counter())
+    at = time.perf_counter()
+    add_target_metrics(recorder, spec, sampler.samples, at)
+    derive = getattr(test, "derive", None)
+    if derive is not None:
+        derive(sampler.samples, recorder, at)
     checks, results = judge(spec, recorder)
     missing = unreadable(sampler.samples)
     blocking = any(not c.passed and c.check.severity == "error" for c in checks)

@@ -125,3 +125,32 @@ def test_a_test_without_a_scenario_says_which_are_implemented(tmp_path) -> None:
         runner.run_suite_test(
             SPEC, PROFILES["ci"], target, night=date(2026, 11, 20), run_id="r", run_dir=tmp_path
         )
+
+
+class DerivingLoad(GetLoad):
+    """Computes a ratio from two target counters, as a cache-hit check needs."""
+
+    def derive(self, samples, recorder, at) -> None:
+        from nightly_pipeline.suite.sampling import counter_delta
+
+        delivered = counter_delta(samples, "messaging_consumer_delivered_total") or 0.0
+        recorder.gauge("delivered_per_request", delivered / 100.0, at)
+
+
+def test_a_test_can_derive_figures_from_the_targets_samples(tmp_path, echo, metrics, monkeypatch):
+    metrics.text = _exposition(0, 0.1)
+
+    def grow() -> None:
+        metrics.text = _exposition(50, 0.1)
+
+    spec = TestSpec(
+        "98", "derive_probe", 3, 50,
+        (Check("delivered_per_request", "value==0.5", "error", "derived"),),
+        ("latency",), "",
+    )  # fmt: skip
+    monkeypatch.setitem(runner.IMPLEMENTATIONS, "98", lambda: DerivingLoad(echo.url, grow))
+    target = Target("probe", echo.url, "ws://127.0.0.1:1/v1/ws", {"api": metrics.url}, ("u",), "p")
+    outcome = runner.run_suite_test(
+        spec, PROFILES["ci"], target, night=date(2026, 11, 20), run_id="r", run_dir=tmp_path
+    )
+    assert outcome.checks[0].passed, outcome.record.detail
