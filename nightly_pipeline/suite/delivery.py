@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedError
 
 
 @dataclass
@@ -26,8 +27,9 @@ class Sent:
 @dataclass
 class Received:
     count: int = 0
-    corrupted: int = 0
+    corrupted: int = 0  # frames whose ciphertext does not match the frame's own sha256
     first_at: float = 0.0
+    digests: set[str] = field(default_factory=set)  # the sha256 of every frame's ciphertext
 
 
 @dataclass
@@ -83,20 +85,26 @@ class Listener:
             task.cancel()
 
     async def _read(self, user: str, ws) -> None:
-        async for frame in ws:
-            now = time.perf_counter()
-            data = json.loads(frame)
-            if data.get("type") != "message":
-                continue
-            entry = self.received[(data["message_id"], user)]
-            entry.count += 1
-            if entry.count == 1:
-                entry.first_at = now
-            digest = hashlib.sha256(base64.b64decode(data["ciphertext"])).hexdigest()
-            if digest != data.get("sha256"):
-                entry.corrupted += 1
-        if not self._stop.is_set():
+        try:
+            async for frame in ws:
+                self._count(user, frame, time.perf_counter())
+        except ConnectionClosedError:  # 1006 (no close frame), 1011, 1013 overload, ...
+            pass
+        if not self._stop.is_set():  # the server ended it, cleanly or not
             self.ws_disconnects += 1
+
+    def _count(self, user: str, frame: str | bytes, now: float) -> None:
+        data = json.loads(frame)
+        if data.get("type") != "message":
+            return
+        entry = self.received[(data["message_id"], user)]
+        entry.count += 1
+        if entry.count == 1:
+            entry.first_at = now
+        digest = hashlib.sha256(base64.b64decode(data["ciphertext"])).hexdigest()
+        entry.digests.add(digest)
+        if digest != data.get("sha256"):
+            entry.corrupted += 1
 
     def delivered(self, expected: Mapping[str, tuple[str, ...]]) -> int:
         """How many of the expected (message, recipient) pairs have arrived."""
@@ -118,7 +126,8 @@ def judge_delivery(
     received: Mapping[tuple[str, str], Received],
 ) -> DeliveryVerdict:
     """Every sent message must reach every participant of its conversation exactly once,
-    with the ciphertext's sha256 intact."""
+    with the ciphertext that was sent: a frame is corrupted when its ciphertext does not
+    hash to the digest we sent (so swapped bodies count, whatever the frame claims)."""
     lost = duplicated = corrupted = expected = 0
     e2e = []
     for message_id, s in sent.items():
@@ -129,6 +138,6 @@ def judge_delivery(
                 lost += 1
                 continue
             duplicated += got.count - 1
-            corrupted += got.corrupted
+            corrupted += got.corrupted + (1 if got.digests - {s.sha256} else 0)
             e2e.append((got.first_at - s.sent_at) * 1000.0)
     return DeliveryVerdict(expected, lost, duplicated, corrupted, e2e)

@@ -250,6 +250,24 @@ def test_participants_add_remove_and_cache(api: ApiStack, tokens: dict[str, str]
     assert m["messaging_participant_cache_misses_total"] >= 1
 
 
+def test_get_conversation_answers_x_cache_hit_or_miss(
+    api: ApiStack, tokens: dict[str, str]
+) -> None:
+    conv = _conversation(api, tokens["user0001"], "user0002")["id"]
+    url = f"/v1/conversations/{conv}"
+    with api.client(tokens["user0001"]) as owner, api.client(tokens["user0003"]) as third:
+        first, second = owner.get(url), owner.get(url)
+        foreign = third.get(url)
+        uid = api.users["user0002"]
+        assert owner.delete(f"{url}/participants/{uid}").status_code == 204
+        after_change = owner.get(url)
+    assert (first.status_code, first.headers["X-Cache"]) == (200, "miss")
+    assert (second.status_code, second.headers["X-Cache"]) == (200, "hit")
+    assert (foreign.status_code, foreign.headers["X-Cache"]) == (403, "hit")
+    assert (after_change.status_code, after_change.headers["X-Cache"]) == (200, "miss")
+    assert after_change.json()["participants"] == [api.users["user0001"]]
+
+
 # ---------------------------------------------------------------- conversations, messages
 
 

@@ -11,6 +11,7 @@ import asyncpg
 from aiohttp import web
 
 from nightly_pipeline.testbed.api.errors import (
+    ApiError,
     BadRequest,
     Conflict,
     NotFound,
@@ -127,16 +128,25 @@ class Conversations:
         return web.json_response({"conversations": [render(r) for r in rows]})
 
     async def get(self, request: web.Request) -> web.Response:
+        """The participants come from the membership cache (``X-Cache: hit|miss`` on every
+        answer, 403 included); whether the caller may see the row is still decided by RLS,
+        so a stale cache entry can neither grant nor refuse access."""
         me, conv = self.s.auth.principal(request).user_id, conv_id(request)
+        cached, hit = await self.s.membership.lookup(conv, me)
+        cache = {"X-Cache": "hit" if hit else "miss"}
         async with self.s.db.tx(me) as conn:
             row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM conversations WHERE id = $1", conv)
             if row is None:
-                raise await self.hidden(conn, conv, "get")
-            members = await conn.fetch(
-                "SELECT user_id FROM participants WHERE conversation_id = $1 ORDER BY user_id",
-                conv,
-            )
-        return web.json_response(render(row, [m["user_id"] for m in members]), headers=_etag(row))
+                error = await self.hidden(conn, conv, "get")
+                assert isinstance(error, ApiError)
+                return web.json_response(error.body(), status=error.status, headers=cache)
+            members = sorted(cached)
+            if me not in cached:  # the cache has not caught up with this caller yet
+                found = await conn.fetch(
+                    "SELECT user_id FROM participants WHERE conversation_id = $1", conv
+                )
+                members = sorted(m["user_id"] for m in found)
+        return web.json_response(render(row, members), headers={**_etag(row), **cache})
 
     async def patch(self, request: web.Request) -> web.Response:
         me, conv = self.s.auth.principal(request).user_id, conv_id(request)

@@ -4,6 +4,7 @@
 Any change publishes the conversation id on ``messaging:participants:invalidate``; every
 API process drops its entry on receipt (``on_invalidate``), the writer also deletes the hash.
 A stale "member" answer is harmless: the INSERT is still checked by row-level security.
+``lookup`` also says whether the cache answered (the API's ``X-Cache: hit|miss`` header).
 """
 
 from __future__ import annotations
@@ -29,17 +30,21 @@ class MembershipCache:
 
     async def members(self, conv: str, user_id: int) -> frozenset[int]:
         """Participants of ``conv`` as seen by ``user_id`` (empty if hidden from them)."""
+        return (await self.lookup(conv, user_id))[0]
+
+    async def lookup(self, conv: str, user_id: int) -> tuple[frozenset[int], bool]:
+        """``members`` and whether the cache (in-process or Redis) answered."""
         entry = self.local.get(conv)
         if entry is not None and entry[0] > time.monotonic():
             self.local.move_to_end(conv)
             HITS.inc()
-            return entry[1]
+            return entry[1], True
         raw = await self.s.redis_call(lambda: self.s.redis.hkeys(HASH_PREFIX + conv))
         if raw:
             members = frozenset(int(k) for k in raw)
             HITS.inc()
             self._remember(conv, members)
-            return members
+            return members, True
         MISSES.inc()
         async with self.s.db.tx(user_id) as conn:
             rows = await conn.fetch(
@@ -53,7 +58,7 @@ class MembershipCache:
             pipe.hset(key, mapping={str(m): "1" for m in members})
             pipe.expire(key, _TTL_S)
             await self.s.redis_call(pipe.execute)
-        return members
+        return members, False
 
     def _remember(self, conv: str, members: frozenset[int]) -> None:
         self.local[conv] = (time.monotonic() + _TTL_S, members)

@@ -1,0 +1,201 @@
+"""Messaging load shared by the tests that post messages over HTTP and watch them arrive
+over WebSockets (01 message_soak, 04 mixed_ws_http, 05 large_payload).
+
+One run: log users in and create conversations (a ring over a pool of users), open the
+listening sockets (one or several per participant: a user's devices), POST
+/v1/messages at the test's rate, let deliveries drain, and record delivery by message id
+per socket (``delivery_*``, ``e2e_delivery_ms``, ``ws_disconnects``) into the result.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from nightly_pipeline.loadgen import ConstantArrivalRate, LoadResult, LoadTest, RunBounds, run_load
+from nightly_pipeline.loadgen.vu import Vu
+from nightly_pipeline.suite.control import ControlPlane, Conversation
+from nightly_pipeline.suite.delivery import DeliveryVerdict, Listener, Sent, judge_delivery
+from nightly_pipeline.suite.runner import TestContext
+from nightly_pipeline.testbed.target import Target
+
+TOKEN_REFRESH_S = 600.0
+"""Log in again before the platform's 15-minute access tokens expire."""
+
+
+@dataclass(frozen=True)
+class MessagingLoad:
+    """How a messaging test lays out its users, conversations and listening sockets.
+
+    Conversation ``n`` belongs to user ``n`` of the pool, with the next
+    ``participants - 1`` users of the pool (a ring). ``sockets`` listening WebSockets are
+    spread round-robin over the participants, several per user when there are more sockets
+    than users (``None``: one per participant).
+    """
+
+    payload_bytes: int
+    conversations: int = 10
+    participants: int = 3  # per conversation, the owner included
+    pool: int = 13  # users logged in (capped by the target's users)
+    sockets: int | None = None
+    drain_s: float = 15.0  # after the load, how long deliveries may still arrive
+    max_vus: int = 1000
+
+    def errors(self, users: int) -> list[str]:
+        problems = []
+        if self.participants < 1 or self.conversations < 1:
+            problems.append("conversations and participants must be >= 1")
+        if users < self.participants:
+            problems.append(f"needs {self.participants} users, the target has {users}")
+        if self.sockets is not None and self.sockets < 1:
+            problems.append(f"sockets must be >= 1, got {self.sockets}")
+        return problems
+
+
+def layout(users: Sequence[str], load: MessagingLoad) -> list[tuple[str, tuple[str, ...]]]:
+    """(owner, others) of each conversation, a ring over the first ``pool`` users."""
+    pool = list(users[: min(load.pool, len(users))])
+    return [
+        (pool[n % len(pool)], tuple(pool[(n + k) % len(pool)] for k in range(1, load.participants)))
+        for n in range(load.conversations)
+    ]
+
+
+def socket_labels(participants: Sequence[str], sockets: int | None) -> dict[str, str]:
+    """Listening socket label (``user#device``) -> user, round-robin over ``participants``."""
+    count = len(participants) if sockets is None else sockets
+    return {
+        f"{participants[i % len(participants)]}#{i // len(participants)}": participants[
+            i % len(participants)
+        ]
+        for i in range(count)
+    }
+
+
+def recipients_by_socket(
+    conversations: Sequence[Conversation], sockets: Mapping[str, str]
+) -> dict[str, tuple[str, ...]]:
+    """Conversation id -> the labels of every socket that must receive its messages."""
+    return {
+        c.id: tuple(label for label, user in sockets.items() if user in c.participants)
+        for c in conversations
+    }
+
+
+@dataclass
+class PostMessages:
+    """One POST /v1/messages per iteration, round-robin over the conversations."""
+
+    conversations: list[Conversation]
+    tokens: dict[str, str]
+    payload_bytes: int
+    password: str
+    sent: dict[str, Sent] = field(default_factory=dict)
+    _next: itertools.count = field(default_factory=itertools.count)
+    _token_at: float = field(default_factory=time.perf_counter)
+
+    async def iteration(self, vu: Vu) -> None:
+        n = next(self._next)
+        conversation = self.conversations[n % len(self.conversations)]
+        if vu.now - self._token_at > TOKEN_REFRESH_S:
+            await self._refresh(vu)
+        payload = os.urandom(self.payload_bytes)
+        digest = hashlib.sha256(payload).hexdigest()
+        body = b'{"conversation_id":"%s","client_msg_id":"%s","ciphertext":"%s","sha256":"%s"}' % (
+            conversation.id.encode(),
+            uuid.uuid4().hex.encode(),
+            base64.b64encode(payload),
+            digest.encode(),
+        )
+        started = vu.now
+        response = await vu.http.post(
+            "/v1/messages",
+            body,
+            headers=[
+                ("Authorization", f"Bearer {self.tokens[conversation.owner]}"),
+                ("Content-Type", "application/json"),
+            ],
+            tags={"name": "post_message"},
+        )
+        if response.status == 202:
+            self.sent[response.json()["message_id"]] = Sent(conversation.id, digest, started)
+
+    async def _refresh(self, vu: Vu) -> None:
+        self._token_at = vu.now
+        for user in list(self.tokens):
+            body = b'{"username":"%s","password":"%s"}' % (user.encode(), self.password.encode())
+            response = await vu.http.post(
+                "/v1/auth/login",
+                body,
+                headers=[("Content-Type", "application/json")],
+                tags={"name": "login"},
+            )
+            if response.status == 200:
+                self.tokens[user] = response.json()["access_token"]
+
+
+def set_up(target: Target, load: MessagingLoad) -> tuple[list[Conversation], dict[str, str]]:
+    """Log the pool in and create the conversations; (conversations, username -> token)."""
+    users = list(target.users)
+    problems = load.errors(len(users))
+    if problems:
+        raise ValueError(f"{target.name}: " + "; ".join(problems))
+    plan = layout(users, load)
+    with ControlPlane(target) as control:
+        tokens = {u: control.login(u) for u in users[: min(load.pool, len(users))]}
+        conversations = [
+            control.create_conversation(tokens[owner], owner, list(others))
+            for owner, others in plan
+        ]
+    return conversations, tokens
+
+
+def record_delivery(result: LoadResult, verdict: DeliveryVerdict, ws_disconnects: int) -> None:
+    rec, at = result.recorder, time.perf_counter()
+    rec.counter("delivery_expected", at, value=float(verdict.expected))
+    rec.counter("delivery_lost", at, value=float(verdict.lost))
+    rec.counter("delivery_duplicated", at, value=float(verdict.duplicated))
+    rec.counter("delivery_corrupted", at, value=float(verdict.corrupted))
+    rec.counter("ws_disconnects", at, value=float(ws_disconnects))
+    for ms in verdict.e2e_ms:
+        rec.trend("e2e_delivery_ms", ms, at)
+
+
+def run_messaging_load(ctx: TestContext, load: MessagingLoad) -> LoadResult:
+    """Set up, listen, post at ``ctx.rate`` for ``ctx.duration_s``, drain, and record."""
+    target = ctx.target
+    conversations, tokens = set_up(target, load)
+    participants = list(dict.fromkeys(u for c in conversations for u in c.participants))
+    sockets = socket_labels(participants, load.sockets)
+    recipients = recipients_by_socket(conversations, sockets)
+    scenario = PostMessages(conversations, dict(tokens), load.payload_bytes, target.password)
+    ctx.progress(
+        f"{ctx.spec.key}: {ctx.rate:g} msg/s of {load.payload_bytes} B for {ctx.duration_s:g} s,"
+        f" {len(sockets)} sockets"
+    )
+    listening = {label: tokens[user] for label, user in sockets.items()}
+    with Listener(target.ws_url, listening) as listener:
+        result = run_load(
+            LoadTest(
+                ConstantArrivalRate(
+                    rate=ctx.rate, bounds=RunBounds(ctx.duration_s), max_vus=load.max_vus
+                ),
+                scenario,
+                target.base_url,
+                allow_hosts=target.allow_hosts,
+            )
+        )
+        expected = {m: recipients[s.conversation] for m, s in scenario.sent.items()}
+        total = sum(len(r) for r in expected.values())
+        deadline = time.monotonic() + load.drain_s
+        while listener.delivered(expected) < total and time.monotonic() < deadline:
+            time.sleep(0.1)
+    verdict = judge_delivery(scenario.sent, recipients, listener.received)
+    record_delivery(result, verdict, listener.ws_disconnects)
+    return result

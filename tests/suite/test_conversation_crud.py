@@ -1,0 +1,99 @@
+"""Test 02 end to end against the embedded platform (ci profile): healthy, it passes;
+with the target's /metrics unreachable, exactly the checks read from it fail."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from datetime import date
+
+import pytest
+
+from nightly_pipeline.suite.catalog import select_tests
+from nightly_pipeline.suite.crud_support import cache_hit_ratio
+from nightly_pipeline.suite.runner import run_suite_test
+from nightly_pipeline.suite.sampling import Samples, Scrape
+from nightly_pipeline.suite.spec import PROFILES
+from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.stack import StackConfig
+from nightly_pipeline.testbed.stack.probes import free_port
+
+CRUD = select_tests("02")[0]
+FROM_METRICS = {
+    "sanctum_security_denied_total",
+    "messaging_conversation_version_conflicts_total",
+    "participant_cache_hit_ratio",
+}
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, system_dir):
+    stack = StackConfig(
+        run_dir=tmp_path_factory.mktemp("crud") / "run",
+        system_dir=system_dir,
+        stop_timeout_s=5,
+        search_path=os.environ.get("PATH"),
+    )
+    with embedded_platform(stack, PlatformSettings(users=20, password_hash_n=2**10)) as up:
+        yield up
+
+
+def _run(target, tmp_path):
+    return run_suite_test(
+        CRUD,
+        PROFILES["ci"],
+        target,
+        night=date(2026, 11, 20),
+        run_id="crud",
+        run_dir=tmp_path,
+    )
+
+
+def _metric(outcome, name: str) -> float:
+    found = [m.value for m in outcome.record.metrics if m.metric == name]
+    assert found, f"{name} not recorded"
+    return found[0]
+
+
+def test_conversation_crud_passes_on_the_healthy_platform(platform, tmp_path) -> None:
+    outcome = _run(platform.target(), tmp_path)
+    checks = {c.check.metric: (c.passed, c.observed) for c in outcome.checks}
+    assert outcome.record.status == "passed", outcome.record.detail
+    assert all(passed for passed, _ in checks.values()), outcome.record.detail
+    assert checks["foreign_access_allowed"] == (True, 0)
+    assert checks["messaging_conversation_version_conflicts_total"][1] > 0
+    assert checks["sanctum_security_denied_total"][1] > 0
+    assert checks["participant_cache_hit_ratio"][1] > 0.8
+    assert _metric(outcome, "version_conflicts_seen.count") > 0
+
+
+def test_unreadable_metrics_fail_only_the_checks_that_need_them(platform, tmp_path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/metrics"
+    target = dataclasses.replace(platform.target(), metrics_urls={"api": closed})
+    outcome = _run(target, tmp_path)
+    failed = {c.check.metric for c in outcome.checks if not c.passed}
+    assert failed >= FROM_METRICS
+    assert "foreign_access_allowed" not in failed
+    assert "api" in outcome.unreadable
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+
+
+def _scrape(at: float, hits: float, misses: float) -> Scrape:
+    values = {("messaging_participant_cache_hits_total", ()): hits}
+    values[("messaging_participant_cache_misses_total", ())] = misses
+    return Scrape(at, {"api": values}, {})
+
+
+@pytest.mark.parametrize(
+    ("scrapes", "setup", "expected"),
+    [
+        ([(0, 10, 5), (1, 100, 15)], (0, 0), 0.9),
+        ([(0, 0, 0), (1, 90, 20)], (0, 10), 0.9),  # the set-up's 10 misses are not the load's
+        ([(0, 0, 0), (1, 0, 0)], (0, 0), None),  # no look-up at all: no ratio
+        ([], (0, 0), None),  # never read
+    ],
+)
+def test_cache_hit_ratio_from_counter_deltas(scrapes, setup, expected) -> None:
+    samples = Samples(scrapes=[_scrape(*s) for s in scrapes])
+    ratio = cache_hit_ratio(samples, *setup)
+    assert ratio == (pytest.approx(expected) if expected is not None else None)

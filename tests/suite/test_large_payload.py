@@ -1,0 +1,78 @@
+"""Test 05 end to end against the embedded platform (ci profile): healthy, 64 KiB
+messages arrive intact with no rejects, no overload and stable memory; on a platform
+whose payload limit is below 64 KiB every message is rejected (413) and the blocking
+reject check fails with the platform's own counter."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+import pytest
+
+from nightly_pipeline.suite.catalog import select_tests
+from nightly_pipeline.suite.runner import run_suite_test
+from nightly_pipeline.suite.spec import PROFILES
+from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.stack import StackConfig
+
+LARGE = select_tests("05")[0]
+PLATFORM_PROCESSES = ("api", "dispatcher", "consumer")
+KIB = 1024
+
+
+def _platform(tmp_path_factory, system_dir, name: str, **overrides):
+    stack = StackConfig(
+        run_dir=tmp_path_factory.mktemp(name) / "run",
+        system_dir=system_dir,
+        stop_timeout_s=5,
+        search_path=os.environ.get("PATH"),
+    )
+    settings = PlatformSettings(users=20, password_hash_n=2**10, overrides=overrides)
+    return embedded_platform(stack, settings)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, system_dir):
+    with _platform(tmp_path_factory, system_dir, "large") as up:
+        yield up
+
+
+@pytest.fixture
+def limited_platform(tmp_path_factory, system_dir):
+    """A platform misconfigured with a 32 KiB payload limit (the default is 128 KiB)."""
+    with _platform(tmp_path_factory, system_dir, "limited", max_payload_bytes=32 * KIB) as up:
+        yield up
+
+
+def _run(platform, tmp_path):
+    pids = {name: platform.endpoints.pids[name] for name in PLATFORM_PROCESSES}
+    return run_suite_test(
+        LARGE,
+        PROFILES["ci"],
+        platform.target(),
+        night=date(2026, 11, 20),
+        run_id="large",
+        run_dir=tmp_path,
+        pids=pids,
+    )
+
+
+def test_large_payload_passes_on_the_healthy_platform(platform, tmp_path) -> None:
+    outcome = _run(platform, tmp_path)
+    checks = {c.check.metric: (c.passed, c.observed) for c in outcome.checks}
+    assert outcome.record.status == "passed", outcome.record.detail
+    assert checks["delivery_corrupted"] == (True, 0)
+    assert checks["messaging_payload_rejects_total"] == (True, 0)
+    assert checks["ws_overload_total"] == (True, 0)
+    assert checks["process_rss_growth_pct"][0]
+    expected = [m.value for m in outcome.record.metrics if m.metric == "delivery_expected.count"]
+    assert expected and expected[0] >= 0.9 * 20 * 6 * 3  # ~120 messages x 3 participants
+
+
+def test_a_payload_limit_below_64_kib_fails_the_reject_check(limited_platform, tmp_path) -> None:
+    outcome = _run(limited_platform, tmp_path)
+    checks = {c.check.metric: c for c in outcome.checks}
+    rejects = checks["messaging_payload_rejects_total"]
+    assert not rejects.passed and rejects.observed >= 0.9 * 20 * 6
+    assert outcome.blocking_failed and outcome.record.status == "failed"

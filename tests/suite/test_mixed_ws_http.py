@@ -1,0 +1,110 @@
+"""Test 04 end to end against the embedded platform (ci profile): healthy, 50 sockets get
+every message; with the API stalled past the heartbeat grace, the server terminates the
+sockets and the blocking disconnect check fails.
+
+The platform pings every ``HEARTBEAT_S`` (30 s by default): a short heartbeat makes the
+healthy run prove that the sockets answer pings under load, and lets a few seconds'
+stall of the API process (a long GC pause, CPU starvation) trip the server's
+terminate-on-missing-pong (close 1001) within the ci profile's seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from datetime import date
+
+import httpx
+import pytest
+
+from nightly_pipeline.suite.catalog import select_tests
+from nightly_pipeline.suite.runner import run_suite_test
+from nightly_pipeline.suite.sampling import parse_metrics
+from nightly_pipeline.suite.spec import PROFILES
+from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.stack import StackConfig
+
+MIXED = select_tests("04")[0]
+SOCKETS = int(MIXED.extra["websockets"])
+HEARTBEAT_S = 1.5
+STALL_S = 3 * HEARTBEAT_S  # > 1.5 heartbeats without a pong: the server terminates
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, system_dir):
+    stack = StackConfig(
+        run_dir=tmp_path_factory.mktemp("mixed") / "run",
+        system_dir=system_dir,
+        stop_timeout_s=5,
+        search_path=os.environ.get("PATH"),
+    )
+    settings = PlatformSettings(
+        users=20, password_hash_n=2**10, overrides={"ws_heartbeat_s": HEARTBEAT_S}
+    )
+    with embedded_platform(stack, settings) as up:
+        yield up
+
+
+def _run(platform, tmp_path):
+    return run_suite_test(
+        MIXED,
+        PROFILES["ci"],
+        platform.target(),
+        night=date(2026, 11, 20),
+        run_id="mixed",
+        run_dir=tmp_path,
+    )
+
+
+def test_mixed_ws_http_passes_on_the_healthy_platform(platform, tmp_path) -> None:
+    outcome = _run(platform, tmp_path)
+    checks = {c.check.metric: (c.passed, c.observed) for c in outcome.checks}
+    assert outcome.record.status == "passed", outcome.record.detail
+    assert checks["ws_disconnects"] == (True, 0)
+    assert checks["delivery_lost"] == (True, 0)
+    assert checks["delivery_duplicated"] == (True, 0)
+    assert checks["e2e_delivery_ms"][0], outcome.record.detail
+    expected = [m.value for m in outcome.record.metrics if m.metric == "delivery_expected.count"]
+    # ~600 messages, each to 3 users x 5 devices
+    assert expected and expected[0] >= 0.9 * 100 * 6 * 15
+
+
+def _open_sockets(url: str) -> float:
+    try:
+        values = parse_metrics(httpx.get(url, timeout=1.0, trust_env=False).text)
+    except (httpx.HTTPError, ValueError):
+        return 0.0
+    return values.get(("ws_open_connections", ()), 0.0)
+
+
+def _stall_api_once_connected(platform, done: threading.Event) -> None:
+    """Once the run's sockets are open, SIGSTOP the API for STALL_S, then SIGCONT."""
+    api = platform.endpoints.pids["api"]
+    deadline = time.monotonic() + 30
+    while _open_sockets(platform.metrics_urls["api"]) < SOCKETS:
+        if time.monotonic() > deadline or done.is_set():
+            return
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.kill(api, signal.SIGSTOP)
+    try:
+        done.wait(STALL_S)
+    finally:
+        os.kill(api, signal.SIGCONT)
+
+
+def test_an_api_stalled_past_the_heartbeat_fails_the_disconnect_check(platform, tmp_path) -> None:
+    done = threading.Event()
+    stall = threading.Thread(target=_stall_api_once_connected, args=(platform, done))
+    stall.start()
+    try:
+        outcome = _run(platform, tmp_path)
+    finally:
+        done.set()
+        stall.join()
+    checks = {c.check.metric: c for c in outcome.checks}
+    assert not checks["ws_disconnects"].passed, outcome.record.detail
+    assert checks["ws_disconnects"].observed > 0
+    assert outcome.blocking_failed and outcome.record.status == "failed"

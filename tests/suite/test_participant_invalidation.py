@@ -1,0 +1,105 @@
+"""Test 03 end to end against the embedded platform (ci profile): healthy, it passes;
+with the API's Redis link slowed down (fault proxy latency), removals take longer to be
+enforced and the invalidation delay check fails, while no stale read is served."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+import httpx
+import pytest
+
+from nightly_pipeline.chaos.control import ProxyControl
+from nightly_pipeline.suite.catalog import select_tests
+from nightly_pipeline.suite.crud_support import Session
+from nightly_pipeline.suite.runner import run_suite_test
+from nightly_pipeline.suite.spec import PROFILES
+from nightly_pipeline.suite.tests.participant_invalidation import Churned, hit_ratio_recovery
+from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.stack import StackConfig
+
+INVALIDATION = select_tests("03")[0]
+REDIS_LATENCY_MS = 80.0
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, system_dir):
+    stack = StackConfig(
+        run_dir=tmp_path_factory.mktemp("invalidation") / "run",
+        system_dir=system_dir,
+        stop_timeout_s=5,
+        search_path=os.environ.get("PATH"),
+    )
+    with embedded_platform(stack, PlatformSettings(users=20, password_hash_n=2**10)) as up:
+        yield up
+
+
+def _run(platform, tmp_path):
+    return run_suite_test(
+        INVALIDATION,
+        PROFILES["ci"],
+        platform.target(),
+        night=date(2026, 11, 20),
+        run_id="invalidation",
+        run_dir=tmp_path,
+    )
+
+
+def _metric(outcome, name: str) -> float:
+    found = [m.value for m in outcome.record.metrics if m.metric == name]
+    assert found, f"{name} not recorded"
+    return found[0]
+
+
+def test_participant_invalidation_passes_on_the_healthy_platform(platform, tmp_path) -> None:
+    outcome = _run(platform, tmp_path)
+    checks = {c.check.metric: (c.passed, c.observed) for c in outcome.checks}
+    assert outcome.record.status == "passed", outcome.record.detail
+    assert all(passed for passed, _ in checks.values()), outcome.record.detail
+    assert checks["stale_reads"] == (True, 0)
+    assert _metric(outcome, "invalidation_delay_ms.count") >= 0.5 * 10 * 6  # 10 removals/s
+    assert _metric(outcome, "churn_errors.count") == 0
+
+
+def test_a_slow_redis_link_fails_the_invalidation_delay_check(platform, tmp_path) -> None:
+    with ProxyControl(platform.endpoints.redis_proxy_control) as proxy:
+        proxy.set_latency(REDIS_LATENCY_MS)
+        try:
+            outcome = _run(platform, tmp_path)
+        finally:
+            proxy.set_latency(0)
+    checks = {c.check.metric: (c.passed, c.observed) for c in outcome.checks}
+    assert checks["invalidation_delay_ms"][0] is False
+    assert checks["invalidation_delay_ms"][1] >= REDIS_LATENCY_MS
+    assert checks["stale_reads"] == (True, 0)
+
+
+class _FakeApi:
+    """Answers ``X-Cache: miss`` for the first ``misses`` reads, then hits."""
+
+    def __init__(self, misses: int) -> None:
+        self.misses = misses
+        self.reads = 0
+
+    def get(self, session, conv) -> httpx.Response:
+        self.reads += 1
+        tag = "miss" if self.reads <= self.misses else "hit"
+        return httpx.Response(200, headers={"X-Cache": tag})
+
+
+def _churned() -> list[Churned]:
+    people = [Session(f"u{i}", i, "t") for i in range(4)]
+    return [Churned(f"c{n}", people[0], people[1:]) for n in range(2)]
+
+
+@pytest.mark.parametrize(
+    ("misses", "bound_s", "recovered_within"),
+    [(10, 5.0, (1.5, 2.6)), (0, 5.0, (0.9, 1.6)), (10**6, 2.0, (2.0, 2.0))],
+)
+def test_hit_ratio_recovery_windows(misses, bound_s, recovered_within) -> None:
+    api = _FakeApi(misses)
+    seconds, ratios = hit_ratio_recovery(api, _churned(), 20.0, bound_s)
+    low, high = recovered_within
+    assert low <= seconds <= high, (seconds, ratios)
+    assert all(0.0 <= r <= 1.0 for r in ratios)
