@@ -24,9 +24,9 @@ system-deps:
 	    echo "the report test needs Chromium: sudo apt-get install -y chromium" >&2; exit 1; \
 	  fi; }
 
-## The main job (today: the load engine's self-check against a built-in loopback target)
+## The main job: the nightly suite against the embedded stack, smoke profile
 run: setup
-	$(BIN)/nightly selfcheck
+	$(BIN)/nightly run --profile smoke
 
 ## The tests (exit 5, "no tests collected", is a failure here: there must be tests)
 test: setup system-deps
