@@ -27,6 +27,8 @@ from nightly_pipeline.testbed.api.errors import (
 from nightly_pipeline.testbed.api.gateway import Gateway
 from nightly_pipeline.testbed.api.membership import MembershipCache
 from nightly_pipeline.testbed.api.messages import Messages, too_large
+from nightly_pipeline.testbed.api.redis_pool import export as export_redis_pool
+from nightly_pipeline.testbed.api.redis_pool import watched_redis
 from nightly_pipeline.testbed.api.storage import (
     POOL_IN_USE,
     REDIS_ERRORS,
@@ -51,7 +53,7 @@ class Services:
         self.pg_breaker = CircuitBreaker("pg", cfg.breaker_failures, cfg.breaker_reset_s)
         self.db = Database(cfg.pg_dsn, cfg.pg_pool_size, cfg.pg_pool_timeout_s, self.pg_breaker)
         timeouts = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
-        self.redis = aioredis.Redis.from_url(cfg.redis_url, max_connections=256, **timeouts)
+        self.redis = watched_redis(cfg.redis_url, max_connections=256, **timeouts)
         self.pubsub_redis = aioredis.Redis.from_url(
             cfg.redis_url, socket_connect_timeout=2.0, health_check_interval=10
         )
@@ -158,6 +160,7 @@ async def version(request: web.Request) -> web.Response:
 
 async def metrics_handler(request: web.Request) -> web.Response:
     POOL_IN_USE.set(request.app[SERVICES].db.in_use())
+    export_redis_pool(request.app[SERVICES].redis)
     return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8")
 
 

@@ -1,0 +1,137 @@
+"""Test 07 against the embedded platform (ci profile): healthy, it passes; with
+PostgreSQL cut at its fault proxy for part of the run, the breaker opens and the blocking
+"no breaker opens" check fails. The derived figures are tested on fabricated scrapes first."""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import date
+
+import pytest
+
+from nightly_pipeline.chaos import ProxyControl
+from nightly_pipeline.loadgen import Recorder
+from nightly_pipeline.suite.catalog import select_tests
+from nightly_pipeline.suite.runner import run_suite_test
+from nightly_pipeline.suite.sampling import Samples, Scrape
+from nightly_pipeline.suite.spec import PROFILES
+from nightly_pipeline.suite.tests.storage_multi_adapter import (
+    COLD_EVERY,
+    MIX,
+    StorageMix,
+    StorageMultiAdapter,
+    Warmed,
+    labelled_growth,
+)
+from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.stack import StackConfig
+
+STORAGE = select_tests("07")[0]
+PLATFORM_PROCESSES = ("api", "dispatcher", "consumer")
+OPEN = ("storage_circuit_breaker_transitions_total", (("adapter", "pg"), ("state", "open")))
+
+
+def _scrape(at: float, opens: float | None = None, **counters: float) -> Scrape:
+    api = {(name, ()): v for name, v in counters.items()}
+    if opens is not None:
+        api[OPEN] = opens
+    return Scrape(at, {"api": api}, {})
+
+
+def test_the_mix_is_40_30_30_and_most_reads_are_warm() -> None:
+    assert [MIX.count(k) for k in ("pg", "stream", "cache")] == [4, 3, 3]
+    mix = StorageMix(keys=("a", "b"))
+    keys = [mix.cache_key() for _ in range(10 * COLD_EVERY)]
+    assert sum(k in ("a", "b") for k in keys) == 10 * (COLD_EVERY - 1)
+
+
+def test_a_breaker_series_that_appears_mid_run_counts_from_zero() -> None:
+    samples = Samples(
+        scrapes=[
+            _scrape(0, storage_retries_total=0),
+            _scrape(1, opens=1, storage_retries_total=4),
+            _scrape(2, opens=2, storage_retries_total=9),
+        ]
+    )
+    name, witness = OPEN[0], "storage_retries_total"
+    assert labelled_growth(samples, name, witness, state="open") == 2
+    assert labelled_growth(Samples(scrapes=[_scrape(0)]), name, witness, state="open") is None
+
+
+def test_derive_takes_the_warm_up_out_of_the_hit_ratio() -> None:
+    samples = Samples(
+        scrapes=[
+            _scrape(
+                0, storage_cache_hits_total=0, storage_cache_misses_total=0, storage_retries_total=0
+            ),
+            _scrape(
+                1,
+                storage_cache_hits_total=90,
+                storage_cache_misses_total=74,
+                storage_retries_total=2,
+            ),
+        ]
+    )
+    test = StorageMultiAdapter()
+    test.warmed, test.requests = Warmed(("k",) * 64, 0, 64), 200
+    recorder = Recorder(0.0)
+    test.derive(samples, recorder, 1.0)
+    assert recorder.stats("storage_cache_hit_ratio")["value"] == pytest.approx(0.9)
+    assert recorder.stats("storage_breaker_opens")["count"] == 0
+    assert recorder.kind("storage_breaker_opens") == "counter"
+    assert recorder.stats("storage_retry_ratio")["value"] == pytest.approx(0.01)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, system_dir):
+    stack = StackConfig(
+        run_dir=tmp_path_factory.mktemp("storage") / "run",
+        system_dir=system_dir,
+        stop_timeout_s=5,
+        search_path=os.environ.get("PATH"),
+    )
+    with embedded_platform(stack, PlatformSettings(users=20, password_hash_n=2**10)) as up:
+        yield up
+
+
+def _run(platform, tmp_path):
+    pids = {name: platform.endpoints.pids[name] for name in PLATFORM_PROCESSES}
+    return run_suite_test(
+        STORAGE,
+        PROFILES["ci"],
+        platform.target(),
+        night=date(2026, 11, 20),
+        run_id="storage",
+        run_dir=tmp_path,
+        pids=pids,
+    )
+
+
+def test_storage_multi_adapter_passes_on_the_healthy_platform(platform, tmp_path) -> None:
+    outcome = _run(platform, tmp_path)
+    checks = {c.check.metric: (c.passed, c.observed) for c in outcome.checks}
+    print("07 ci:", checks)
+    assert outcome.record.status == "passed", outcome.record.detail
+    assert all(passed for passed, _ in checks.values()), outcome.record.detail
+    assert checks["storage_breaker_opens"] == (True, 0)
+    assert checks["storage_cache_hit_ratio"][1] > 0.85
+
+
+def test_postgres_cut_mid_run_opens_the_breaker_and_fails(platform, tmp_path) -> None:
+    control = ProxyControl(platform.endpoints.postgres_proxy_control)
+    cut = threading.Timer(1.5, control.cut)
+    restore = threading.Timer(4.0, control.restore)
+    cut.start()
+    restore.start()
+    try:
+        outcome = _run(platform, tmp_path)
+    finally:
+        cut.cancel()
+        restore.cancel()
+        control.restore()
+        control.close()
+    failed = {c.check.metric: c.observed for c in outcome.checks if not c.passed}
+    print("07 cut:", failed)
+    assert failed.get("storage_breaker_opens", 0) >= 1
+    assert outcome.blocking_failed and outcome.record.status == "failed"

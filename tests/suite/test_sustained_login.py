@@ -1,0 +1,136 @@
+"""Test 06 against the embedded platform (ci profile): healthy, it passes; with a wrong
+password for the seeded users, the blocking login_success check fails. The server-side
+figures (token generation p95 from histogram buckets, Redis pool utilization) are tested
+on fabricated scrapes first."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from datetime import date
+
+import pytest
+
+from nightly_pipeline.loadgen import Recorder
+from nightly_pipeline.suite.catalog import select_tests
+from nightly_pipeline.suite.runner import run_suite_test
+from nightly_pipeline.suite.sampling import Samples, Scrape
+from nightly_pipeline.suite.spec import PROFILES
+from nightly_pipeline.suite.tests.sustained_login import (
+    SustainedLogin,
+    bucket_values,
+    histogram_growth,
+    pool_utilization,
+)
+from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.stack import StackConfig
+
+LOGIN = select_tests("06")[0]
+PLATFORM_PROCESSES = ("api", "dispatcher", "consumer")
+H = "auth_token_generation_seconds_bucket"
+
+
+def _scrape(at: float, **values: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> Scrape:
+    return Scrape(at, {"api": dict(values.get("api", {}))}, {})
+
+
+def _buckets(at: float, counts: dict[str, float], **gauges: float) -> Scrape:
+    api = {(H, (("le", le),)): v for le, v in counts.items()}
+    api |= {(name, ()): v for name, v in gauges.items()}
+    return Scrape(at, {"api": api}, {})
+
+
+def test_histogram_growth_is_per_bucket_and_ignores_what_came_before() -> None:
+    samples = Samples(
+        scrapes=[
+            _buckets(0, {"0.001": 5, "0.01": 5, "0.1": 5, "+Inf": 5}),
+            _buckets(1, {"0.001": 15, "0.01": 95, "0.1": 100, "+Inf": 105}),
+        ]
+    )
+    assert histogram_growth(samples, "auth_token_generation_seconds") == [
+        (0.001, 10.0),
+        (0.01, 80.0),
+        (0.1, 5.0),
+        (math.inf, 5.0),
+    ]
+
+
+def test_bucket_values_interpolate_like_histogram_quantile() -> None:
+    values = list(bucket_values([(0.001, 2), (0.01, 2), (math.inf, 1)]))
+    assert values == pytest.approx([0.00025, 0.00075, 0.00325, 0.00775, 0.01])
+
+
+def test_derive_records_the_p95_in_ms_and_the_pool_utilization() -> None:
+    samples = Samples(
+        scrapes=[
+            _buckets(0, {"0.001": 0, "0.01": 0, "+Inf": 0}, redis_pool_in_use_peak=200),
+            _buckets(1, {"0.001": 90, "0.01": 100, "+Inf": 100}, redis_pool_in_use_peak=3),
+            _buckets(
+                2,
+                {"0.001": 90, "0.01": 100, "+Inf": 100},
+                redis_pool_in_use_peak=8,
+                redis_pool_max_connections=256,
+            ),
+        ]
+    )
+    recorder = Recorder(0.0)
+    SustainedLogin().derive(samples, recorder, 1.0)
+    trend = recorder.stats("auth_token_generation_ms")
+    assert trend["count"] == 100
+    assert 1.0 < trend["p(95)"] < 10.0  # inside the (1 ms, 10 ms] bucket
+    # the first scrape's peak window reaches back before the run; a scrape without the
+    # pool size is not a ratio
+    assert recorder.stats("redis_pool_utilization")["max"] == pytest.approx(8 / 256)
+
+
+def test_pool_utilization_none_without_pool_metrics() -> None:
+    assert pool_utilization(Samples(scrapes=[_scrape(0), _scrape(1)])) is None
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, system_dir):
+    stack = StackConfig(
+        run_dir=tmp_path_factory.mktemp("login") / "run",
+        system_dir=system_dir,
+        stop_timeout_s=5,
+        search_path=os.environ.get("PATH"),
+    )
+    with embedded_platform(stack, PlatformSettings(users=20, password_hash_n=2**10)) as up:
+        yield up
+
+
+def _run(platform, tmp_path, target=None):
+    pids = {name: platform.endpoints.pids[name] for name in PLATFORM_PROCESSES}
+    return run_suite_test(
+        LOGIN,
+        PROFILES["ci"],
+        target or platform.target(),
+        night=date(2026, 11, 20),
+        run_id="login",
+        run_dir=tmp_path,
+        pids=pids,
+    )
+
+
+def test_sustained_login_passes_on_the_healthy_platform(platform, tmp_path) -> None:
+    outcome = _run(platform, tmp_path)
+    checks = {c.check.metric: (c.passed, c.observed) for c in outcome.checks}
+    print("06 ci:", checks)
+    assert outcome.record.status == "passed", outcome.record.detail
+    assert all(passed for passed, _ in checks.values()), outcome.record.detail
+    assert checks["login_success"] == (True, 1.0)
+    assert 0 < checks["auth_token_generation_ms"][1] < 50
+    assert 0 < checks["redis_pool_utilization"][1] < 0.8
+    issued = [
+        m.value for m in outcome.record.metrics if m.metric == "auth_token_generation_ms.count"
+    ]
+    assert issued and issued[0] >= 0.9 * 40 * 6  # ~240 logins at 40/s for 6 s
+
+
+def test_a_wrong_password_fails_the_blocking_login_check(platform, tmp_path) -> None:
+    wrong = dataclasses.replace(platform.target(), password="not-the-password")
+    outcome = _run(platform, tmp_path, wrong)
+    failed = {c.check.metric: c.observed for c in outcome.checks if not c.passed}
+    assert failed.get("login_success") == 0.0
+    assert outcome.blocking_failed and outcome.record.status == "failed"
