@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import pytest
 
@@ -95,6 +97,15 @@ def test_run_ci_profile_end_to_end_writes_rows_and_junit(tmp_path, capsys) -> No
     code = main(["--store", str(store), "run", "--profile", "ci", "--junit", str(junit)])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "01_message_soak  passed" in out
+    for test in (
+        "01_message_soak",
+        "02_conversation_crud",
+        "03_participant_invalidation",
+        "04_mixed_ws_http",
+        "05_large_payload",
+        "06_sustained_login",
+        "07_storage_multi_adapter",
+    ):
+        assert re.search(rf"^{test}\s+passed", out, re.MULTILINE), (test, out)
     assert 'failures="0"' in junit.read_text() and "delivery_lost" in junit.read_text()
     assert (tmp_path / "home" / "reports").is_dir()
