@@ -37,8 +37,8 @@ import asyncpg
 import httpx
 import psutil
 
+from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
 from nightly_pipeline.testbed.metrics import parse_text
-from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
 from nightly_pipeline.testbed.stack import StackConfig
 
 PER_CONV = 5

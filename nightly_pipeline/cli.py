@@ -178,7 +178,7 @@ def cmd_report(args: argparse.Namespace, store: MetricStore) -> int:
 
 
 def cmd_stack(args: argparse.Namespace, store: MetricStore) -> int:
-    from nightly_pipeline.testbed.platform import PlatformProcesses, PlatformSettings
+    from nightly_pipeline.testbed.embedded import PlatformProcesses, PlatformSettings
     from nightly_pipeline.testbed.stack import stack_up_main
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

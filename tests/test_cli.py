@@ -82,7 +82,6 @@ def test_report_of_an_empty_store_says_what_to_do(tmp_path, capsys) -> None:
     [
         (["run", "--tests", "01,42"], "unknown test id(s) 42; valid: 01 (message_soak)"),
         (["run", "--profile", "huge"], "unknown profile 'huge'; valid: ci, smoke, nightly"),
-        (["run", "--tests", "02"], "no scenario yet for 02_conversation_crud; runnable: 01"),
         (["run", "--night", "2020-01-01"], "is not a partition: from 2026-11-01"),
     ],
 )

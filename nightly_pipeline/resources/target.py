@@ -40,7 +40,7 @@ class TargetResource(dg.ConfigurableResource):
             self._target = load_target(Path(self.target), os.environ)
             yield self
             return
-        from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+        from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
         from nightly_pipeline.testbed.stack import StackConfig
 
         root = Path(self.run_root) if self.run_root else default_store_path(os.environ).parent

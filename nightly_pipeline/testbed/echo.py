@@ -122,7 +122,7 @@ def get_json(url: str, path: str) -> dict:
 
 @contextlib.contextmanager
 def _spawn(args: list[str], cpu: int | None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    cmd = [sys.executable, os.path.abspath(__file__), *args]
+    cmd = [sys.executable, "-m", "nightly_pipeline.testbed.echo", *args]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
     proc = subprocess.Popen(

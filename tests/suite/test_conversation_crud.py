@@ -14,7 +14,7 @@ from nightly_pipeline.suite.crud_support import cache_hit_ratio
 from nightly_pipeline.suite.runner import run_suite_test
 from nightly_pipeline.suite.sampling import Samples, Scrape
 from nightly_pipeline.suite.spec import PROFILES
-from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
 from nightly_pipeline.testbed.stack import StackConfig
 from nightly_pipeline.testbed.stack.probes import free_port
 

@@ -12,7 +12,7 @@ import pytest
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.runner import run_suite_test
 from nightly_pipeline.suite.spec import PROFILES
-from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
 from nightly_pipeline.testbed.stack import StackConfig
 
 SOAK = select_tests("01")[0]

@@ -16,7 +16,7 @@ from nightly_pipeline.suite.crud_support import Session
 from nightly_pipeline.suite.runner import run_suite_test
 from nightly_pipeline.suite.spec import PROFILES
 from nightly_pipeline.suite.tests.participant_invalidation import Churned, hit_ratio_recovery
-from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
 from nightly_pipeline.testbed.stack import StackConfig
 
 INVALIDATION = select_tests("03")[0]

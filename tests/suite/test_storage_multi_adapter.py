@@ -24,7 +24,7 @@ from nightly_pipeline.suite.tests.storage_multi_adapter import (
     Warmed,
     labelled_growth,
 )
-from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
 from nightly_pipeline.testbed.stack import StackConfig
 
 STORAGE = select_tests("07")[0]

@@ -23,7 +23,7 @@ from nightly_pipeline.suite.tests.sustained_login import (
     histogram_growth,
     pool_utilization,
 )
-from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
 from nightly_pipeline.testbed.stack import StackConfig
 
 LOGIN = select_tests("06")[0]

@@ -15,7 +15,7 @@ import psutil
 import pytest
 from websockets.asyncio.client import connect
 
-from nightly_pipeline.testbed.platform import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
 from nightly_pipeline.testbed.stack import StackConfig
 
 MESSAGES = 30
