@@ -4,7 +4,6 @@ with the target's /metrics unreachable, exactly the checks read from it fail."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from datetime import date
 
 import pytest
@@ -14,9 +13,8 @@ from nightly_pipeline.suite.crud_support import cache_hit_ratio
 from nightly_pipeline.suite.runner import run_suite_test
 from nightly_pipeline.suite.sampling import Samples, Scrape
 from nightly_pipeline.suite.spec import PROFILES
-from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
-from nightly_pipeline.testbed.stack import StackConfig
 from nightly_pipeline.testbed.stack.probes import free_port
+from tests.suite.platforms import ci_platform
 
 CRUD = select_tests("02")[0]
 FROM_METRICS = {
@@ -28,13 +26,7 @@ FROM_METRICS = {
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, system_dir):
-    stack = StackConfig(
-        run_dir=tmp_path_factory.mktemp("crud") / "run",
-        system_dir=system_dir,
-        stop_timeout_s=5,
-        search_path=os.environ.get("PATH"),
-    )
-    with embedded_platform(stack, PlatformSettings(users=20, password_hash_n=2**10)) as up:
+    with ci_platform(tmp_path_factory, system_dir, "crud") as up:
         yield up
 
 

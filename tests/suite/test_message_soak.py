@@ -12,8 +12,7 @@ import pytest
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.runner import run_suite_test
 from nightly_pipeline.suite.spec import PROFILES
-from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
-from nightly_pipeline.testbed.stack import StackConfig
+from tests.suite.platforms import ci_platform
 
 SOAK = select_tests("01")[0]
 PLATFORM_PROCESSES = ("api", "dispatcher", "consumer")
@@ -21,13 +20,7 @@ PLATFORM_PROCESSES = ("api", "dispatcher", "consumer")
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, system_dir):
-    stack = StackConfig(
-        run_dir=tmp_path_factory.mktemp("soak") / "run",
-        system_dir=system_dir,
-        stop_timeout_s=5,
-        search_path=os.environ.get("PATH"),
-    )
-    with embedded_platform(stack, PlatformSettings(users=20, password_hash_n=2**10)) as up:
+    with ci_platform(tmp_path_factory, system_dir, "soak") as up:
         yield up
 
 

@@ -4,7 +4,6 @@ enforced and the invalidation delay check fails, while no stale read is served."
 
 from __future__ import annotations
 
-import os
 from datetime import date
 
 import httpx
@@ -16,8 +15,7 @@ from nightly_pipeline.suite.crud_support import Session
 from nightly_pipeline.suite.runner import run_suite_test
 from nightly_pipeline.suite.spec import PROFILES
 from nightly_pipeline.suite.tests.participant_invalidation import Churned, hit_ratio_recovery
-from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
-from nightly_pipeline.testbed.stack import StackConfig
+from tests.suite.platforms import ci_platform
 
 INVALIDATION = select_tests("03")[0]
 REDIS_LATENCY_MS = 80.0
@@ -25,13 +23,7 @@ REDIS_LATENCY_MS = 80.0
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, system_dir):
-    stack = StackConfig(
-        run_dir=tmp_path_factory.mktemp("invalidation") / "run",
-        system_dir=system_dir,
-        stop_timeout_s=5,
-        search_path=os.environ.get("PATH"),
-    )
-    with embedded_platform(stack, PlatformSettings(users=20, password_hash_n=2**10)) as up:
+    with ci_platform(tmp_path_factory, system_dir, "invalidation") as up:
         yield up
 
 

@@ -4,7 +4,6 @@ PostgreSQL cut at its fault proxy for part of the run, the breaker opens and the
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import date
 
@@ -24,8 +23,7 @@ from nightly_pipeline.suite.tests.storage_multi_adapter import (
     Warmed,
     labelled_growth,
 )
-from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
-from nightly_pipeline.testbed.stack import StackConfig
+from tests.suite.platforms import ci_platform
 
 STORAGE = select_tests("07")[0]
 PLATFORM_PROCESSES = ("api", "dispatcher", "consumer")
@@ -85,13 +83,7 @@ def test_derive_takes_the_warm_up_out_of_the_hit_ratio() -> None:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, system_dir):
-    stack = StackConfig(
-        run_dir=tmp_path_factory.mktemp("storage") / "run",
-        system_dir=system_dir,
-        stop_timeout_s=5,
-        search_path=os.environ.get("PATH"),
-    )
-    with embedded_platform(stack, PlatformSettings(users=20, password_hash_n=2**10)) as up:
+    with ci_platform(tmp_path_factory, system_dir, "storage") as up:
         yield up
 
 
