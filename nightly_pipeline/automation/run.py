@@ -71,7 +71,6 @@ def run_night(
             f"night {night} is not a partition: from {NIGHTS.get_first_partition_key()} "
             f"to {NIGHTS.get_last_partition_key()} (tonight's partition opens tomorrow)"
         )
-    assets = [*_assets_for(tests), regressions, nightly_report]
     home = store_path.parent
     resources = {
         "target": TargetResource(target=target, run_root=str(home)),
@@ -80,15 +79,22 @@ def run_night(
     }
     # The UI's instance when DAGSTER_HOME is set (the run shows up there), else in memory.
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-    result = dg.materialize(
-        assets,
-        partition_key=night.isoformat(),
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-        tags={"nightly/profile": profile.name, "nightly/trigger": "cli"},
-    )
+
+    def materialize(assets: list[dg.AssetsDefinition], keys: tuple[str, ...]):
+        return dg.materialize(
+            assets,
+            partition_key=night.isoformat(),
+            resources={k: resources[k] for k in keys},
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            tags={"nightly/profile": profile.name, "nightly/trigger": "cli"},
+        )
+
+    result = materialize(_assets_for(tests), ("target", "store", "profile"))
+    # A failed blocking check skips everything downstream in its run, so the night's
+    # verdicts and report run apart: a failing night is the one that needs its report.
+    history = materialize([regressions, nightly_report], ("store",))
     names = {check_name(c): c for t in tests for c in t.checks}
     lines = []
     for evaluation in result.get_asset_check_evaluations():
@@ -103,10 +109,13 @@ def run_night(
             )
         )
     error = ""
-    if not result.success:
+    blocked = any(not c.passed and c.blocking for c in lines)
+    if not result.success and not blocked:  # failed for another reason than a check
         failure = result.get_run_failure_event()
-        error = failure.message if failure is not None else "the run failed"
-    return NightRun(night, result.success, tuple(lines), error)
+        error = failure.message if failure is not None else "the tests' run failed"
+    if not history.success:
+        error = (error + "; " if error else "") + "the night's verdicts/report failed"
+    return NightRun(night, not error, tuple(lines), error)
 
 
 def write_junit(run: NightRun, path: Path) -> None:
