@@ -31,6 +31,9 @@ class TestbedConfig:
     ws_send_queue: int = 1_000
     breaker_failures: int = 5
     breaker_reset_s: float = 5.0
+    cache_invalidation: bool = True
+    """Fault knob: ``False`` makes a membership cache that never invalidates (no local
+    drop, no Redis delete, no Pub/Sub), the broken target Test 03 must catch."""
     version: str = "testbed-0.1.0"
 
     def to_json(self) -> str:

@@ -1,6 +1,9 @@
 """Test 03 end to end against the embedded platform (ci profile): healthy, it passes;
 with the API's Redis link slowed down (fault proxy latency), removals take longer to be
-enforced and the invalidation delay check fails, while no stale read is served."""
+enforced and the invalidation delay check fails, while no stale read is served; with a
+membership cache that never invalidates (the testbed's ``cache_invalidation`` fault
+knob), the owner keeps being shown removed members and the blocking stale-read check
+fails."""
 
 from __future__ import annotations
 
@@ -24,6 +27,13 @@ REDIS_LATENCY_MS = 80.0
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, system_dir):
     with ci_platform(tmp_path_factory, system_dir, "invalidation") as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def never_invalidating(tmp_path_factory, system_dir):
+    overrides = {"cache_invalidation": False}
+    with ci_platform(tmp_path_factory, system_dir, "stale", overrides=overrides) as up:
         yield up
 
 
@@ -65,6 +75,17 @@ def test_a_slow_redis_link_fails_the_invalidation_delay_check(platform, tmp_path
     assert checks["invalidation_delay_ms"][0] is False
     assert checks["invalidation_delay_ms"][1] >= REDIS_LATENCY_MS
     assert checks["stale_reads"] == (True, 0)
+
+
+def test_a_cache_that_never_invalidates_fails_the_blocking_stale_read_check(
+    never_invalidating, tmp_path
+) -> None:
+    outcome = _run(never_invalidating, tmp_path)
+    checks = {c.check.metric: (c.passed, c.observed) for c in outcome.checks}
+    assert checks["stale_reads"][0] is False
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+    # Access is still RLS's decision: the stale reads are member lists, not rows served.
+    assert checks["stale_reads"][1] == _metric(outcome, "stale_member_lists.count") > 0
 
 
 class _FakeApi:

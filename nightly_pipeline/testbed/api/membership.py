@@ -67,6 +67,8 @@ class MembershipCache:
             self.local.popitem(last=False)
 
     async def invalidate(self, conv: str) -> None:
+        if not self.s.cfg.cache_invalidation:
+            return  # the fault knob: a cache that never invalidates
         self.local.pop(conv, None)
         await self.s.redis_call(lambda: self.s.redis.delete(HASH_PREFIX + conv))
         await self.s.redis_call(lambda: self.s.redis.publish(INVALIDATE_CHANNEL, conv))
