@@ -15,13 +15,21 @@ from nightly_pipeline.suite.catalog import TESTS, SelectionError, profile_named
 from nightly_pipeline.suite.figures import figures_for
 from nightly_pipeline.suite.runner import IMPLEMENTATIONS, NotImplementedTestError, run_suite_test
 from nightly_pipeline.suite.spec import Check, TestSpec
+from nightly_pipeline.testbed.stack.errors import BinaryNotFoundError, StackConfigError
 from nightly_pipeline.testbed.target import TargetConfigError
 
 TARGET_POOL = "target"
 INFRA_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL)
 """Retries exceptions only: the stack did not start, the target was unreachable. A failed
 check is a verdict, reported as a failed asset check, and never retried."""
-NOT_RETRIED = (NotImplementedTestError, SelectionError, TargetConfigError, LoadgenError)
+NOT_RETRIED = (
+    NotImplementedTestError,
+    SelectionError,
+    TargetConfigError,
+    LoadgenError,
+    StackConfigError,
+    BinaryNotFoundError,
+)
 """Errors of configuration: retrying cannot help."""
 
 
@@ -34,7 +42,9 @@ def check_name(check: Check) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_")
 
 
-def build_test_asset(spec: TestSpec) -> dg.AssetsDefinition:
+def build_test_asset(
+    spec: TestSpec, retry_policy: dg.RetryPolicy = INFRA_RETRY
+) -> dg.AssetsDefinition:
     keys = [dg.AssetKey([spec.key, name]) for name in spec.assets]
     primary = keys[0]
 
@@ -52,7 +62,7 @@ def build_test_asset(spec: TestSpec) -> dg.AssetsDefinition:
         ],
         partitions_def=NIGHTS,
         pool=TARGET_POOL,
-        retry_policy=INFRA_RETRY,
+        retry_policy=retry_policy,
         op_tags={"nightly/test": spec.key},
     )
     def _test(
@@ -63,19 +73,19 @@ def build_test_asset(spec: TestSpec) -> dg.AssetsDefinition:
     ):
         night = date.fromisoformat(context.partition_key)
         opened = store.open()
-        current = target.current
-        opened.write_run(
-            RunRecord(
-                context.run.run_id,
-                night,
-                profile.name,
-                current.name,
-                datetime.now(UTC),
-                versions=dict(current.versions),
-                dagster_run_id=context.run.run_id,
-            )
-        )
         try:
+            current = target.current
+            opened.write_run(
+                RunRecord(
+                    context.run.run_id,
+                    night,
+                    profile.name,
+                    current.name,
+                    datetime.now(UTC),
+                    versions=dict(current.versions),
+                    dagster_run_id=context.run.run_id,
+                )
+            )
             outcome = run_suite_test(
                 spec,
                 profile_named(profile.name),

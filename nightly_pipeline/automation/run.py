@@ -57,6 +57,24 @@ def _assets_for(tests: list[TestSpec]) -> list[dg.AssetsDefinition]:
     return [by_name[t.key] for t in tests]
 
 
+def step_failures(result: dg.ExecuteInProcessResult) -> list[str]:
+    """``step: cause`` for each step that failed for another reason than a blocking check;
+    a retried step's cause is its last attempt's (under Dagster's "Exceeded max_retries")."""
+    reasons = []
+    for event in result.all_events:
+        if not event.is_step_failure or event.step_failure_data is None:
+            continue
+        error = event.step_failure_data.error
+        if error is None or error.cls_name == "DagsterAssetCheckFailedError":
+            continue
+        messages = []
+        while error is not None:
+            messages.append(error.message.strip())
+            error = error.cause
+        reasons.append(f"{event.step_key}: {' <- '.join(messages)}")
+    return reasons
+
+
 def run_night(
     tests: list[TestSpec],
     profile: Profile,
@@ -110,9 +128,10 @@ def run_night(
         )
     error = ""
     blocked = any(not c.passed and c.blocking for c in lines)
-    if not result.success and not blocked:  # failed for another reason than a check
-        failure = result.get_run_failure_event()
-        error = failure.message if failure is not None else "the tests' run failed"
+    if not result.success:
+        reasons = step_failures(result)
+        if reasons or not blocked:  # failed for another reason than a check
+            error = "; ".join(reasons) or "the tests' run failed"
     if not history.success:
         error = (error + "; " if error else "") + "the night's verdicts/report failed"
     return NightRun(night, not error, tuple(lines), error)

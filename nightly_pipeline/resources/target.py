@@ -11,6 +11,7 @@ from pydantic import Field, PrivateAttr
 
 from nightly_pipeline.loadgen.safety import check_target
 from nightly_pipeline.store import default_store_path
+from nightly_pipeline.testbed.stack.errors import BinaryNotFoundError, StackConfigError
 from nightly_pipeline.testbed.target import Target, load_target
 
 PLATFORM_PROCESSES = ("api", "dispatcher", "consumer")
@@ -18,13 +19,27 @@ PLATFORM_PROCESSES = ("api", "dispatcher", "consumer")
 touches shared buffers, which is not a leak)."""
 
 
+class EmbeddedStartError(RuntimeError):
+    """The embedded platform did not start: an infrastructure failure, retried per the
+    test's RetryPolicy. The message names the attempt, the logs and the cause."""
+
+
 class TargetResource(dg.ConfigurableResource):
     """``embedded``: the reference platform started for the run on this machine (stopped
-    after it); otherwise the path of an external target file (README: external target mode)."""
+    after it); otherwise the path of an external target file (README: external target mode).
+
+    The embedded platform starts on first use inside a step, not when the resource is
+    initialised: a stack that fails to start is then a step failure, which the test's
+    RetryPolicy retries (Dagster never retries a failed resource initialisation), and
+    steps that never ask for the target start nothing.
+    """
 
     target: str = "embedded"
     users: int = 100
     run_root: str = ""  # default: $NIGHTLY_HOME/stack
+    api_port: int = 0
+    """Port of the embedded platform's HTTP API; 0: a free one (set it to reach the API
+    from a browser or curl while a run is going)."""
     password_hash_n: int = 2**10
     """scrypt cost of the embedded platform's passwords. 2**14 (realistic, ~51 ms a hash
     here) sustains about 25 logins/s on 2 cores; Test 06 asks 200/s, so the embedded
@@ -32,6 +47,9 @@ class TargetResource(dg.ConfigurableResource):
 
     _target: Target | None = PrivateAttr(default=None)
     _pids: dict[str, int] = PrivateAttr(default_factory=dict)
+    _running: contextlib.ExitStack | None = PrivateAttr(default=None)
+    _stack_dir: Path | None = PrivateAttr(default=None)
+    _attempts: int = PrivateAttr(default=0)
 
     @contextlib.contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["TargetResource"]:
@@ -40,22 +58,49 @@ class TargetResource(dg.ConfigurableResource):
             self._target = load_target(Path(self.target), os.environ)
             yield self
             return
+        root = Path(self.run_root) if self.run_root else default_store_path(os.environ).parent
+        run_id = context.run.run_id if context.run else "adhoc"
+        self._stack_dir = root / "stack" / run_id
+        with contextlib.ExitStack() as running:
+            self._running = running
+            try:
+                yield self
+            finally:
+                self._running = None
+
+    def _start_embedded(self) -> None:
         from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
         from nightly_pipeline.testbed.stack import StackConfig
 
-        root = Path(self.run_root) if self.run_root else default_store_path(os.environ).parent
-        run_id = context.run.run_id if context.run else "adhoc"
-        stack = StackConfig(run_dir=root / "stack" / run_id, search_path=os.environ.get("PATH"))
-        settings = PlatformSettings(users=self.users, password_hash_n=self.password_hash_n)
-        with embedded_platform(stack, settings) as platform:
-            self._target = platform.target()
-            self._pids = {n: platform.endpoints.pids[n] for n in PLATFORM_PROCESSES}
-            yield self
+        if self._running is None or self._stack_dir is None:
+            raise RuntimeError("TargetResource used outside a run (no target started)")
+        self._attempts += 1
+        suffix = "" if self._attempts == 1 else f"-attempt{self._attempts}"
+        run_dir = self._stack_dir.with_name(self._stack_dir.name + suffix)
+        stack = StackConfig(run_dir=run_dir, search_path=os.environ.get("PATH"))
+        settings = PlatformSettings(
+            users=self.users,
+            password_hash_n=self.password_hash_n,
+            overrides={"http_port": self.api_port} if self.api_port else {},
+        )
+        try:
+            platform = self._running.enter_context(embedded_platform(stack, settings))
+        except (StackConfigError, BinaryNotFoundError):
+            raise  # configuration: another attempt cannot help
+        except Exception as exc:
+            raise EmbeddedStartError(
+                f"the embedded platform did not start (attempt {self._attempts}; logs in "
+                f"{run_dir / 'logs'}; everything it had started is stopped): {exc}"
+            ) from exc
+        self._target = platform.target()
+        self._pids = {n: platform.endpoints.pids[n] for n in PLATFORM_PROCESSES}
 
     @property
     def current(self) -> Target:
+        """The target; the embedded platform is started here the first time."""
         if self._target is None:
-            raise RuntimeError("TargetResource used outside a run (no target started)")
+            self._start_embedded()
+        assert self._target is not None
         return self._target
 
     @property

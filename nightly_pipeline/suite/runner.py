@@ -20,6 +20,7 @@ from nightly_pipeline.analysis import leak_verdict
 from nightly_pipeline.loadgen import LoadResult, Recorder, ThresholdResult
 from nightly_pipeline.loadgen.thresholds import ThresholdEvaluator, parse_thresholds
 from nightly_pipeline.store import TestResultRecord
+from nightly_pipeline.suite.preflight import ensure_reachable
 from nightly_pipeline.suite.results import metric_rows, series_rows, threshold_rows
 from nightly_pipeline.suite.sampling import Sampler, Samples, counter_delta, gauge_max, unreadable
 from nightly_pipeline.suite.spec import Check, Profile, TestSpec
@@ -190,6 +191,7 @@ def run_suite_test(
     if factory is None:
         done = ", ".join(sorted(IMPLEMENTATIONS)) or "none"
         raise NotImplementedTestError(f"test {spec.key} has no scenario yet (implemented: {done})")
+    ensure_reachable(target)
     started = datetime.now(UTC)
     ctx = TestContext(spec, profile, target, run_dir, progress)
     test = factory()

@@ -1,11 +1,17 @@
 """Test 01 through real Dagster against the embedded platform (ci profile): its metric
-assets, its checks and its DuckDB rows; the same night again replaces the rows."""
+assets, its checks and its DuckDB rows; the same night again replaces the rows; a
+platform that cannot start is retried per policy, then fails clearly, with no orphans."""
 
 from __future__ import annotations
 
-import dagster as dg
+import socket
+from pathlib import Path
 
-from nightly_pipeline.assets.suite import SUITE_ASSETS, check_name
+import dagster as dg
+import psutil
+
+from nightly_pipeline.assets.suite import SUITE_ASSETS, build_test_asset, check_name
+from nightly_pipeline.automation.run import step_failures
 from nightly_pipeline.resources import MetricStoreResource, ProfileResource, TargetResource
 from nightly_pipeline.store import MetricStore
 from nightly_pipeline.suite.catalog import select_tests
@@ -41,3 +47,48 @@ def test_message_soak_materialises_assets_checks_and_rows(tmp_path) -> None:
     assert delivery.metadata["delivery_lost.count"].value == 0
     results = MetricStore(store_path).recent_results()
     assert results.height == 1 and results["test"][0] == "01_message_soak"
+
+
+def _stack_processes_left(root: Path) -> list[str]:
+    """Live processes of a stack under ``root``: our descendants (PostgreSQL, Redis, the
+    proxies, the services) and anything whose command line names ``root``."""
+    ours = {p.pid for p in psutil.Process().children(recursive=True)}
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        line = " ".join(proc.info["cmdline"] or ())
+        if proc.pid in ours or str(root) in line:
+            found.append(f"{proc.pid} {line[:120]}")
+    return found
+
+
+def test_a_stack_that_cannot_start_is_retried_per_policy_then_fails_clearly(tmp_path) -> None:
+    """The API's port is taken, so every attempt starts PostgreSQL, Redis and the proxies,
+    then the API dies: the step is retried per its RetryPolicy (Dagster does not retry a
+    failed resource initialisation, so the platform starts inside the step), fails with a
+    message naming the attempt, the logs and the cause, and leaves no process behind."""
+    soak = build_test_asset(select_tests("01")[0], dg.RetryPolicy(max_retries=2, delay=0.2))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        resources = {
+            "target": TargetResource(users=20, run_root=str(tmp_path / "home"), api_port=port),
+            "store": MetricStoreResource(path=str(tmp_path / "home" / "metrics.duckdb")),
+            "profile": ProfileResource(name="ci"),
+        }
+        result = dg.materialize(
+            [soak], partition_key=NIGHT, resources=resources, raise_on_error=False
+        )
+    assert not result.success
+    retries = [
+        e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ]
+    assert len(retries) == 2
+    (message,) = step_failures(result)  # what `nightly run` prints
+    assert message.startswith("01_message_soak: Exceeded max_retries of 2"), message
+    assert "the embedded platform did not start (attempt 3" in message, message
+    assert "address already in use" in message.lower(), message
+    assert str(tmp_path / "home" / "stack") in message
+    assert _stack_processes_left(tmp_path) == []

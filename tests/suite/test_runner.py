@@ -4,6 +4,7 @@ missing."""
 
 from __future__ import annotations
 
+import socket
 from datetime import date
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from nightly_pipeline.loadgen import ConstantArrivalRate, LoadTest, RunBounds, run_load
 from nightly_pipeline.loadgen.scenario import GetPath
 from nightly_pipeline.suite import runner
+from nightly_pipeline.suite.preflight import TargetUnreachableError
 from nightly_pipeline.suite.spec import PROFILES, Check, TestSpec
 from nightly_pipeline.testbed.echo import http_server
 from nightly_pipeline.testbed.target import Target
@@ -154,3 +156,19 @@ def test_a_test_can_derive_figures_from_the_targets_samples(tmp_path, echo, metr
         spec, PROFILES["ci"], target, night=date(2026, 11, 20), run_id="r", run_dir=tmp_path
     )
     assert outcome.checks[0].passed, outcome.record.detail
+
+
+def test_an_unreachable_target_is_refused_before_any_load(tmp_path, monkeypatch) -> None:
+    """Nothing listens on the port: an infrastructure error naming the URL and the fix,
+    raised before the scenario runs (so no check is judged on 100 % connection errors)."""
+    started = []
+    monkeypatch.setitem(runner.IMPLEMENTATIONS, "99", lambda: started.append(1) or GetLoad(""))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    target = Target("gone", closed, "ws://127.0.0.1:1/v1/ws", {}, ("u",), "p")
+    with pytest.raises(TargetUnreachableError, match=f"nothing answers at {closed}.*fix base_url"):
+        runner.run_suite_test(
+            SPEC, PROFILES["ci"], target, night=date(2026, 11, 20), run_id="r", run_dir=tmp_path
+        )
+    assert started == []

@@ -22,7 +22,13 @@ async def serve(cfg: TestbedConfig) -> None:
     runner = web.AppRunner(build_app(cfg), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     site = web.TCPSite(runner, cfg.http_host, cfg.http_port, backlog=4096, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError:
+        # Stop the startup's background tasks (Pub/Sub, pools) first: left to the loop's
+        # final cancellation, they keep the process alive and the error unseen.
+        await runner.cleanup()
+        raise
     port = runner.addresses[0][1]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -243,11 +243,23 @@ async def _shutdown(app: web.Application) -> None:
     await app[SERVICES].gateway.close_all()
 
 
+CANCEL_ROUNDS = 20
+CANCEL_WAIT_S = 0.25
+
+
 async def _cleanup(app: web.Application) -> None:
+    """Cancel the side tasks, again if need be: a cancel that lands inside redis-py's
+    connect timeout comes back as a TimeoutError, which the Pub/Sub loop takes for an
+    outage and resubscribes; the next cancel lands in its back-off sleep. Bounded."""
     s = app[SERVICES]
-    for task in s.tasks:
-        task.cancel()
-    await asyncio.gather(*s.tasks, return_exceptions=True)
+    for _ in range(CANCEL_ROUNDS):
+        pending = [t for t in s.tasks if not t.done()]
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=CANCEL_WAIT_S)
+    log.error("side tasks survived %d cancels: %s", CANCEL_ROUNDS, [t.get_name() for t in pending])
     await s.db.close()
     for client in (s.redis, s.pubsub_redis):
         with contextlib.suppress(Exception):
