@@ -6,6 +6,8 @@ reject check fails with the platform's own counter."""
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from datetime import date
 
 import pytest
@@ -75,4 +77,40 @@ def test_a_payload_limit_below_64_kib_fails_the_reject_check(limited_platform, t
     checks = {c.check.metric: c for c in outcome.checks}
     rejects = checks["messaging_payload_rejects_total"]
     assert not rejects.passed and rejects.observed >= 0.9 * 20 * 6
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+
+
+TINY_SEND_QUEUE = 2
+STALL_FROM_S, STALL_UNTIL_S = 1.5, 3.5
+"""The consumer is stopped for these seconds of the run: the backlog it then publishes
+in one pipeline reaches each socket as a burst of frames."""
+
+
+@pytest.fixture
+def tiny_queue_platform(tmp_path_factory, system_dir):
+    """A platform whose sockets queue at most 2 frames (the default is 1,000)."""
+    with _platform(tmp_path_factory, system_dir, "tinyqueue", ws_send_queue=TINY_SEND_QUEUE) as up:
+        yield up
+
+
+def test_a_tiny_send_queue_under_a_burst_fails_the_backpressure_check(
+    tiny_queue_platform, tmp_path
+) -> None:
+    """Fault: ``ws_send_queue`` 2, and a 2 s consumer stall that turns the backlog into
+    a burst. The gateway refuses frames (``ws_overload_total``): the blocking check fails."""
+    consumer = tiny_queue_platform.endpoints.pids["consumer"]
+    stop = threading.Timer(STALL_FROM_S, os.kill, (consumer, signal.SIGSTOP))
+    resume = threading.Timer(STALL_UNTIL_S, os.kill, (consumer, signal.SIGCONT))
+    stop.start()
+    resume.start()
+    try:
+        outcome = _run(tiny_queue_platform, tmp_path)
+    finally:
+        stop.cancel()
+        resume.cancel()
+        os.kill(consumer, signal.SIGCONT)
+    checks = {c.check.metric: c for c in outcome.checks}
+    print("05 tiny queue:", {m: (c.passed, c.observed) for m, c in checks.items()})
+    overload = checks["ws_overload_total"]
+    assert not overload.passed and overload.observed > 0, outcome.record.detail
     assert outcome.blocking_failed and outcome.record.status == "failed"

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from datetime import date
 
 import pytest
 
+from nightly_pipeline.chaos import ProxyControl
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.runner import run_suite_test
 from nightly_pipeline.suite.spec import PROFILES
@@ -55,4 +57,30 @@ def test_a_stopped_consumer_fails_the_blocking_loss_check(platform, tmp_path) ->
         os.kill(consumer, signal.SIGCONT)
     failed = {c.check.metric for c in outcome.checks if not c.passed}
     assert "delivery_lost" in failed
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+
+
+CUT_FROM_S, CUT_UNTIL_S = 1.5, 2.5
+
+
+def test_a_postgres_cut_fails_the_blocking_http_error_rate_check(platform, tmp_path) -> None:
+    """Fault: PostgreSQL cut at its fault proxy for 1 s of the run. The POSTs of that
+    second fail, so ``http_req_failed rate<0.001`` fails and the run is failed."""
+    control = ProxyControl(platform.endpoints.postgres_proxy_control)
+    cut = threading.Timer(CUT_FROM_S, control.cut)
+    restore = threading.Timer(CUT_UNTIL_S, control.restore)
+    cut.start()
+    restore.start()
+    try:
+        outcome = _run(platform, tmp_path)
+    finally:
+        cut.cancel()
+        restore.cancel()
+        control.restore()
+        control.close()
+    checks = {c.check.metric: c for c in outcome.checks}
+    print("01 pg cut:", {m: (c.passed, c.observed) for m, c in checks.items()})
+    failed = checks["http_req_failed"]
+    assert not failed.passed and failed.observed >= 0.001, outcome.record.detail
+    assert failed.check.severity == "error"
     assert outcome.blocking_failed and outcome.record.status == "failed"
