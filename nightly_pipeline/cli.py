@@ -253,6 +253,9 @@ def cmd_run(args: argparse.Namespace, store: MetricStore) -> int:
     )
     if args.junit:
         write_junit(run, args.junit)
+    if run.interrupted:
+        print(f"\nnightly run: {run.error}", file=sys.stderr)
+        return 130
     if not run.success:
         print(f"\nrun failed: {run.error}", file=sys.stderr)
         return 1

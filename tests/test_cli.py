@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
+import psutil
 import pytest
 
 from nightly_pipeline.cli import main
@@ -108,3 +114,52 @@ def test_run_ci_profile_end_to_end_writes_rows_and_junit(tmp_path, capsys) -> No
         assert re.search(rf"^{test}\s+passed", out, re.MULTILINE), (test, out)
     assert 'failures="0"' in junit.read_text() and "delivery_lost" in junit.read_text()
     assert (tmp_path / "home" / "reports").is_dir()
+
+
+def _processes_naming(root: Path) -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        line = " ".join(proc.info["cmdline"] or ())
+        if str(root) in line and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(f"{proc.pid} {line[:100]}")
+    return found
+
+
+def test_ctrl_c_during_a_run_stops_it_tears_down_and_exits_130(tmp_path) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while Test 01's
+    load runs: the load stops early, the test is not retried, no other test starts, the
+    platform is stopped (no process names the run's directory), exit status 130."""
+    home = tmp_path / "home"
+    run = ["run", "--profile", "ci", "--tests", "01,02", "--night", "2026-11-20"]
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nightly_pipeline.cli",
+            "--store",
+            str(home / "metrics.duckdb"),
+            *run,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    seen = []
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:  # ends at EOF if the run dies first
+            seen.append(line)
+            if "msg/s" in line:  # Test 01's load has started
+                break
+        os.killpg(child.pid, signal.SIGINT)
+        out, _ = child.communicate(timeout=300)  # catches a hang only
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    out = "".join(seen) + out
+    assert child.returncode == 130, out
+    assert "nightly run: interrupted" in out
+    assert "02_conversation_crud: " not in out  # its progress line: it never started
+    assert _processes_naming(home) == []

@@ -6,10 +6,12 @@ import re
 from datetime import UTC, date, datetime
 
 import dagster as dg
+import httpx
 
 from nightly_pipeline.assets.partitions import NIGHTS
 from nightly_pipeline.loadgen import LoadgenError
 from nightly_pipeline.resources import MetricStoreResource, ProfileResource, TargetResource
+from nightly_pipeline.resources.target import EmbeddedStartError
 from nightly_pipeline.store import RunRecord
 from nightly_pipeline.suite.catalog import TESTS, SelectionError, profile_named
 from nightly_pipeline.suite.figures import figures_for
@@ -20,8 +22,13 @@ from nightly_pipeline.testbed.target import TargetConfigError
 
 TARGET_POOL = "target"
 INFRA_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL)
-"""Retries exceptions only: the stack did not start, the target was unreachable. A failed
-check is a verdict, reported as a failed asset check, and never retried."""
+"""How infrastructure failures are retried: the stack did not start, the target was
+unreachable. A failed check is a verdict, reported as a failed asset check, never retried.
+
+Applied by the asset itself (``RetryRequested`` for ``INFRA_ERRORS`` only), not given to
+Dagster as the op's retry_policy: with one, Dagster retries *every* exception, a bug in a
+scenario included, and turns Ctrl-C or a UI termination into a retry instead of a stop."""
+INFRA_ERRORS = (EmbeddedStartError, ConnectionError, httpx.TransportError)
 NOT_RETRIED = (
     NotImplementedTestError,
     SelectionError,
@@ -62,7 +69,6 @@ def build_test_asset(
         ],
         partitions_def=NIGHTS,
         pool=TARGET_POOL,
-        retry_policy=retry_policy,
         op_tags={"nightly/test": spec.key},
     )
     def _test(
@@ -98,6 +104,12 @@ def build_test_asset(
             )
         except NOT_RETRIED as exc:
             raise dg.Failure(str(exc), allow_retries=False) from exc
+        except INFRA_ERRORS as exc:
+            context.log.warning(f"{spec.key}: attempt {context.retry_number + 1} failed: {exc}")
+            raise dg.RetryRequested(
+                max_retries=retry_policy.max_retries,
+                seconds_to_wait=retry_policy.calculate_delay(context.retry_number + 1),
+            ) from exc
         opened.write_test_result(outcome.record)
         for key, name in zip(keys, spec.assets, strict=True):
             figures = figures_for(name, outcome.record.metrics)

@@ -9,6 +9,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import dagster as dg
+from dagster._core.execution.plan.objects import ErrorSource  # no public name for it
 
 from nightly_pipeline.assets.history import nightly_report, regressions
 from nightly_pipeline.assets.partitions import NIGHTS
@@ -37,6 +38,7 @@ class NightRun:
     success: bool  # the Dagster run itself
     checks: tuple[CheckLine, ...]
     error: str = ""
+    interrupted: bool = False  # Ctrl-C / SIGTERM: stopped early, no verdicts or report
 
     @property
     def blocking_failed(self) -> bool:
@@ -55,6 +57,35 @@ def _assets_for(tests: list[TestSpec]) -> list[dg.AssetsDefinition]:
         ready = ", ".join(sorted(by_name)) or "none"
         raise SelectionError(f"no scenario yet for {', '.join(missing)}; runnable: {ready}")
     return [by_name[t.key] for t in tests]
+
+
+def _check_lines(result: dg.ExecuteInProcessResult, tests: list[TestSpec]) -> tuple[CheckLine, ...]:
+    names = {check_name(c): c for t in tests for c in t.checks}
+    lines = []
+    for evaluation in result.get_asset_check_evaluations():
+        check = names.get(evaluation.check_name)
+        lines.append(
+            CheckLine(
+                evaluation.asset_key.path[0],
+                evaluation.check_name,
+                evaluation.passed,
+                check is not None and check.severity == "error",
+                evaluation.description or "",
+            )
+        )
+    return tuple(lines)
+
+
+def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether Ctrl-C or SIGTERM stopped the run (a step failed as interrupted)."""
+    if result.dagster_run.status == dg.DagsterRunStatus.CANCELED:
+        return True
+    return any(
+        event.is_step_failure
+        and event.step_failure_data is not None
+        and event.step_failure_data.error_source == ErrorSource.INTERRUPT
+        for event in result.all_events
+    )
 
 
 def step_failures(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -110,22 +141,19 @@ def run_night(
         )
 
     result = materialize(_assets_for(tests), ("target", "store", "profile"))
+    if was_interrupted(result):
+        return NightRun(
+            night,
+            False,
+            _check_lines(result, tests),
+            "interrupted: the running test stopped early and the platform was stopped; "
+            "the night's verdicts and report were not updated",
+            interrupted=True,
+        )
     # A failed blocking check skips everything downstream in its run, so the night's
     # verdicts and report run apart: a failing night is the one that needs its report.
     history = materialize([regressions, nightly_report], ("store",))
-    names = {check_name(c): c for t in tests for c in t.checks}
-    lines = []
-    for evaluation in result.get_asset_check_evaluations():
-        check = names.get(evaluation.check_name)
-        lines.append(
-            CheckLine(
-                evaluation.asset_key.path[0],
-                evaluation.check_name,
-                evaluation.passed,
-                check is not None and check.severity == "error",
-                evaluation.description or "",
-            )
-        )
+    lines = _check_lines(result, tests)
     error = ""
     blocked = any(not c.passed and c.blocking for c in lines)
     if not result.success:

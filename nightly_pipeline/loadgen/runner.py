@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from nightly_pipeline.loadgen.errors import ConfigError
 from nightly_pipeline.loadgen.executors import ConstantVus, validate
 from nightly_pipeline.loadgen.executors.base import ExecutorConfig
 from nightly_pipeline.loadgen.http_client import HttpClient
+from nightly_pipeline.loadgen.interrupts import Interrupts, deferred_interrupts
 from nightly_pipeline.loadgen.recorder import Recorder
 from nightly_pipeline.loadgen.runtime import Execution, run_closed_model, run_open_model, ticker
 from nightly_pipeline.loadgen.safety import check_target
@@ -229,10 +231,13 @@ def _run_single(test: LoadTest, progress: ProgressCallback | None) -> LoadResult
         if failing and not aborted:
             aborted.append(_abort_reason(failing))
             ex.stop.set()
+        if interrupts.reason and not aborted:
+            aborted.append(interrupts.reason)
+            ex.stop.set()
         if progress is not None:
             progress(_progress_of(recorder, elapsed, duration))
 
-    with _new_runner() as runner:
+    with deferred_interrupts() as interrupts, _new_runner() as runner:
         counts = runner.run(
             _execute(test, test.executor, recorder, on_second, lambda: time.perf_counter())
         )
@@ -244,7 +249,10 @@ def _run_single(test: LoadTest, progress: ProgressCallback | None) -> LoadResult
 
 
 def _worker_main(conn: Connection, test: LoadTest, index: int, count: int) -> None:
-    """Entry point of a worker process: run its share, stream seconds to the parent."""
+    """Entry point of a worker process: run its share, stream seconds to the parent.
+
+    Ctrl-C reaches the whole process group: workers ignore it, the parent stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     config = test.executor.for_worker(index, count)
     recorder = Recorder(time.perf_counter())
 
@@ -286,8 +294,12 @@ def _run_multi(test: LoadTest, progress: ProgressCallback | None) -> LoadResult:
             child.close()
             procs.append(proc)
             conns.append(parent)
-        return _supervise(test, conns, progress)
+        with deferred_interrupts() as interrupts:
+            return _supervise(test, conns, progress, interrupts)
     finally:
+        for conn in conns:  # after an error the workers may still be running: stop them
+            with contextlib.suppress(OSError):
+                conn.send(("stop",))
         for proc in procs:
             proc.join(timeout=5.0)
             if proc.is_alive():
@@ -298,7 +310,10 @@ def _run_multi(test: LoadTest, progress: ProgressCallback | None) -> LoadResult:
 
 
 def _supervise(
-    test: LoadTest, conns: list[Connection], progress: ProgressCallback | None
+    test: LoadTest,
+    conns: list[Connection],
+    progress: ProgressCallback | None,
+    interrupts: Interrupts,
 ) -> LoadResult:
     """Start the workers together, merge their seconds, stop them all on an abort."""
     ready = 0
@@ -351,8 +366,8 @@ def _supervise(
         if complete > last_checked:
             last_checked = complete
             failing = evaluator.check_live(float(complete))
-            if failing and aborted is None:
-                aborted = _abort_reason(failing)
+            if (failing or interrupts.reason) and aborted is None:
+                aborted = _abort_reason(failing) if failing else interrupts.reason
                 for conn in live:
                     with contextlib.suppress(OSError):
                         conn.send(("stop",))
