@@ -5,14 +5,20 @@ import dagster as dg
 from nightly_pipeline.assets.engine import engine_selfcheck, engine_selfcheck_job
 from nightly_pipeline.assets.history import baseline_snapshot, nightly_report, regressions
 from nightly_pipeline.assets.suite import SUITE_ASSETS
-from nightly_pipeline.automation.jobs import baseline_snapshot_job, nightly_suite_job
+from nightly_pipeline.automation.jobs import (
+    baseline_snapshot_job,
+    nightly_history_job,
+    nightly_suite_job,
+)
 from nightly_pipeline.automation.schedules import (
     baseline_snapshot_schedule,
     nightly_suite_schedule,
 )
 from nightly_pipeline.automation.sensors import (
+    SUITE_OUTCOMES,
     make_regression_alert_sensor,
     make_run_failure_alert_sensor,
+    make_suite_finished_sensor,
     make_target_version_sensor,
 )
 from nightly_pipeline.resources import (
@@ -25,12 +31,13 @@ from nightly_pipeline.resources import (
 
 defs = dg.Definitions(
     assets=[engine_selfcheck, *SUITE_ASSETS, regressions, nightly_report, baseline_snapshot],
-    jobs=[engine_selfcheck_job, nightly_suite_job, baseline_snapshot_job],
+    jobs=[engine_selfcheck_job, nightly_suite_job, nightly_history_job, baseline_snapshot_job],
     schedules=[nightly_suite_schedule, baseline_snapshot_schedule],
     sensors=[
         make_run_failure_alert_sensor(),
         make_regression_alert_sensor(),
         make_target_version_sensor(),
+        *(make_suite_finished_sensor(status) for status in SUITE_OUTCOMES),
     ],
     resources={
         "store": MetricStoreResource(),

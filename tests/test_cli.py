@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from nightly_pipeline.cli import main
+from nightly_pipeline.store import MetricStore
 
 
 def test_history_of_an_empty_store_says_what_to_do(tmp_path, capsys) -> None:
@@ -114,6 +115,7 @@ def test_run_ci_profile_end_to_end_writes_rows_and_junit(tmp_path, capsys) -> No
         assert re.search(rf"^{test}\s+passed", out, re.MULTILINE), (test, out)
     assert 'failures="0"' in junit.read_text() and "delivery_lost" in junit.read_text()
     assert (tmp_path / "home" / "reports").is_dir()
+    assert MetricStore(store).runs()["status"].to_list() == ["succeeded"]
 
 
 def _processes_naming(root: Path) -> list[str]:
@@ -163,3 +165,4 @@ def test_ctrl_c_during_a_run_stops_it_tears_down_and_exits_130(tmp_path) -> None
     assert "nightly run: interrupted" in out
     assert "02_conversation_crud: " not in out  # its progress line: it never started
     assert _processes_naming(home) == []
+    assert MetricStore(home / "metrics.duckdb").runs()["status"].to_list() == ["canceled"]

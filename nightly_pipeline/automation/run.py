@@ -1,10 +1,11 @@
 """``nightly run``: materialise the selected tests (and the night's verdicts and report)
 for one night, in this process, through real Dagster; then summarise and write JUnit."""
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -19,6 +20,7 @@ from nightly_pipeline.resources import (
     ProfileResource,
     TargetResource,
 )
+from nightly_pipeline.store import MetricStore, RunNotFoundError, RunStatus
 from nightly_pipeline.suite.catalog import SelectionError
 from nightly_pipeline.suite.spec import Profile, TestSpec
 
@@ -74,6 +76,15 @@ def _check_lines(result: dg.ExecuteInProcessResult, tests: list[TestSpec]) -> tu
             )
         )
     return tuple(lines)
+
+
+def _finish_store_run(store_path: Path, result: dg.ExecuteInProcessResult) -> None:
+    """Close the ``runs`` row the test assets opened (none if the platform never started)."""
+    status: RunStatus = "succeeded" if result.success else "failed"
+    if was_interrupted(result):
+        status = "canceled"
+    with contextlib.suppress(RunNotFoundError):
+        MetricStore(store_path).finish_run(result.run_id, status, datetime.now(UTC))
 
 
 def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
@@ -141,6 +152,7 @@ def run_night(
         )
 
     result = materialize(_assets_for(tests), ("target", "store", "profile"))
+    _finish_store_run(store_path, result)
     if was_interrupted(result):
         return NightRun(
             night,

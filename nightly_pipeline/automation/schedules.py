@@ -1,4 +1,6 @@
-"""The nightly suite at 02:10 UTC (the plan's time) and Test 15 on Sundays."""
+"""The nightly suite at 02:10 UTC (the plan's time) and Test 15 on Sundays. The night's
+verdicts and report are not scheduled: the ``nightly_suite_*`` run-status sensors start
+``nightly_history`` when the suite run ends."""
 
 import dagster as dg
 

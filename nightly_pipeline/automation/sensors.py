@@ -1,6 +1,7 @@
 """Sensors: alerts on failed runs, failed checks and new regressions; a run when the
-target's reported version changes. Each comes from a small factory so tests can build
-one with their own resources and names."""
+target's reported version changes; when a suite run ends, its store row is closed and
+the night's history run is requested. Each comes from a small factory so tests can
+build one with their own resources and names."""
 
 import json
 from datetime import UTC, datetime
@@ -11,13 +12,23 @@ import httpx
 from nightly_pipeline import evaluate
 from nightly_pipeline.alerts import Alert
 from nightly_pipeline.assets.partitions import NIGHTS
-from nightly_pipeline.automation.jobs import nightly_suite_job
+from nightly_pipeline.automation.jobs import nightly_history_job, nightly_suite_job
 from nightly_pipeline.resources import AlertsResource, MetricStoreResource, TargetVersionResource
+from nightly_pipeline.store import RunNotFoundError, RunStatus, StoreError
 
 ALERT_POLL_S = 300
 VERSION_POLL_S = 300
 SENT_KEYS_KEPT = 1000
 """The alert sensor's cursor remembers this many sent alerts (oldest dropped first)."""
+SUITE_OUTCOMES: dict[dg.DagsterRunStatus, RunStatus] = {
+    dg.DagsterRunStatus.SUCCESS: "succeeded",
+    dg.DagsterRunStatus.FAILURE: "failed",
+    dg.DagsterRunStatus.CANCELED: "canceled",
+}
+"""How a ``nightly_suite`` run ended, as the store's ``runs.status`` says it."""
+HISTORY_AFTER = frozenset({dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE})
+"""The suite outcomes that request the night's ``nightly_history`` run."""
+PARTITION_TAG = "dagster/partition"
 
 
 def make_run_failure_alert_sensor(name: str = "run_failure_alert") -> dg.SensorDefinition:
@@ -26,7 +37,7 @@ def make_run_failure_alert_sensor(name: str = "run_failure_alert") -> dg.SensorD
     @dg.run_failure_sensor(name=name, default_status=dg.DefaultSensorStatus.RUNNING)
     def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
         run = context.dagster_run
-        key = run.tags.get("dagster/partition")
+        key = run.tags.get(PARTITION_TAG)
         night = datetime.now(UTC).date() if key is None else datetime.fromisoformat(key).date()
         message = context.failure_event.message or "run failed"
         deliveries = alerts.send(
@@ -117,3 +128,71 @@ def make_target_version_sensor(name: str = "target_version_change") -> dg.Sensor
         )
 
     return target_version_change
+
+
+def make_suite_finished_sensor(
+    run_status: dg.DagsterRunStatus, name: str | None = None
+) -> dg.SensorDefinition:
+    """When a ``nightly_suite`` run ends with ``run_status``, close its row in the store
+    and, after a success or a failure, request ``nightly_history`` for the same night.
+
+    A failed blocking check fails the suite run, and the history assets run apart so
+    that such a night still gets its verdicts and report; ``run_key`` is
+    ``history-<suite run id>``, so each suite run gets one. A canceled run gets none:
+    someone stopped it on purpose, and can start ``nightly_history`` for that night by
+    hand. (A run over ``dagster/max_runtime`` is marked failed, not canceled, so a hung
+    night still gets its report.)
+
+    Store errors are logged, never raised: Dagster moves a run-status sensor past a run
+    whose evaluation raised, so raising would lose the history run as well.
+    """
+    outcome = SUITE_OUTCOMES[run_status]
+    requests_history = run_status in HISTORY_AFTER
+
+    @dg.run_status_sensor(
+        run_status=run_status,
+        name=name or f"nightly_suite_{outcome}",
+        monitored_jobs=[nightly_suite_job],
+        request_job=nightly_history_job if requests_history else None,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def suite_finished(
+        context: dg.RunStatusSensorContext, store: MetricStoreResource
+    ) -> dg.RunRequest | dg.SkipReason:
+        run = context.dagster_run
+        _finish_store_run(context, store, outcome)
+        if not requests_history:
+            return dg.SkipReason(f"run {run.run_id} was {outcome}: no history run")
+        night = run.tags.get(PARTITION_TAG)
+        if night is None:
+            return dg.SkipReason(f"run {run.run_id} has no night (partition) to evaluate")
+        return dg.RunRequest(
+            run_key=f"history-{run.run_id}",
+            partition_key=night,
+            tags={
+                "nightly/trigger": "suite-finished",
+                "nightly/suite_run": run.run_id,
+                "nightly/suite_status": outcome,
+            },
+        )
+
+    return suite_finished
+
+
+def _finish_store_run(
+    context: dg.RunStatusSensorContext, store: MetricStoreResource, outcome: RunStatus
+) -> None:
+    """``finish_run`` for the row the suite assets wrote under the Dagster run id, at the
+    run's end time as Dagster recorded it."""
+    run_id = context.dagster_run.run_id
+    record = context.instance.get_run_record_by_id(run_id)
+    end = record.end_time if record is not None else None
+    finished_at = datetime.fromtimestamp(end, UTC) if end is not None else datetime.now(UTC)
+    try:
+        store.open().finish_run(run_id, outcome, finished_at)
+    except RunNotFoundError:
+        context.log.info(f"run {run_id} wrote no row in the metric store: nothing to finish")
+    except StoreError as exc:
+        context.log.error(f"could not mark run {run_id} {outcome} in the metric store: {exc}")
+    else:
+        context.log.info(f"metric store: run {run_id} {outcome}")

@@ -1,29 +1,42 @@
-"""Schedules and the target-version sensor, evaluated with Dagster's test contexts."""
-
-from __future__ import annotations
+"""Schedules, the target-version sensor and the suite-finished sensors, evaluated with
+Dagster's test contexts (and, for the run-status sensors, real runs on a test instance)."""
 
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
 
-from nightly_pipeline.automation.sensors import make_target_version_sensor
+from nightly_pipeline.assets.history import TEST_ASSETS
+from nightly_pipeline.assets.partitions import NIGHTS
+from nightly_pipeline.automation.sensors import (
+    make_suite_finished_sensor,
+    make_target_version_sensor,
+)
 from nightly_pipeline.definitions import defs
-from nightly_pipeline.resources import TargetVersionResource
+from nightly_pipeline.resources import MetricStoreResource, TargetVersionResource
+from nightly_pipeline.store import MetricStore, RunRecord
 
 
 def test_every_job_schedule_and_sensor_resolves() -> None:
     assert {j.name for j in defs.resolve_all_job_defs()} >= {
         "engine_selfcheck_job",
         "nightly_suite",
+        "nightly_history",
         "baseline_snapshot_job",
     }
     for name in ("nightly_suite_0210_utc", "baseline_snapshot_sunday"):
         assert defs.resolve_schedule_def(name)
-    for name in ("run_failure_alert", "regression_alert", "target_version_change"):
+    for name in (
+        "run_failure_alert",
+        "regression_alert",
+        "target_version_change",
+        "nightly_suite_succeeded",
+        "nightly_suite_failed",
+        "nightly_suite_canceled",
+    ):
         assert defs.resolve_sensor_def(name)
 
 
@@ -120,3 +133,172 @@ def test_version_sensor_skips_without_a_url_or_when_unreachable() -> None:
         )
     )
     assert "unreachable" in down.skip_message
+
+
+# -- the suite and history jobs, and the sensors between them -----------------------------
+
+NIGHT = "2026-11-20"
+HISTORY_KEYS = {dg.AssetKey("regressions"), dg.AssetKey("nightly_report")}
+
+
+def test_the_suite_job_runs_the_tests_and_the_history_job_the_verdicts_and_report() -> None:
+    suite = defs.resolve_job_def("nightly_suite").asset_layer.selected_asset_keys
+    history = defs.resolve_job_def("nightly_history").asset_layer.selected_asset_keys
+    assert suite == {key for asset in TEST_ASSETS for key in asset.keys}
+    assert not suite & HISTORY_KEYS
+    assert history == HISTORY_KEYS
+    for name in ("nightly_suite", "nightly_history"):
+        assert defs.resolve_job_def(name).partitions_def == NIGHTS
+
+
+def _run_stand_in(
+    instance: dg.DagsterInstance, name: str, store_path, *, passed: bool, writes_row: bool
+) -> dg.ExecuteInProcessResult:
+    """Run a cheap stand-in for the real suite (which needs the target) for ``NIGHT``: one
+    nightly asset with a blocking check, writing its store row under the Dagster run id
+    as the suite assets do, in a job named ``name``."""
+
+    @dg.asset(
+        name="stand_in_test",
+        partitions_def=NIGHTS,
+        check_specs=[dg.AssetCheckSpec("no_loss", asset="stand_in_test", blocking=True)],
+    )
+    def stand_in(
+        context: dg.AssetExecutionContext, store: MetricStoreResource
+    ) -> dg.MaterializeResult:
+        if writes_row:
+            night = date.fromisoformat(context.partition_key)
+            record = RunRecord(context.run.run_id, night, "smoke", "stand-in", datetime.now(UTC))
+            store.open().write_run(record)
+        return dg.MaterializeResult(
+            check_results=[dg.AssetCheckResult(check_name="no_loss", passed=passed)]
+        )
+
+    job = dg.Definitions(
+        assets=[stand_in],
+        jobs=[dg.define_asset_job(name, selection=[stand_in])],
+        resources={"store": MetricStoreResource(path=str(store_path))},
+    ).resolve_job_def(name)
+    return job.execute_in_process(instance=instance, partition_key=NIGHT, raise_on_error=False)
+
+
+class _SensorTicks:
+    """Ticks one run-status sensor against a real test instance, keeping its cursor."""
+
+    def __init__(self, sensor: dg.SensorDefinition, instance, store_path) -> None:
+        self.sensor = sensor
+        self.instance = instance
+        self.resources = {"store": MetricStoreResource(path=str(store_path))}
+        self.cursor = None
+
+    def tick(self) -> dg.SensorResult:
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            resources=self.resources,
+            repository_def=defs.get_repository_def(),
+        )
+        result = self.sensor.evaluate_tick(context)
+        self.cursor = result.cursor
+        return result
+
+
+def _store_run(store_path, run_id: str) -> dict:
+    (row,) = MetricStore(store_path).runs().filter(run_id=run_id).iter_rows(named=True)
+    return row
+
+
+@pytest.mark.parametrize(
+    ("passed", "status", "outcome"),
+    [
+        (False, dg.DagsterRunStatus.FAILURE, "failed"),
+        (True, dg.DagsterRunStatus.SUCCESS, "succeeded"),
+    ],
+)
+def test_a_finished_suite_run_closes_its_store_row_and_requests_the_nights_history(
+    tmp_path, passed: bool, status: dg.DagsterRunStatus, outcome: str
+) -> None:
+    """A real run of a stand-in suite: a failed blocking check fails it, and the night
+    still gets its history run; the row the asset wrote goes from 'running' to
+    ``outcome`` at the run's end time."""
+    store_path = tmp_path / "m.duckdb"
+    with dg.instance_for_test() as instance:
+        ticks = _SensorTicks(make_suite_finished_sensor(status), instance, store_path)
+        assert "Initiating" in ticks.tick().skip_message  # the cursor starts before the run
+        result = _run_stand_in(
+            instance, "nightly_suite", store_path, passed=passed, writes_row=True
+        )
+        assert result.success is passed
+        run_id = result.run_id
+        assert _store_run(store_path, run_id)["status"] == "running"
+
+        (request,) = ticks.tick().run_requests
+        assert (request.job_name or ticks.sensor.job_name) == "nightly_history"
+        assert request.partition_key == NIGHT
+        assert request.run_key == f"history-{run_id}"
+        assert request.tags["nightly/suite_status"] == outcome
+
+        row = _store_run(store_path, run_id)
+        assert row["status"] == outcome
+        end = instance.get_run_record_by_id(run_id).end_time
+        assert row["finished_at"].replace(tzinfo=UTC).timestamp() == pytest.approx(end, abs=1e-3)
+        assert not ticks.tick().run_requests  # that run is behind the cursor now
+
+
+def test_a_suite_run_that_wrote_no_store_row_still_gets_its_history(tmp_path) -> None:
+    """RunNotFoundError from finish_run is logged; the night is evaluated all the same."""
+    store_path = tmp_path / "m.duckdb"
+    with dg.instance_for_test() as instance:
+        ticks = _SensorTicks(
+            make_suite_finished_sensor(dg.DagsterRunStatus.FAILURE), instance, store_path
+        )
+        ticks.tick()
+        result = _run_stand_in(
+            instance, "nightly_suite", store_path, passed=False, writes_row=False
+        )
+        (request,) = ticks.tick().run_requests
+        assert request.run_key == f"history-{result.run_id}"
+        assert MetricStore(store_path).runs().is_empty()
+
+
+def test_a_history_run_ending_requests_nothing(tmp_path) -> None:
+    """Only nightly_suite is watched: a nightly_history run (here a stand-in under that
+    name) failing must not start another one."""
+    store_path = tmp_path / "m.duckdb"
+    with dg.instance_for_test() as instance:
+        ticks = _SensorTicks(
+            make_suite_finished_sensor(dg.DagsterRunStatus.FAILURE), instance, store_path
+        )
+        ticks.tick()
+        result = _run_stand_in(
+            instance, "nightly_history", store_path, passed=False, writes_row=True
+        )
+        assert not result.success
+        assert not ticks.tick().run_requests
+        assert _store_run(store_path, result.run_id)["status"] == "running"
+
+
+def test_a_canceled_suite_run_is_marked_canceled_and_gets_no_history(tmp_path) -> None:
+    """A hand-built run record (a real in-process run cannot be canceled cheaply), moved to
+    CANCELED through the instance as the run coordinator would."""
+    store_path = tmp_path / "m.duckdb"
+    with dg.instance_for_test() as instance:
+        ticks = _SensorTicks(
+            make_suite_finished_sensor(dg.DagsterRunStatus.CANCELED), instance, store_path
+        )
+        ticks.tick()
+        run = instance.add_run(
+            dg.DagsterRun(
+                job_name="nightly_suite",
+                run_id="fake-canceled-run",
+                status=dg.DagsterRunStatus.STARTED,
+                tags={"dagster/partition": NIGHT},
+            )
+        )
+        MetricStore(store_path).write_run(
+            RunRecord(run.run_id, date.fromisoformat(NIGHT), "smoke", "stand-in", datetime.now(UTC))
+        )
+        instance.report_run_canceled(run)
+        result = ticks.tick()
+        assert not result.run_requests
+        assert _store_run(store_path, run.run_id)["status"] == "canceled"
