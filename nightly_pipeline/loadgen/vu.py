@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,9 @@ Header = tuple[str, str]
 
 _EXPECTED = {"expected_response": "true"}
 _UNEXPECTED = {"expected_response": "false"}
+
+
+TagFromResponse = Callable[[HttpResponse], Mapping[str, str] | None]
 
 
 class RecordingHttp:
@@ -47,9 +50,15 @@ class RecordingHttp:
         headers: Iterable[Header] = (),
         tags: Mapping[str, str] | None = None,
         expected: Collection[int] = (),
+        tag_from_response: TagFromResponse | None = None,
     ) -> HttpResponse:
-        """Send one request; ``expected`` statuses >= 400 do not count as failures."""
+        """Send one request; ``expected`` statuses >= 400 do not count as failures.
+
+        ``tag_from_response`` adds tags known only from the answer (a cache header) to
+        every sample of the request, so thresholds can select on them."""
         response = await self._client.request(method, path, body=body, headers=headers)
+        if tag_from_response is not None and (extra := tag_from_response(response)):
+            tags = {**(tags or {}), **extra}
         rec = self._recorder
         end = response.finished_at
         status = response.status

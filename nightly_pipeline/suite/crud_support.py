@@ -99,23 +99,20 @@ async def tagged_request(
     expected: Collection[int] = (),
 ) -> HttpResponse:
     """One request recorded like ``vu.http.request``, tagged ``cache:<X-Cache>`` as well."""
-    http = vu.http
-    response = await http._client.request(method, path, body=body, headers=list(headers))
-    rec, end, status = vu.recorder, response.finished_at, response.status
-    failed = status == 0 or (status >= 400 and status not in expected)
-    tags: dict[str, str] = {"name": name}
+    return await vu.http.request(
+        method,
+        path,
+        body=body,
+        headers=list(headers),
+        tags={"name": name},
+        expected=expected,
+        tag_from_response=_cache_tags,
+    )
+
+
+def _cache_tags(response: HttpResponse) -> dict[str, str] | None:
     cache = cache_tag(response)
-    if cache is not None:
-        tags["cache"] = cache
-    sample_tags = {**tags, "expected_response": "false" if failed else "true"}
-    rec.counter("http_reqs", end, tags=sample_tags)
-    rec.trend("http_req_duration", (end - response.sent_at) * 1000.0, end, sample_tags)
-    rec.trend("http_req_latency", (end - http._intended) * 1000.0, end, sample_tags)
-    rec.rate("http_req_failed", failed, end, tags)
-    if response.error is not None:
-        rec.counter("http_req_errors", end, tags={"error": response.error})
-    http._intended = end
-    return response
+    return None if cache is None else {"cache": cache}
 
 
 def json_body(payload: Mapping[str, object]) -> bytes:

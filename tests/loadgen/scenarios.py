@@ -56,3 +56,15 @@ class WsCloseCode:
     async def iteration(self, vu: Vu) -> None:
         async with vu.ws(f"/close?code={self.code}") as session:
             await session.wait_closed(timeout=5.0)
+
+
+def status_class(response) -> dict[str, str]:
+    return {"status_class": f"{response.status // 100}xx"}
+
+
+class AlternatingStatus:
+    """Even iterations GET ``/``, odd ones ``/status/503``; both tagged by their answer."""
+
+    async def iteration(self, vu: Vu) -> None:
+        path = "/" if vu.iteration % 2 == 0 else "/status/503"
+        await vu.http.request("GET", path, tags={"name": "probe"}, tag_from_response=status_class)

@@ -22,7 +22,7 @@ from nightly_pipeline.loadgen import (
     run_load,
 )
 from nightly_pipeline.loadgen.scenario import GetPath
-from tests.loadgen.scenarios import BadPatch, GetThenSleep, WsCloseCode, WsEcho
+from tests.loadgen.scenarios import AlternatingStatus, BadPatch, GetThenSleep, WsCloseCode, WsEcho
 from tests.loadgen.servers import closed_port, http_server, pause, ws_server
 
 
@@ -224,3 +224,18 @@ def test_websocket_close_codes_are_recorded() -> None:
             )
         )
     assert result.recorder.stats("ws_close", {"code": "4001"})["count"] == 6
+
+
+def test_tags_from_the_response_select_submetrics(server) -> None:
+    """``tag_from_response`` tags every sample with what only the answer knows."""
+    result = run_load(
+        LoadTest(
+            ConstantArrivalRate(rate=40, bounds=RunBounds(1.0)), AlternatingStatus(), server.url
+        )
+    )
+    rec = result.recorder
+    ok = rec.stats("http_reqs", {"name": "probe", "status_class": "2xx"})["count"]
+    unavailable = rec.stats("http_reqs", {"name": "probe", "status_class": "5xx"})["count"]
+    assert ok > 0 and unavailable > 0 and abs(ok - unavailable) <= 1
+    assert rec.stats("http_req_failed", {"status_class": "5xx"})["rate"] == 1.0
+    assert rec.stats("http_req_failed", {"status_class": "2xx"})["rate"] == 0.0
