@@ -31,6 +31,9 @@ class TestbedConfig:
     ws_send_queue: int = 1_000
     breaker_failures: int = 5
     breaker_reset_s: float = 5.0
+    row_level_security: bool = True
+    """Fault knob: ``False`` disables row-level security on the messaging tables at start,
+    a platform that serves other users' conversations (Test 02 must catch it)."""
     cache_invalidation: bool = True
     """Fault knob: ``False`` makes a membership cache that never invalidates (no local
     drop, no Redis delete, no Pub/Sub), the broken target Test 03 must catch."""

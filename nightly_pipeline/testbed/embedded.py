@@ -88,6 +88,8 @@ class PlatformProcesses:
             password_hash_n=s.password_hash_n,
         )
         self.config = dataclasses.replace(config, **s.overrides)
+        if not self.config.row_level_security:
+            migrate.disable_row_level_security(ep.postgres_dsn)
         config_dir = ep.run_dir / "config"
         config_dir.mkdir(exist_ok=True)
         specs = [self._spec(config_dir, "api", self.config)]

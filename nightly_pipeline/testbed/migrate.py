@@ -78,6 +78,24 @@ def apply(dsn: str) -> list[int]:
     return asyncio.run(apply_async(dsn))
 
 
+RLS_TABLES = ("conversations", "participants", "messages")
+
+
+def disable_row_level_security(dsn: str) -> None:
+    """The fault knob ``row_level_security: false``: a platform that serves any user's
+    rows (run as the tables' owner, after the migrations)."""
+
+    async def disable() -> None:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            for table in RLS_TABLES:
+                await conn.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
+        finally:
+            await conn.close()
+
+    asyncio.run(disable())
+
+
 def with_user(dsn: str, user: str) -> str:
     """``dsn`` with its user replaced (password dropped: the stack uses trust auth)."""
     parts = urlsplit(dsn)

@@ -1,5 +1,7 @@
 """Test 02 end to end against the embedded platform (ci profile): healthy, it passes;
-with the target's /metrics unreachable, exactly the checks read from it fail."""
+with the target's /metrics unreachable, exactly the checks read from it fail; with
+row-level security off (the testbed's ``row_level_security`` fault knob), other users'
+conversations are served and the blocking security checks fail."""
 
 from __future__ import annotations
 
@@ -27,6 +29,13 @@ FROM_METRICS = {
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, system_dir):
     with ci_platform(tmp_path_factory, system_dir, "crud") as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def without_rls(tmp_path_factory, system_dir):
+    overrides = {"row_level_security": False}
+    with ci_platform(tmp_path_factory, system_dir, "no-rls", overrides=overrides) as up:
         yield up
 
 
@@ -67,6 +76,17 @@ def test_unreadable_metrics_fail_only_the_checks_that_need_them(platform, tmp_pa
     assert failed >= FROM_METRICS
     assert "foreign_access_allowed" not in failed
     assert "api" in outcome.unreadable
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+
+
+def test_row_level_security_off_fails_the_blocking_foreign_access_check(
+    without_rls, tmp_path
+) -> None:
+    outcome = _run(without_rls.target(), tmp_path)
+    checks = {c.check.metric: (c.passed, c.observed) for c in outcome.checks}
+    assert checks["foreign_access_allowed"][0] is False
+    assert checks["foreign_access_allowed"][1] > 0
+    assert checks["sanctum_security_denied_total"][0] is False  # not one 403
     assert outcome.blocking_failed and outcome.record.status == "failed"
 
 
