@@ -1,5 +1,6 @@
 """Test 01 end to end against the embedded platform (ci profile): healthy, it passes;
-with the consumer stopped, the blocking loss check fails."""
+with the consumer stopped, the blocking loss check fails; with PostgreSQL cut, the error
+rate check; with an API that leaks, the memory check."""
 
 from __future__ import annotations
 
@@ -83,4 +84,26 @@ def test_a_postgres_cut_fails_the_blocking_http_error_rate_check(platform, tmp_p
     failed = checks["http_req_failed"]
     assert not failed.passed and failed.observed >= 0.001, outcome.record.detail
     assert failed.check.severity == "error"
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+
+
+LEAK_BYTES = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def leaking(tmp_path_factory, system_dir):
+    overrides = {"leak_bytes_per_message": LEAK_BYTES}
+    with ci_platform(tmp_path_factory, system_dir, "leak", overrides=overrides) as up:
+        yield up
+
+
+def test_an_api_that_leaks_fails_the_blocking_memory_check(leaking, tmp_path) -> None:
+    """Fault: the API keeps 1 MiB per accepted message (the testbed's
+    ``leak_bytes_per_message`` knob): ~100 MiB over the ci run, so
+    ``process_rss_growth_pct max<10`` fails while every message is still delivered."""
+    outcome = _run(leaking, tmp_path)
+    checks = {c.check.metric: (c.passed, c.observed) for c in outcome.checks}
+    assert checks["process_rss_growth_pct"][0] is False
+    assert checks["process_rss_growth_pct"][1] > 10
+    assert checks["delivery_lost"] == (True, 0)
     assert outcome.blocking_failed and outcome.record.status == "failed"

@@ -68,6 +68,7 @@ def decode_payload(body: dict[str, Any], max_bytes: int) -> tuple[str, str, byte
 class Messages:
     def __init__(self, services: Any) -> None:
         self.s = services
+        self.leaked: list[bytes] = []
 
     async def post(self, request: web.Request) -> web.Response:
         me = self.s.auth.principal(request).user_id
@@ -116,6 +117,8 @@ class Messages:
                 status=202,
             )
         MESSAGE_SIZE.observe(len(ciphertext))
+        if self.s.cfg.leak_bytes_per_message:  # the fault knob: memory never given back
+            self.leaked.append(b"L" * self.s.cfg.leak_bytes_per_message)  # touched pages
         return web.json_response(
             {"message_id": str(message_id), "seq": seq, "duplicate": False}, status=202
         )
