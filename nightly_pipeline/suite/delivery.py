@@ -3,18 +3,15 @@ what was sent against what arrived (lost, duplicated, corrupted counted separate
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import hashlib
+import contextlib
 import json
+import subprocess
+import sys
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosedError
+from typing import Any
 
 
 @dataclass
@@ -34,77 +31,87 @@ class Received:
 
 @dataclass
 class Listener:
-    """One WebSocket per user on a thread of its own; frames counted per (message, user).
+    """One WebSocket per label in a child process (``suite.ws_listen``, its own GIL and
+    core); its receipts are folded here, per (message, label), as they arrive.
 
     ``ws_disconnects`` counts sockets the server closed before the listener did.
     """
 
     ws_url: str
-    tokens: Mapping[str, str]  # username -> access token
+    tokens: Mapping[str, str]  # socket label -> access token
     received: dict[tuple[str, str], Received] = field(default_factory=lambda: defaultdict(Received))
     ws_disconnects: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
     _ready: threading.Event = field(default_factory=threading.Event)
+    _proc: subprocess.Popen[str] | None = None
     _thread: threading.Thread | None = None
-    _error: BaseException | None = None
+    _error: str | None = None
 
     def __enter__(self) -> Listener:
-        self._thread = threading.Thread(target=self._main, name="ws-listener", daemon=True)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "nightly_pipeline.suite.ws_listen"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps({"ws_url": self.ws_url, "tokens": dict(self.tokens)}))
+        self._proc.stdin.write("\n")
+        self._proc.stdin.flush()
+        self._thread = threading.Thread(target=self._pump, name="ws-receipts", daemon=True)
         self._thread.start()
         if not self._ready.wait(30):
+            self._shutdown()
             raise RuntimeError(f"WebSocket listeners for {self.ws_url} not connected in 30 s")
         if self._error is not None:
-            raise RuntimeError(f"WebSocket listener failed: {self._error}") from self._error
+            self._shutdown()
+            raise RuntimeError(f"WebSocket listener failed: {self._error}")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Close the child's stdin (its stop signal), then collect its last receipts."""
+        if self._proc is None:
+            return
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()  # type: ignore[union-attr]
         if self._thread is not None:
             self._thread.join(timeout=10)
-
-    def _main(self) -> None:
         try:
-            asyncio.run(self._listen())
-        except BaseException as exc:  # reported to the caller by __enter__/wait
-            self._error = exc
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+    def _pump(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            with contextlib.suppress(ValueError):
+                self.on_record(json.loads(line))
+        if not self._ready.is_set():  # the child died before it was ready
+            self._error = self._error or f"exited with {self._proc.wait()}"
             self._ready.set()
 
-    async def _listen(self) -> None:
-        sockets = {}
-        for user, token in self.tokens.items():
-            sockets[user] = await connect(
-                self.ws_url, additional_headers={"Authorization": f"Bearer {token}"}, proxy=None
-            )
-        readers = [asyncio.create_task(self._read(user, ws)) for user, ws in sockets.items()]
-        self._ready.set()
-        while not self._stop.is_set():
-            await asyncio.sleep(0.05)
-        for ws in sockets.values():
-            await ws.close()
-        for task in readers:
-            task.cancel()
-
-    async def _read(self, user: str, ws) -> None:
-        try:
-            async for frame in ws:
-                self._count(user, frame, time.perf_counter())
-        except ConnectionClosedError:  # 1006 (no close frame), 1011, 1013 overload, ...
-            pass
-        if not self._stop.is_set():  # the server ended it, cleanly or not
+    def on_record(self, record: list[Any]) -> None:
+        """Fold one record of ``ws_listen``'s protocol."""
+        kind = record[0]
+        if kind == "m":
+            _, label, message_id, digest, matches, at = record
+            entry = self.received[(message_id, label)]
+            entry.count += 1
+            if entry.count == 1:
+                entry.first_at = at
+            entry.digests.add(digest)
+            if not matches:
+                entry.corrupted += 1
+        elif kind == "d":
             self.ws_disconnects += 1
-
-    def _count(self, user: str, frame: str | bytes, now: float) -> None:
-        data = json.loads(frame)
-        if data.get("type") != "message":
-            return
-        entry = self.received[(data["message_id"], user)]
-        entry.count += 1
-        if entry.count == 1:
-            entry.first_at = now
-        digest = hashlib.sha256(base64.b64decode(data["ciphertext"])).hexdigest()
-        entry.digests.add(digest)
-        if digest != data.get("sha256"):
-            entry.corrupted += 1
+        elif kind == "ready":
+            self._ready.set()
+        elif kind == "error":
+            self._error = str(record[1])
+            self._ready.set()
 
     def delivered(self, expected: Mapping[str, tuple[str, ...]]) -> int:
         """How many of the expected (message, recipient) pairs have arrived."""

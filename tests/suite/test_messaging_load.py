@@ -1,9 +1,12 @@
-"""The shared messaging load without a platform: the user/socket layout and the
-listener's disconnect count."""
+"""The shared messaging load without a platform: the user/socket layout, the listener's
+receipts (disconnects, duplicates, corruption) and its child process's errors."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 
 import pytest
 from websockets.exceptions import ConnectionClosedError
@@ -17,6 +20,7 @@ from nightly_pipeline.suite.messaging_load import (
     recipients_by_socket,
     socket_labels,
 )
+from nightly_pipeline.suite.ws_listen import read_socket, receipt_of
 
 USERS = [f"u{n}" for n in range(20)]
 
@@ -70,9 +74,45 @@ class _AbortedSocket:
 
 
 def test_a_socket_closed_abnormally_counts_as_a_disconnect() -> None:
+    records: list[list] = []
+    asyncio.run(read_socket("u0#0", _AbortedSocket(), records.append, asyncio.Event()))
+    assert records == [["d", "u0#0"]]
     listener = Listener("ws://127.0.0.1:1/v1/ws", {})
-    asyncio.run(listener._read("u0#0", _AbortedSocket()))
+    for record in records:
+        listener.on_record(record)
     assert listener.ws_disconnects == 1
+
+
+def _frame(message_id: str, body: bytes, claimed: bytes | None = None) -> str:
+    digest = hashlib.sha256(body if claimed is None else claimed).hexdigest()
+    return json.dumps(
+        {
+            "type": "message",
+            "message_id": message_id,
+            "ciphertext": base64.b64encode(body).decode(),
+            "sha256": digest,
+        }
+    )
+
+
+def test_receipts_fold_into_counts_duplicates_and_corruption() -> None:
+    listener = Listener("ws://127.0.0.1:1/v1/ws", {})
+    frames = [_frame("m1", b"a"), _frame("m1", b"a"), _frame("m2", b"b", claimed=b"x")]
+    assert receipt_of("u1#0", '{"type":"pong"}', 0.5) is None
+    for at, frame in enumerate(frames, start=1):
+        listener.on_record(receipt_of("u1#0", frame, float(at)))
+    m1, m2 = listener.received[("m1", "u1#0")], listener.received[("m2", "u1#0")]
+    assert (m1.count, m1.corrupted, m1.first_at) == (2, 0, 1.0)
+    assert m1.digests == {hashlib.sha256(b"a").hexdigest()}
+    assert (m2.count, m2.corrupted) == (1, 1)
+    assert listener.delivered({"m1": ("u1#0",), "m2": ("u1#0", "u2#0")}) == 2
+
+
+def test_listener_process_reports_a_target_it_cannot_reach() -> None:
+    listener = Listener("ws://127.0.0.1:1/v1/ws", {"u0#0": "token"})
+    with pytest.raises(RuntimeError, match="WebSocket listener failed"):
+        listener.__enter__()
+    assert listener._proc is not None and listener._proc.poll() is not None  # not left behind
 
 
 def test_a_body_swapped_with_its_hash_still_counts_as_corrupted() -> None:

@@ -400,6 +400,14 @@ def test_deliver_reaches_each_recipient_socket_exactly_once(
     assert m["ws_duplicate_suppressed_total"] >= 1
 
 
+def test_ws_declines_permessage_deflate(api: ApiStack, tokens: dict[str, str]) -> None:
+    """Ciphertext does not compress; deflating each frame once per socket was the API's
+    main CPU cost under 64 KiB messages (Test 05), so the offer is declined."""
+    with _ws(api, tokens["user0002"]) as ws:
+        assert "permessage-deflate" in ws.request.headers.get("Sec-WebSocket-Extensions", "")
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+
+
 def test_ws_close_is_counted_and_pings_are_answered(api: ApiStack, tokens: dict[str, str]) -> None:
     closed0 = api.metric('ws_close_total{code="1000"}')
     with _ws(api, tokens["user0001"]) as ws:

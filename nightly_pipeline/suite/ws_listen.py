@@ -1,0 +1,118 @@
+"""The delivery listener's own process: one WebSocket per label, one receipt per frame.
+
+Run as ``python -m nightly_pipeline.suite.ws_listen`` by ``delivery.Listener``. It is a
+process of its own because checking 300 frames/s of ~87 KB (JSON, base64, sha256) on a
+thread of the load generator shared its GIL: the sockets went unread for seconds, the
+backlog piled up in the platform's send buffers and its RSS grew (Test 05).
+
+Protocol (JSON lines). stdin: one line ``{"ws_url": .., "tokens": {label: token}}``, then
+EOF means stop. stdout: ``["ready"]`` once every socket is open, or ``["error", why]``;
+``["m", label, message_id, sha256 of the ciphertext, it matches the frame's sha256, at]``
+per message frame (``at``: ``time.perf_counter()``, CLOCK_MONOTONIC, the same clock as
+the parent's); ``["d", label]`` when the server ended a socket; ``["end"]`` last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import AsyncIterable, Callable, Mapping
+from typing import Any
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedError
+
+Emit = Callable[[list[Any]], None]
+FLUSH_S = 0.02  # receipts reach the parent within this
+
+
+def receipt_of(label: str, frame: str | bytes, at: float) -> list[Any] | None:
+    """The receipt of one frame; None for frames that are not messages (pongs)."""
+    data = json.loads(frame)
+    if data.get("type") != "message":
+        return None
+    digest = hashlib.sha256(base64.b64decode(data["ciphertext"])).hexdigest()
+    return ["m", label, data["message_id"], digest, digest == data.get("sha256"), at]
+
+
+async def read_socket(
+    label: str, ws: AsyncIterable[str | bytes], emit: Emit, stopping: asyncio.Event
+) -> None:
+    """Emit a receipt per frame; ``["d", label]`` if the server ends the socket."""
+    try:
+        async for frame in ws:
+            receipt = receipt_of(label, frame, time.perf_counter())
+            if receipt is not None:
+                emit(receipt)
+    except ConnectionClosedError:  # 1006 (no close frame), 1011, 1013 overload, ...
+        pass
+    if not stopping.is_set():  # the server ended it, cleanly or not
+        emit(["d", label])
+
+
+async def listen(ws_url: str, tokens: Mapping[str, str], emit: Emit, stop: asyncio.Event) -> None:
+    sockets = {}
+    try:
+        for label, token in tokens.items():
+            sockets[label] = await connect(
+                ws_url, additional_headers={"Authorization": f"Bearer {token}"}, proxy=None
+            )
+        emit(["ready"])
+        readers = [
+            asyncio.create_task(read_socket(lb, ws, emit, stop)) for lb, ws in sockets.items()
+        ]
+        await stop.wait()
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets.values()), return_exceptions=True)
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+
+
+async def _flush(out: Any) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_S)
+        out.flush()
+
+
+async def _main(config: Mapping[str, Any], out: Any) -> None:
+    def emit(record: list[Any]) -> None:
+        out.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def watch_stdin() -> None:  # EOF: the parent is done (or gone)
+        sys.stdin.read()
+        with contextlib.suppress(RuntimeError):  # the loop already closed
+            loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=watch_stdin, name="stdin-eof", daemon=True).start()
+    flusher = asyncio.create_task(_flush(out))
+    try:
+        await listen(config["ws_url"], config["tokens"], emit, stop)
+    except Exception as exc:  # reported to the parent, which raises it
+        emit(["error", f"{type(exc).__name__}: {exc}"])
+    finally:
+        flusher.cancel()
+        emit(["end"])
+        out.flush()
+
+
+def main() -> None:
+    # Ctrl-C reaches the whole process group: the parent decides when to stop (stdin EOF),
+    # after the load's graceful stop, so the last deliveries are still counted.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    config = json.loads(sys.stdin.readline())
+    asyncio.run(_main(config, sys.stdout))
+
+
+if __name__ == "__main__":
+    main()
