@@ -15,6 +15,7 @@ from nightly_pipeline.loadgen.scenario import GetPath
 
 LOAD_S = 60.0
 
+
 class Interrupted(Exception):
     pass
 
