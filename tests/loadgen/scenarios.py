@@ -68,3 +68,16 @@ class AlternatingStatus:
     async def iteration(self, vu: Vu) -> None:
         path = "/" if vu.iteration % 2 == 0 else "/status/503"
         await vu.http.request("GET", path, tags={"name": "probe"}, tag_from_response=status_class)
+
+
+class SeesFrozenObjects:
+    """Records how many objects the collector holds frozen, as seen from an iteration."""
+
+    def __init__(self) -> None:
+        self.frozen: list[int] = []
+
+    async def iteration(self, vu: Vu) -> None:
+        import gc
+
+        self.frozen.append(gc.get_freeze_count())
+        await vu.http.get("/")

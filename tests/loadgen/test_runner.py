@@ -6,6 +6,7 @@ latencies the engine measured (the pause test asserts latencies are at least the
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import pytest
@@ -22,7 +23,14 @@ from nightly_pipeline.loadgen import (
     run_load,
 )
 from nightly_pipeline.loadgen.scenario import GetPath
-from tests.loadgen.scenarios import AlternatingStatus, BadPatch, GetThenSleep, WsCloseCode, WsEcho
+from tests.loadgen.scenarios import (
+    AlternatingStatus,
+    BadPatch,
+    GetThenSleep,
+    SeesFrozenObjects,
+    WsCloseCode,
+    WsEcho,
+)
 from tests.loadgen.servers import closed_port, http_server, pause, ws_server
 
 
@@ -239,3 +247,12 @@ def test_tags_from_the_response_select_submetrics(server) -> None:
     assert ok > 0 and unavailable > 0 and abs(ok - unavailable) <= 1
     assert rec.stats("http_req_failed", {"status_class": "5xx"})["rate"] == 1.0
     assert rec.stats("http_req_failed", {"status_class": "2xx"})["rate"] == 0.0
+
+
+def test_the_run_freezes_its_objects_for_the_collector_and_unfreezes_after(server) -> None:
+    """Full collections must not scan the run's growing heap (they stalled the generator):
+    while the load runs, live objects sit in the permanent generation; afterwards none."""
+    scenario = SeesFrozenObjects()
+    run_load(LoadTest(ConstantArrivalRate(rate=20, bounds=RunBounds(2.5)), scenario, server.url))
+    assert scenario.frozen and min(scenario.frozen) > 0
+    assert gc.get_freeze_count() == 0
