@@ -5,13 +5,22 @@ Any change publishes the conversation id on ``messaging:participants:invalidate`
 API process drops its entry on receipt (``on_invalidate``), the writer also deletes the hash.
 A stale "member" answer is harmless: the INSERT is still checked by row-level security.
 ``lookup`` also says whether the cache answered (the API's ``X-Cache: hit|miss`` header).
+
+A miss reads PostgreSQL and fills both caches; a change committed meanwhile must not be
+overwritten by that older read. Writers ``INCR messaging:participants:ver:<conv>`` before
+they delete and publish; the filler WATCHes that key across its read, so its Redis write
+is dropped if the version moved, and fills its own dict only if no invalidation reached
+this process meanwhile (a per-conversation generation).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 from typing import Any
+
+from redis.exceptions import WatchError
 
 from nightly_pipeline.testbed.metrics import Counter
 
@@ -19,6 +28,7 @@ HITS = Counter("messaging_participant_cache_hits_total", "Membership lookups ser
 MISSES = Counter("messaging_participant_cache_misses_total", "Membership lookups from PostgreSQL")
 INVALIDATE_CHANNEL = "messaging:participants:invalidate"
 HASH_PREFIX = "messaging:participants:"
+VERSION_PREFIX = "messaging:participants:ver:"
 _TTL_S = 300
 _MAX_ENTRIES = 50_000
 
@@ -27,6 +37,7 @@ class MembershipCache:
     def __init__(self, services: Any) -> None:
         self.s = services
         self.local: OrderedDict[str, tuple[float, frozenset[int]]] = OrderedDict()
+        self.generations: dict[str, int] = {}  # invalidations of a conversation seen here
 
     async def members(self, conv: str, user_id: int) -> frozenset[int]:
         """Participants of ``conv`` as seen by ``user_id`` (empty if hidden from them)."""
@@ -46,18 +57,24 @@ class MembershipCache:
             self._remember(conv, members)
             return members, True
         MISSES.inc()
-        async with self.s.db.tx(user_id) as conn:
-            rows = await conn.fetch(
-                "SELECT user_id FROM participants WHERE conversation_id = $1", conv
-            )
-        members = frozenset(r["user_id"] for r in rows)
-        if members:  # an empty answer only means "hidden from this caller"
-            self._remember(conv, members)
+        generation = self.generations.get(conv, 0)
+        async with self.s.redis.pipeline(transaction=True) as pipe:
+            await self.s.redis_call(lambda: pipe.watch(VERSION_PREFIX + conv))
+            async with self.s.db.tx(user_id) as conn:
+                rows = await conn.fetch(
+                    "SELECT user_id FROM participants WHERE conversation_id = $1", conv
+                )
+            members = frozenset(r["user_id"] for r in rows)
+            if not members:  # an empty answer only means "hidden from this caller"
+                return members, False
+            if self.generations.get(conv, 0) == generation:
+                self._remember(conv, members)
             key = HASH_PREFIX + conv
-            pipe = self.s.redis.pipeline(transaction=True)
+            pipe.multi()
             pipe.hset(key, mapping={str(m): "1" for m in members})
             pipe.expire(key, _TTL_S)
-            await self.s.redis_call(pipe.execute)
+            with contextlib.suppress(WatchError):  # changed meanwhile: leave it uncached
+                await self.s.redis_call(pipe.execute)
         return members, False
 
     def _remember(self, conv: str, members: frozenset[int]) -> None:
@@ -69,9 +86,16 @@ class MembershipCache:
     async def invalidate(self, conv: str) -> None:
         if not self.s.cfg.cache_invalidation:
             return  # the fault knob: a cache that never invalidates
-        self.local.pop(conv, None)
-        await self.s.redis_call(lambda: self.s.redis.delete(HASH_PREFIX + conv))
-        await self.s.redis_call(lambda: self.s.redis.publish(INVALIDATE_CHANNEL, conv))
+        self.on_invalidate(conv)
+        pipe = self.s.redis.pipeline(transaction=True)
+        pipe.incr(VERSION_PREFIX + conv)
+        pipe.expire(VERSION_PREFIX + conv, _TTL_S)
+        pipe.delete(HASH_PREFIX + conv)
+        pipe.publish(INVALIDATE_CHANNEL, conv)
+        await self.s.redis_call(pipe.execute)
 
     def on_invalidate(self, conv: str) -> None:
         self.local.pop(conv, None)
+        self.generations[conv] = self.generations.get(conv, 0) + 1
+        if len(self.generations) > _MAX_ENTRIES:  # bounded: an old conversation restarts at 0
+            self.generations.pop(next(iter(self.generations)))
