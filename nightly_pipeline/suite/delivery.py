@@ -8,10 +8,11 @@ import json
 import subprocess
 import sys
 import threading
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from nightly_pipeline.suite.receipts import Receipts, Received
 
 
 @dataclass
@@ -19,14 +20,6 @@ class Sent:
     conversation: str
     sha256: str
     sent_at: float  # perf_counter before the POST
-
-
-@dataclass
-class Received:
-    count: int = 0
-    corrupted: int = 0  # frames whose ciphertext does not match the frame's own sha256
-    first_at: float = 0.0
-    digests: set[str] = field(default_factory=set)  # the sha256 of every frame's ciphertext
 
 
 @dataclass
@@ -39,7 +32,7 @@ class Listener:
 
     ws_url: str
     tokens: Mapping[str, str]  # socket label -> access token
-    received: dict[tuple[str, str], Received] = field(default_factory=lambda: defaultdict(Received))
+    received: Receipts = field(default_factory=Receipts)
     ws_disconnects: int = 0
     _ready: threading.Event = field(default_factory=threading.Event)
     _proc: subprocess.Popen[str] | None = None
@@ -98,13 +91,7 @@ class Listener:
         kind = record[0]
         if kind == "m":
             _, label, message_id, digest, matches, at = record
-            entry = self.received[(message_id, label)]
-            entry.count += 1
-            if entry.count == 1:
-                entry.first_at = at
-            entry.digests.add(digest)
-            if not matches:
-                entry.corrupted += 1
+            self.received.add(message_id, label, digest, matches, at)
         elif kind == "d":
             self.ws_disconnects += 1
         elif kind == "ready":
@@ -130,7 +117,7 @@ class DeliveryVerdict:
 def judge_delivery(
     sent: Mapping[str, Sent],
     recipients: Mapping[str, tuple[str, ...]],  # conversation -> usernames
-    received: Mapping[tuple[str, str], Received],
+    received: Receipts | Mapping[tuple[str, str], Received],
 ) -> DeliveryVerdict:
     """Every sent message must reach every participant of its conversation exactly once,
     with the ciphertext that was sent: a frame is corrupted when its ciphertext does not
