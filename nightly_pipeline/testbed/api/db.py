@@ -2,9 +2,13 @@
 transaction as ``testbed_app`` with ``app.user_id`` set, so row-level security applies.
 
     async with db.tx(user_id) as conn: ...
+    row = await db.fetchrow(sql, *args)   # one statement, one round trip
 
-Connection failures become ``Unavailable("postgres")`` here; starting the transaction is
-retried (nothing has run yet), the body never is. The PG circuit breaker guards both.
+``fetchrow`` runs a single statement in its own implicit transaction (no BEGIN/COMMIT
+round trips); a statement that needs row-level security sets ``app.user_id`` itself
+(``testbed_post_message``). Connection failures become ``Unavailable("postgres")`` here;
+getting a connection (and starting the transaction) is retried since nothing has run yet,
+the statements never are. The PG circuit breaker guards both.
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 _BEGIN_ATTEMPTS = 3
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset without asyncpg's default ``RESET ALL; UNLISTEN *; ...`` query, a round
+    trip per release: the API sets nothing session-wide (only transaction-local
+    ``app.user_id``), and asyncpg still rolls back a transaction left open."""
+
+
 class Database:
     def __init__(self, dsn: str, pool_size: int, timeout_s: float, breaker: CircuitBreaker):
         self.dsn = dsn
@@ -56,6 +66,7 @@ class Database:
             timeout=self.timeout_s,
             command_timeout=10,
             max_inactive_connection_lifetime=60,
+            reset=_keep_session,
         )
 
     async def close(self) -> None:
@@ -69,46 +80,76 @@ class Database:
             return 0
         return self.pool.get_size() - self.pool.get_idle_size()
 
-    @contextlib.asynccontextmanager
-    async def tx(self, user_id: int | None = None) -> AsyncIterator[asyncpg.Connection]:
-        """A transaction; with ``user_id``, ``SET LOCAL app.user_id`` (RLS)."""
-        assert self.pool is not None
+    def _guard(self) -> None:
         try:
             self.breaker.before_call()
         except BreakerOpen as exc:
             count_error("circuit_open")
             raise Unavailable("postgres", "postgres circuit breaker open") from exc
-        conn, tr = await self._begin(user_id)
+
+    def _unavailable(self, exc: BaseException) -> Unavailable:
+        self.breaker.failure()
+        count_error("connection")
+        return Unavailable("postgres", f"postgres: {type(exc).__name__}")
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        assert self.pool is not None
+        with contextlib.suppress(Exception):
+            await self.pool.release(conn, timeout=2)
         POOL_IN_USE.set(self.in_use())
+
+    async def fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None:
+        """One statement on a pooled connection, outside any explicit transaction."""
+        self._guard()
+        conn, _ = await self._acquire(None, begin=False)
+        try:
+            row = await conn.fetchrow(sql, *args)
+        except CONNECTION_ERRORS as exc:
+            raise self._unavailable(exc) from exc
+        except asyncpg.PostgresError:
+            self.breaker.success()  # the server answered: it is reachable
+            raise
+        finally:
+            await self._release(conn)
+        self.breaker.success()
+        return row
+
+    @contextlib.asynccontextmanager
+    async def tx(self, user_id: int | None = None) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction; with ``user_id``, ``SET LOCAL app.user_id`` (RLS)."""
+        self._guard()
+        conn, tr = await self._acquire(user_id, begin=True)
         try:
             yield conn
             await tr.commit()  # type: ignore[attr-defined]
         except CONNECTION_ERRORS as exc:
             with contextlib.suppress(Exception):
                 await tr.rollback()  # type: ignore[attr-defined]
-            self.breaker.failure()
-            count_error("connection")
-            raise Unavailable("postgres", f"postgres: {type(exc).__name__}") from exc
+            raise self._unavailable(exc) from exc
         except BaseException:
             with contextlib.suppress(Exception):
                 await tr.rollback()  # type: ignore[attr-defined]
             raise
         finally:
-            with contextlib.suppress(Exception):
-                await self.pool.release(conn, timeout=2)
-            POOL_IN_USE.set(self.in_use())
+            await self._release(conn)
         self.breaker.success()
 
-    async def _begin(self, user_id: int | None) -> tuple[asyncpg.Connection, object]:
+    async def _acquire(self, user_id: int | None, begin: bool) -> tuple[asyncpg.Connection, object]:
+        """A connection (in a started transaction if ``begin``), retried: nothing ran yet."""
         assert self.pool is not None
         for attempt in range(_BEGIN_ATTEMPTS):
             conn = None
             try:
                 conn = await self.pool.acquire(timeout=self.timeout_s)
-                tr = conn.transaction()
-                await tr.start()
-                if user_id is not None:
-                    await conn.execute("SELECT set_config('app.user_id', $1, true)", str(user_id))
+                POOL_IN_USE.set(self.in_use())
+                tr = None
+                if begin:
+                    tr = conn.transaction()
+                    await tr.start()
+                    if user_id is not None:
+                        await conn.execute(
+                            "SELECT set_config('app.user_id', $1, true)", str(user_id)
+                        )
                 return conn, tr
             except CONNECTION_ERRORS as exc:
                 if conn is not None:

@@ -1,5 +1,5 @@
-"""Messages: ``POST /v1/messages`` (message + outbox row in one transaction, seq per
-conversation, idempotent on (conversation_id, client_msg_id)) and the history read."""
+"""Messages: ``POST /v1/messages`` (message + outbox row in one statement's transaction,
+seq per conversation, idempotent on (conversation_id, client_msg_id)) and the history read."""
 
 from __future__ import annotations
 
@@ -25,11 +25,8 @@ MESSAGE_SIZE = Histogram(
     buckets=tuple(2.0**k for k in range(6, 22)),  # 64 B .. 2 MiB
 )
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class _Duplicate(Exception):
-    def __init__(self, row: asyncpg.Record) -> None:
-        self.row = row
+_POST_SQL = "SELECT message_id, seq, duplicate FROM testbed_post_message($1, $2, $3, $4, $5)"
+_CLIENT_MSG_ID_KEY = "messages_conversation_id_client_msg_id_key"
 
 
 def too_large() -> PayloadTooLarge:
@@ -76,52 +73,40 @@ class Messages:
         conv, client_msg_id, ciphertext, digest = decode_payload(body, self.s.cfg.max_payload_bytes)
         if me not in await self.s.membership.members(conv, me):
             raise self.s.deny("not a participant (post message)")
-        try:
-            async with self.s.db.tx(me) as conn:
-                # The row lock on the conversation orders writers: seq without gaps, and a
-                # duplicate committed meanwhile is seen by the SELECT that follows.
-                seq = await conn.fetchval(
-                    "UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()"
-                    " WHERE id = $1 RETURNING last_seq",
-                    conv,
-                )
-                if seq is None:
-                    raise self.s.deny("not a participant (post message)")
-                existing = await conn.fetchrow(
-                    "SELECT id, seq FROM messages"
-                    " WHERE conversation_id = $1 AND client_msg_id = $2",
-                    conv,
-                    client_msg_id,
-                )
-                if existing is not None:
-                    raise _Duplicate(existing)  # rolls the seq increment back
-                message_id = uuid.uuid4()
-                try:
-                    await conn.execute(
-                        "INSERT INTO messages (id, conversation_id, sender_id, client_msg_id,"
-                        " seq, ciphertext, sha256) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        message_id,
-                        conv,
-                        me,
-                        client_msg_id,
-                        seq,
-                        ciphertext,
-                        digest,
-                    )
-                except asyncpg.InsufficientPrivilegeError as exc:  # RLS WITH CHECK
-                    raise self.s.deny("not a participant (post message)") from exc
-                await conn.execute("INSERT INTO outbox (message_id) VALUES ($1)", message_id)
-        except _Duplicate as dup:
+        row = await self._post(me, conv, client_msg_id, ciphertext, digest)
+        if row["duplicate"]:
             return web.json_response(
-                {"message_id": str(dup.row["id"]), "seq": dup.row["seq"], "duplicate": True},
+                {"message_id": str(row["message_id"]), "seq": row["seq"], "duplicate": True},
                 status=202,
             )
         MESSAGE_SIZE.observe(len(ciphertext))
         if self.s.cfg.leak_bytes_per_message:  # the fault knob: memory never given back
             self.leaked.append(b"L" * self.s.cfg.leak_bytes_per_message)  # touched pages
         return web.json_response(
-            {"message_id": str(message_id), "seq": seq, "duplicate": False}, status=202
+            {"message_id": str(row["message_id"]), "seq": row["seq"], "duplicate": False},
+            status=202,
         )
+
+    async def _post(
+        self, me: int, conv: str, client_msg_id: str, ciphertext: bytes, digest: str
+    ) -> asyncpg.Record:
+        """Message + outbox row (or the earlier duplicate) in one round trip: see
+        sql/0002_post_message.sql. A unique violation means a concurrent retry of the same
+        client_msg_id won the race; nothing was written, and the second call answers it."""
+        for attempt in range(2):
+            try:
+                row = await self.s.db.fetchrow(
+                    _POST_SQL, me, conv, client_msg_id, ciphertext, digest
+                )
+            except asyncpg.InsufficientPrivilegeError as exc:  # RLS USING or WITH CHECK
+                raise self.s.deny("not a participant (post message)") from exc
+            except asyncpg.UniqueViolationError as exc:
+                if attempt or exc.constraint_name != _CLIENT_MSG_ID_KEY:
+                    raise
+                continue
+            assert row is not None  # the function returns exactly one row
+            return row
+        raise AssertionError("unreachable")
 
     async def history(self, request: web.Request) -> web.Response:
         me, conv = self.s.auth.principal(request).user_id, conv_id(request)
