@@ -22,7 +22,8 @@ import contextlib
 import json
 import logging
 import time
-from collections import OrderedDict
+import uuid
+from collections import deque
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -71,7 +72,10 @@ class Gateway:
         self.cfg = services.cfg
         self.sockets: dict[int, set[Socket]] = {}
         self.subscribed = False
-        self.recent: OrderedDict[str, None] = OrderedDict()
+        # The ids as 128-bit ints in a set + deque: ~80 B each instead of ~170 B as strings
+        # in an OrderedDict (100k ids filling at 500 msg/s read as a leak in a short run).
+        self.recent: set[int | str] = set()
+        self.recent_order: deque[int | str] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ connections
@@ -184,12 +188,14 @@ class Gateway:
         entry is published again), the sockets get each message once."""
         message = payload["message"]
         message_id = str(message["message_id"])
-        if message_id in self.recent:
+        key = _id_key(message_id)
+        if key in self.recent:
             DUPLICATES.inc()
             return 0
-        self.recent[message_id] = None
-        if len(self.recent) > _RECENT_IDS:
-            self.recent.popitem(last=False)
+        self.recent.add(key)
+        self.recent_order.append(key)
+        if len(self.recent_order) > _RECENT_IDS:
+            self.recent.discard(self.recent_order.popleft())
         frame = json.dumps({"type": "message", **message}, separators=(",", ":"))
         queued = 0
         for uid in payload["recipients"]:
@@ -235,3 +241,11 @@ class Gateway:
                     await pubsub.aclose()
             await asyncio.sleep(backoff)
             backoff = min(2.0, backoff * 2)
+
+
+def _id_key(message_id: str) -> int | str:
+    """A message id as its UUID's int (compact); other ids as they are."""
+    try:
+        return uuid.UUID(message_id).int
+    except ValueError:
+        return message_id
