@@ -32,12 +32,15 @@ class Listener:
 
     ws_url: str
     tokens: Mapping[str, str]  # socket label -> access token
-    received: Receipts = field(default_factory=Receipts)
+    received: Receipts = field(init=False)
     ws_disconnects: int = 0
     _ready: threading.Event = field(default_factory=threading.Event)
     _proc: subprocess.Popen[str] | None = None
     _thread: threading.Thread | None = None
     _error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.received = Receipts(tuple(self.tokens))  # a column per socket, sized up front
 
     def __enter__(self) -> Listener:
         self._proc = subprocess.Popen(

@@ -66,19 +66,18 @@ class Receipts:
             self._odd.setdefault((row, col), set()).add(digest)
 
     def get(self, key: tuple[str, str], default: Received | None = None) -> Received | None:
-        message_id, label = key
-        row, col = self._rows.get(message_id), self._labels.get(label)
-        if row is None or col is None:
+        cell = self._cell(key)
+        if cell is None:
             return default
-        chunk, i = self._chunks[row // CHUNK_ROWS], row % CHUNK_ROWS
-        count = int(chunk["count"][i, col])
-        if count == 0:
-            return default
+        chunk, i, row, col = cell
         digests = set(self._odd.get((row, col), ()))
         if chunk["flags"][i, col] & SAW_REFERENCE:
             digests.add(chunk["reference"][i].tobytes().hex())
         return Received(
-            count, int(chunk["corrupted"][i, col]), float(chunk["first_at"][i, col]), digests
+            int(chunk["count"][i, col]),
+            int(chunk["corrupted"][i, col]),
+            float(chunk["first_at"][i, col]),
+            digests,
         )
 
     def __getitem__(self, key: tuple[str, str]) -> Received:
@@ -88,7 +87,8 @@ class Receipts:
         return found
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, tuple) and self.get(key) is not None  # type: ignore[arg-type]
+        """Without building a ``Received``: the drain loop asks this of every pair."""
+        return isinstance(key, tuple) and self._cell(key) is not None  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return self._pairs
@@ -99,6 +99,15 @@ class Receipts:
             chunk, i = self._chunks[row // CHUNK_ROWS], row % CHUNK_ROWS
             for col in np.flatnonzero(chunk["count"][i, : len(labels)]):
                 yield message_id, labels[col]
+
+    def _cell(self, key: tuple[str, str]) -> tuple[dict[str, np.ndarray], int, int, int] | None:
+        """(chunk, index in it, row, column) of a pair that received a frame, else None."""
+        message_id, label = key
+        row, col = self._rows.get(message_id), self._labels.get(label)
+        if row is None or col is None:
+            return None
+        chunk, i = self._chunks[row // CHUNK_ROWS], row % CHUNK_ROWS
+        return (chunk, i, row, col) if chunk["count"][i, col] else None
 
     def _column(self, label: str) -> int:
         col = self._labels.get(label)
