@@ -78,10 +78,12 @@ def _check_lines(result: dg.ExecuteInProcessResult, tests: list[TestSpec]) -> tu
     return tuple(lines)
 
 
-def _finish_store_run(store_path: Path, result: dg.ExecuteInProcessResult) -> None:
+def _finish_store_run(
+    store_path: Path, result: dg.ExecuteInProcessResult, interrupted: bool
+) -> None:
     """Close the ``runs`` row the test assets opened (none if the platform never started)."""
     status: RunStatus = "succeeded" if result.success else "failed"
-    if was_interrupted(result):
+    if interrupted:
         status = "canceled"
     with contextlib.suppress(RunNotFoundError):
         MetricStore(store_path).finish_run(result.run_id, status, datetime.now(UTC))
@@ -152,8 +154,9 @@ def run_night(
         )
 
     result = materialize(_assets_for(tests), ("target", "store", "profile"))
-    _finish_store_run(store_path, result)
-    if was_interrupted(result):
+    interrupted = was_interrupted(result)
+    _finish_store_run(store_path, result, interrupted)
+    if interrupted:
         return NightRun(
             night,
             False,

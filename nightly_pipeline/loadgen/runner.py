@@ -245,11 +245,9 @@ def _run_single(test: LoadTest, progress: ProgressCallback | None) -> LoadResult
         recorder.close_seconds(now)
         elapsed = now - ex.run_start
         failing = evaluator.check_live(elapsed)
-        if failing and not aborted:
-            aborted.append(_abort_reason(failing))
-            ex.stop.set()
-        if interrupts.reason and not aborted:
-            aborted.append(interrupts.reason)
+        reason = _abort_reason(failing) if failing else interrupts.reason
+        if reason and not aborted:
+            aborted.append(reason)
             ex.stop.set()
         if progress is not None:
             progress(_progress_of(recorder, elapsed, duration))

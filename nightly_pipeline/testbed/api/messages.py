@@ -74,16 +74,16 @@ class Messages:
         if me not in await self.s.membership.members(conv, me):
             raise self.s.deny("not a participant (post message)")
         row = await self._post(me, conv, client_msg_id, ciphertext, digest)
-        if row["duplicate"]:
-            return web.json_response(
-                {"message_id": str(row["message_id"]), "seq": row["seq"], "duplicate": True},
-                status=202,
-            )
-        MESSAGE_SIZE.observe(len(ciphertext))
-        if self.s.cfg.leak_bytes_per_message:  # the fault knob: memory never given back
-            self.leaked.append(b"L" * self.s.cfg.leak_bytes_per_message)  # touched pages
+        if not row["duplicate"]:
+            MESSAGE_SIZE.observe(len(ciphertext))
+            if self.s.cfg.leak_bytes_per_message:  # the fault knob: memory never given back
+                self.leaked.append(b"L" * self.s.cfg.leak_bytes_per_message)  # touched pages
         return web.json_response(
-            {"message_id": str(row["message_id"]), "seq": row["seq"], "duplicate": False},
+            {
+                "message_id": str(row["message_id"]),
+                "seq": row["seq"],
+                "duplicate": row["duplicate"],
+            },
             status=202,
         )
 
