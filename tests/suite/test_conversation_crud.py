@@ -6,17 +6,14 @@ conversations are served and the blocking security checks fail."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
 
 import pytest
 
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.crud_support import cache_hit_ratio
-from nightly_pipeline.suite.runner import run_suite_test
 from nightly_pipeline.suite.sampling import Samples, Scrape
-from nightly_pipeline.suite.spec import PROFILES
 from nightly_pipeline.testbed.stack.probes import free_port
-from tests.suite.platforms import ci_platform
+from tests.suite.platforms import ci_platform, metric, run_ci
 
 CRUD = select_tests("02")[0]
 FROM_METRICS = {
@@ -40,20 +37,7 @@ def without_rls(tmp_path_factory, system_dir):
 
 
 def _run(target, tmp_path):
-    return run_suite_test(
-        CRUD,
-        PROFILES["ci"],
-        target,
-        night=date(2026, 11, 20),
-        run_id="crud",
-        run_dir=tmp_path,
-    )
-
-
-def _metric(outcome, name: str) -> float:
-    found = [m.value for m in outcome.record.metrics if m.metric == name]
-    assert found, f"{name} not recorded"
-    return found[0]
+    return run_ci(CRUD, target, tmp_path)
 
 
 def test_conversation_crud_passes_on_the_healthy_platform(platform, tmp_path) -> None:
@@ -65,7 +49,7 @@ def test_conversation_crud_passes_on_the_healthy_platform(platform, tmp_path) ->
     assert checks["messaging_conversation_version_conflicts_total"][1] > 0
     assert checks["sanctum_security_denied_total"][1] > 0
     assert checks["participant_cache_hit_ratio"][1] > 0.8
-    assert _metric(outcome, "version_conflicts_seen.count") > 0
+    assert metric(outcome, "version_conflicts_seen.count") > 0
 
 
 def test_unreadable_metrics_fail_only_the_checks_that_need_them(platform, tmp_path) -> None:

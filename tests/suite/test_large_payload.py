@@ -8,30 +8,18 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from datetime import date
 
 import pytest
 
 from nightly_pipeline.suite.catalog import select_tests
-from nightly_pipeline.suite.runner import run_suite_test
-from nightly_pipeline.suite.spec import PROFILES
-from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
-from nightly_pipeline.testbed.stack import StackConfig
+from tests.suite.platforms import ci_platform, pids_of, run_ci
 
 LARGE = select_tests("05")[0]
-PLATFORM_PROCESSES = ("api", "dispatcher", "consumer")
 KIB = 1024
 
 
 def _platform(tmp_path_factory, system_dir, name: str, **overrides):
-    stack = StackConfig(
-        run_dir=tmp_path_factory.mktemp(name) / "run",
-        system_dir=system_dir,
-        stop_timeout_s=5,
-        search_path=os.environ.get("PATH"),
-    )
-    settings = PlatformSettings(users=20, password_hash_n=2**10, overrides=overrides)
-    return embedded_platform(stack, settings)
+    return ci_platform(tmp_path_factory, system_dir, name, overrides=overrides)
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +36,7 @@ def limited_platform(tmp_path_factory, system_dir):
 
 
 def _run(platform, tmp_path):
-    pids = {name: platform.endpoints.pids[name] for name in PLATFORM_PROCESSES}
-    return run_suite_test(
-        LARGE,
-        PROFILES["ci"],
-        platform.target(),
-        night=date(2026, 11, 20),
-        run_id="large",
-        run_dir=tmp_path,
-        pids=pids,
-    )
+    return run_ci(LARGE, platform.target(), tmp_path, pids_of(platform))
 
 
 def test_large_payload_passes_on_the_healthy_platform(platform, tmp_path) -> None:

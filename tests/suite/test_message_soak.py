@@ -7,18 +7,14 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from datetime import date
 
 import pytest
 
 from nightly_pipeline.chaos import ProxyControl
 from nightly_pipeline.suite.catalog import select_tests
-from nightly_pipeline.suite.runner import run_suite_test
-from nightly_pipeline.suite.spec import PROFILES
-from tests.suite.platforms import ci_platform
+from tests.suite.platforms import ci_platform, pids_of, run_ci
 
 SOAK = select_tests("01")[0]
-PLATFORM_PROCESSES = ("api", "dispatcher", "consumer")
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +24,7 @@ def platform(tmp_path_factory, system_dir):
 
 
 def _run(platform, tmp_path):
-    pids = {name: platform.endpoints.pids[name] for name in PLATFORM_PROCESSES}
-    return run_suite_test(
-        SOAK,
-        PROFILES["ci"],
-        platform.target(),
-        night=date(2026, 11, 20),
-        run_id="soak",
-        run_dir=tmp_path,
-        pids=pids,
-    )
+    return run_ci(SOAK, platform.target(), tmp_path, pids_of(platform))
 
 
 def test_message_soak_passes_on_the_healthy_platform(platform, tmp_path) -> None:

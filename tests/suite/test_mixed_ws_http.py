@@ -14,18 +14,14 @@ import os
 import signal
 import threading
 import time
-from datetime import date
 
 import httpx
 import pytest
 
 from nightly_pipeline.chaos import ProxyControl
 from nightly_pipeline.suite.catalog import select_tests
-from nightly_pipeline.suite.runner import run_suite_test
 from nightly_pipeline.suite.sampling import parse_metrics
-from nightly_pipeline.suite.spec import PROFILES
-from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
-from nightly_pipeline.testbed.stack import StackConfig
+from tests.suite.platforms import ci_platform, run_ci
 
 MIXED = select_tests("04")[0]
 SOCKETS = int(MIXED.extra["websockets"])
@@ -35,28 +31,13 @@ STALL_S = 3 * HEARTBEAT_S  # > 1.5 heartbeats without a pong: the server termina
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, system_dir):
-    stack = StackConfig(
-        run_dir=tmp_path_factory.mktemp("mixed") / "run",
-        system_dir=system_dir,
-        stop_timeout_s=5,
-        search_path=os.environ.get("PATH"),
-    )
-    settings = PlatformSettings(
-        users=20, password_hash_n=2**10, overrides={"ws_heartbeat_s": HEARTBEAT_S}
-    )
-    with embedded_platform(stack, settings) as up:
+    overrides = {"ws_heartbeat_s": HEARTBEAT_S}
+    with ci_platform(tmp_path_factory, system_dir, "mixed", overrides=overrides) as up:
         yield up
 
 
 def _run(platform, tmp_path):
-    return run_suite_test(
-        MIXED,
-        PROFILES["ci"],
-        platform.target(),
-        night=date(2026, 11, 20),
-        run_id="mixed",
-        run_dir=tmp_path,
-    )
+    return run_ci(MIXED, platform.target(), tmp_path)
 
 
 def test_mixed_ws_http_passes_on_the_healthy_platform(platform, tmp_path) -> None:

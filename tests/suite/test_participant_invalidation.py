@@ -7,18 +7,14 @@ fails."""
 
 from __future__ import annotations
 
-from datetime import date
-
 import httpx
 import pytest
 
 from nightly_pipeline.chaos.control import ProxyControl
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.crud_support import Session
-from nightly_pipeline.suite.runner import run_suite_test
-from nightly_pipeline.suite.spec import PROFILES
 from nightly_pipeline.suite.tests.participant_invalidation import Churned, hit_ratio_recovery
-from tests.suite.platforms import ci_platform
+from tests.suite.platforms import ci_platform, metric, run_ci
 
 INVALIDATION = select_tests("03")[0]
 REDIS_LATENCY_MS = 80.0
@@ -38,20 +34,7 @@ def never_invalidating(tmp_path_factory, system_dir):
 
 
 def _run(platform, tmp_path):
-    return run_suite_test(
-        INVALIDATION,
-        PROFILES["ci"],
-        platform.target(),
-        night=date(2026, 11, 20),
-        run_id="invalidation",
-        run_dir=tmp_path,
-    )
-
-
-def _metric(outcome, name: str) -> float:
-    found = [m.value for m in outcome.record.metrics if m.metric == name]
-    assert found, f"{name} not recorded"
-    return found[0]
+    return run_ci(INVALIDATION, platform.target(), tmp_path)
 
 
 def test_participant_invalidation_passes_on_the_healthy_platform(platform, tmp_path) -> None:
@@ -60,8 +43,8 @@ def test_participant_invalidation_passes_on_the_healthy_platform(platform, tmp_p
     assert outcome.record.status == "passed", outcome.record.detail
     assert all(passed for passed, _ in checks.values()), outcome.record.detail
     assert checks["stale_reads"] == (True, 0)
-    assert _metric(outcome, "invalidation_delay_ms.count") >= 0.5 * 10 * 6  # 10 removals/s
-    assert _metric(outcome, "churn_errors.count") == 0
+    assert metric(outcome, "invalidation_delay_ms.count") >= 0.5 * 10 * 6  # 10 removals/s
+    assert metric(outcome, "churn_errors.count") == 0
 
 
 def test_a_slow_redis_link_fails_the_invalidation_delay_check(platform, tmp_path) -> None:
@@ -85,7 +68,7 @@ def test_a_cache_that_never_invalidates_fails_the_blocking_stale_read_check(
     assert checks["stale_reads"][0] is False
     assert outcome.blocking_failed and outcome.record.status == "failed"
     # Access is still RLS's decision: the stale reads are member lists, not rows served.
-    assert checks["stale_reads"][1] == _metric(outcome, "stale_member_lists.count") > 0
+    assert checks["stale_reads"][1] == metric(outcome, "stale_member_lists.count") > 0
 
 
 class _FakeApi:

@@ -5,16 +5,13 @@ PostgreSQL cut at its fault proxy for part of the run, the breaker opens and the
 from __future__ import annotations
 
 import threading
-from datetime import date
 
 import pytest
 
 from nightly_pipeline.chaos import ProxyControl
 from nightly_pipeline.loadgen import Recorder
 from nightly_pipeline.suite.catalog import select_tests
-from nightly_pipeline.suite.runner import run_suite_test
 from nightly_pipeline.suite.sampling import Samples, Scrape
-from nightly_pipeline.suite.spec import PROFILES
 from nightly_pipeline.suite.tests.storage_multi_adapter import (
     COLD_EVERY,
     MIX,
@@ -23,10 +20,9 @@ from nightly_pipeline.suite.tests.storage_multi_adapter import (
     Warmed,
     labelled_growth,
 )
-from tests.suite.platforms import ci_platform
+from tests.suite.platforms import ci_platform, pids_of, run_ci
 
 STORAGE = select_tests("07")[0]
-PLATFORM_PROCESSES = ("api", "dispatcher", "consumer")
 OPEN = ("storage_circuit_breaker_transitions_total", (("adapter", "pg"), ("state", "open")))
 
 
@@ -88,16 +84,7 @@ def platform(tmp_path_factory, system_dir):
 
 
 def _run(platform, tmp_path):
-    pids = {name: platform.endpoints.pids[name] for name in PLATFORM_PROCESSES}
-    return run_suite_test(
-        STORAGE,
-        PROFILES["ci"],
-        platform.target(),
-        night=date(2026, 11, 20),
-        run_id="storage",
-        run_dir=tmp_path,
-        pids=pids,
-    )
+    return run_ci(STORAGE, platform.target(), tmp_path, pids_of(platform))
 
 
 def test_storage_multi_adapter_passes_on_the_healthy_platform(platform, tmp_path) -> None:

@@ -8,28 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from datetime import date
 
 import pytest
 
 from nightly_pipeline.chaos.control import ProxyControl
 from nightly_pipeline.loadgen import Recorder
 from nightly_pipeline.suite.catalog import select_tests
-from nightly_pipeline.suite.runner import run_suite_test
 from nightly_pipeline.suite.sampling import Samples, Scrape
-from nightly_pipeline.suite.spec import PROFILES
 from nightly_pipeline.suite.tests.sustained_login import (
     SustainedLogin,
     bucket_values,
     histogram_growth,
     pool_utilization,
 )
-from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
-from nightly_pipeline.testbed.stack import StackConfig
+from tests.suite.platforms import ci_platform, pids_of, run_ci
 
 LOGIN = select_tests("06")[0]
-PLATFORM_PROCESSES = ("api", "dispatcher", "consumer")
 H = "auth_token_generation_seconds_bucket"
 
 
@@ -92,27 +86,12 @@ def test_pool_utilization_none_without_pool_metrics() -> None:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, system_dir):
-    stack = StackConfig(
-        run_dir=tmp_path_factory.mktemp("login") / "run",
-        system_dir=system_dir,
-        stop_timeout_s=5,
-        search_path=os.environ.get("PATH"),
-    )
-    with embedded_platform(stack, PlatformSettings(users=20, password_hash_n=2**10)) as up:
+    with ci_platform(tmp_path_factory, system_dir, "login") as up:
         yield up
 
 
 def _run(platform, tmp_path, target=None):
-    pids = {name: platform.endpoints.pids[name] for name in PLATFORM_PROCESSES}
-    return run_suite_test(
-        LOGIN,
-        PROFILES["ci"],
-        target or platform.target(),
-        night=date(2026, 11, 20),
-        run_id="login",
-        run_dir=tmp_path,
-        pids=pids,
-    )
+    return run_ci(LOGIN, target or platform.target(), tmp_path, pids_of(platform))
 
 
 def test_sustained_login_passes_on_the_healthy_platform(platform, tmp_path) -> None:
