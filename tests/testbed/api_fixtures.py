@@ -5,10 +5,13 @@ connects through the fault proxies (so a test can cut PostgreSQL or Redis)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import os
 import re
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,6 +60,26 @@ class ApiStack:
 
     def metric(self, key: str) -> float:
         return self.metrics().get(key, 0.0)
+
+
+def message_body(conv: str, payload: bytes, client_msg_id: str | None = None) -> dict[str, Any]:
+    """A ``POST /v1/messages`` body carrying ``payload`` and its sha256."""
+    return {
+        "conversation_id": conv,
+        "client_msg_id": client_msg_id or uuid.uuid4().hex,
+        "ciphertext": base64.b64encode(payload).decode(),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+
+
+def create_conversation(
+    api: ApiStack, token: str, *others: str, title: str = "t"
+) -> dict[str, Any]:
+    """A conversation owned by ``token``'s user with ``others``; its JSON."""
+    with api.client(token) as c:
+        resp = c.post("/v1/conversations", json={"title": title, "participants": list(others)})
+    assert resp.status_code == 201, resp.text
+    return resp.json()
 
 
 def sql(dsn: str, query: str, *args: Any, user_id: int | None = None) -> list[asyncpg.Record]:

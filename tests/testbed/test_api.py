@@ -25,7 +25,13 @@ from websockets.sync.client import ClientConnection, connect
 from nightly_pipeline.chaos import ProxyControl
 from nightly_pipeline.testbed import migrate
 from nightly_pipeline.testbed.api.auth import sign
-from tests.testbed.api_fixtures import ApiStack, api_stack, sql
+from tests.testbed.api_fixtures import (
+    ApiStack,
+    api_stack,
+    create_conversation,
+    message_body,
+    sql,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -41,22 +47,6 @@ def api(tmp_path_factory: pytest.TempPathFactory, system_dir: Path) -> Iterator[
 @pytest.fixture(scope="module")
 def tokens(api: ApiStack) -> dict[str, str]:
     return {name: api.login(name) for name in ("user0001", "user0002", "user0003")}
-
-
-def _message(conv: str, payload: bytes, client_msg_id: str | None = None) -> dict[str, Any]:
-    return {
-        "conversation_id": conv,
-        "client_msg_id": client_msg_id or uuid.uuid4().hex,
-        "ciphertext": base64.b64encode(payload).decode(),
-        "sha256": hashlib.sha256(payload).hexdigest(),
-    }
-
-
-def _conversation(api: ApiStack, token: str, *others: str, title: str = "t") -> dict[str, Any]:
-    with api.client(token) as c:
-        resp = c.post("/v1/conversations", json={"title": title, "participants": list(others)})
-    assert resp.status_code == 201, resp.text
-    return resp.json()
 
 
 @contextlib.contextmanager
@@ -182,9 +172,9 @@ def test_bad_or_expired_token_is_401(api: ApiStack, kind: str) -> None:
 
 def test_rls_hides_foreign_rows_in_sql(api: ApiStack, tokens: dict[str, str]) -> None:
     a, b = api.users["user0001"], api.users["user0002"]
-    conv = _conversation(api, tokens["user0002"], title="b-only")["id"]
+    conv = create_conversation(api, tokens["user0002"], title="b-only")["id"]
     with api.client(tokens["user0002"]) as c:
-        assert c.post("/v1/messages", json=_message(conv, b"secret")).status_code == 202
+        assert c.post("/v1/messages", json=message_body(conv, b"secret")).status_code == 202
     app = migrate.app_dsn(api.endpoints.postgres_dsn)
     assert sql(app, "SELECT current_user")[0][0] == "testbed_app"
     for table, column in (("conversations", "id"), ("messages", "conversation_id")):
@@ -211,7 +201,7 @@ def test_rls_hides_foreign_rows_in_sql(api: ApiStack, tokens: dict[str, str]) ->
 
 
 def test_foreign_conversation_is_403_and_counted(api: ApiStack, tokens: dict[str, str]) -> None:
-    conv = _conversation(api, tokens["user0001"], "user0002")["id"]
+    conv = create_conversation(api, tokens["user0001"], "user0002")["id"]
     before = api.metric("sanctum_security_denied_total")
     with api.client(tokens["user0003"]) as c:
         statuses = [
@@ -221,7 +211,7 @@ def test_foreign_conversation_is_403_and_counted(api: ApiStack, tokens: dict[str
             ).status_code,
             c.delete(f"/v1/conversations/{conv}", headers={"If-Match": "1"}).status_code,
             c.get(f"/v1/conversations/{conv}/messages").status_code,
-            c.post("/v1/messages", json=_message(conv, b"x")).status_code,
+            c.post("/v1/messages", json=message_body(conv, b"x")).status_code,
             c.post(
                 f"/v1/conversations/{conv}/participants", json={"username": "user0003"}
             ).status_code,
@@ -235,16 +225,16 @@ def test_foreign_conversation_is_403_and_counted(api: ApiStack, tokens: dict[str
 
 
 def test_participants_add_remove_and_cache(api: ApiStack, tokens: dict[str, str]) -> None:
-    conv = _conversation(api, tokens["user0001"])["id"]
+    conv = create_conversation(api, tokens["user0001"])["id"]
     with api.client(tokens["user0001"]) as owner, api.client(tokens["user0003"]) as third:
-        assert third.post("/v1/messages", json=_message(conv, b"x")).status_code == 403
+        assert third.post("/v1/messages", json=message_body(conv, b"x")).status_code == 403
         added = owner.post(f"/v1/conversations/{conv}/participants", json={"username": "user0003"})
         assert added.status_code == 201, added.text
-        assert third.post("/v1/messages", json=_message(conv, b"hi")).status_code == 202
-        assert third.post("/v1/messages", json=_message(conv, b"hi")).status_code == 202
+        assert third.post("/v1/messages", json=message_body(conv, b"hi")).status_code == 202
+        assert third.post("/v1/messages", json=message_body(conv, b"hi")).status_code == 202
         uid = api.users["user0003"]
         assert owner.delete(f"/v1/conversations/{conv}/participants/{uid}").status_code == 204
-        assert third.post("/v1/messages", json=_message(conv, b"x")).status_code == 403
+        assert third.post("/v1/messages", json=message_body(conv, b"x")).status_code == 403
     m = api.metrics()
     assert m["messaging_participant_cache_hits_total"] >= 1
     assert m["messaging_participant_cache_misses_total"] >= 1
@@ -253,7 +243,7 @@ def test_participants_add_remove_and_cache(api: ApiStack, tokens: dict[str, str]
 def test_get_conversation_answers_x_cache_hit_or_miss(
     api: ApiStack, tokens: dict[str, str]
 ) -> None:
-    conv = _conversation(api, tokens["user0001"], "user0002")["id"]
+    conv = create_conversation(api, tokens["user0001"], "user0002")["id"]
     url = f"/v1/conversations/{conv}"
     with api.client(tokens["user0001"]) as owner, api.client(tokens["user0003"]) as third:
         first, second = owner.get(url), owner.get(url)
@@ -272,7 +262,7 @@ def test_get_conversation_answers_x_cache_hit_or_miss(
 
 
 def test_stale_version_is_409_and_counted(api: ApiStack, tokens: dict[str, str]) -> None:
-    conv = _conversation(api, tokens["user0001"], "user0002")
+    conv = create_conversation(api, tokens["user0001"], "user0002")
     before = api.metric("messaging_conversation_version_conflicts_total")
     url = f"/v1/conversations/{conv['id']}"
     with api.client(tokens["user0001"]) as a, api.client(tokens["user0002"]) as b:
@@ -297,21 +287,21 @@ def test_malformed_json_is_400(api: ApiStack, tokens: dict[str, str]) -> None:
 
 
 def test_oversized_payload_is_413_and_counted(api: ApiStack, tokens: dict[str, str]) -> None:
-    conv = _conversation(api, tokens["user0001"])["id"]
+    conv = create_conversation(api, tokens["user0001"])["id"]
     before = api.metric("messaging_payload_rejects_total")
     big = b"x" * (api.config.max_payload_bytes + 1)
     with api.client(tokens["user0001"]) as c:
-        assert c.post("/v1/messages", json=_message(conv, big)).status_code == 413
-        exact = c.post("/v1/messages", json=_message(conv, big[:-1]))
+        assert c.post("/v1/messages", json=message_body(conv, big)).status_code == 413
+        exact = c.post("/v1/messages", json=message_body(conv, big[:-1]))
         assert exact.status_code == 202
-        huge = _message(conv, big * 3)  # beyond the body limit: refused before parsing
+        huge = message_body(conv, big * 3)  # beyond the body limit: refused before parsing
         assert c.post("/v1/messages", json=huge).status_code == 413
     assert api.metric("messaging_payload_rejects_total") == before + 2
 
 
 def test_sha256_mismatch_is_400(api: ApiStack, tokens: dict[str, str]) -> None:
-    conv = _conversation(api, tokens["user0001"])["id"]
-    body = {**_message(conv, b"payload"), "sha256": hashlib.sha256(b"other").hexdigest()}
+    conv = create_conversation(api, tokens["user0001"])["id"]
+    body = {**message_body(conv, b"payload"), "sha256": hashlib.sha256(b"other").hexdigest()}
     with api.client(tokens["user0001"]) as c:
         resp = c.post("/v1/messages", json=body)
         assert resp.status_code == 400
@@ -320,11 +310,11 @@ def test_sha256_mismatch_is_400(api: ApiStack, tokens: dict[str, str]) -> None:
 
 
 def test_message_is_stored_with_its_outbox_row(api: ApiStack, tokens: dict[str, str]) -> None:
-    conv = _conversation(api, tokens["user0001"], "user0002")["id"]
+    conv = create_conversation(api, tokens["user0001"], "user0002")["id"]
     with api.client(tokens["user0001"]) as c:
-        first = c.post("/v1/messages", json=_message(conv, b"one", "c-1"))
-        second = c.post("/v1/messages", json=_message(conv, b"two", "c-2"))
-        again = c.post("/v1/messages", json=_message(conv, b"one", "c-1"))
+        first = c.post("/v1/messages", json=message_body(conv, b"one", "c-1"))
+        second = c.post("/v1/messages", json=message_body(conv, b"two", "c-2"))
+        again = c.post("/v1/messages", json=message_body(conv, b"one", "c-1"))
     assert (first.status_code, second.status_code, again.status_code) == (202, 202, 202)
     assert [first.json()["seq"], second.json()["seq"]] == [1, 2]
     assert again.json()["message_id"] == first.json()["message_id"]  # idempotent

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from nightly_pipeline.testbed.api.membership import INVALIDATE_CHANNEL, VERSION_PREFIX
-from tests.testbed.api_fixtures import ApiStack, api_stack
+from tests.testbed.api_fixtures import ApiStack, api_stack, create_conversation
 
 pytestmark = pytest.mark.slow
 
@@ -76,9 +76,7 @@ def _blocked_queries(dsn: str) -> int:
 
 def test_a_change_during_a_miss_leaves_the_membership_uncached(api: ApiStack) -> None:
     owner = api.login("user0001")
-    with api.client(owner) as c:
-        made = c.post("/v1/conversations", json={"title": "race", "participants": ["user0002"]})
-    conv = made.json()["id"]
+    conv = create_conversation(api, owner, "user0002", title="race")["id"]
     url = f"/v1/conversations/{conv}"
     ep = api.endpoints
     lock = ParticipantsLock(ep.postgres_dsn)

@@ -6,19 +6,22 @@ conversation get seqs without gaps or repeats."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
 from nightly_pipeline.testbed import migrate
-from tests.testbed.api_fixtures import ApiStack, api_stack, sql
+from tests.testbed.api_fixtures import (
+    ApiStack,
+    api_stack,
+    create_conversation,
+    message_body,
+    sql,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -32,22 +35,6 @@ def api(tmp_path_factory: pytest.TempPathFactory, system_dir: Path) -> Iterator[
 @pytest.fixture(scope="module")
 def tokens(api: ApiStack) -> dict[str, str]:
     return {name: api.login(name) for name in ("user0001", "user0002", "user0003")}
-
-
-def _message(conv: str, payload: bytes, client_msg_id: str | None = None) -> dict[str, Any]:
-    return {
-        "conversation_id": conv,
-        "client_msg_id": client_msg_id or uuid.uuid4().hex,
-        "ciphertext": base64.b64encode(payload).decode(),
-        "sha256": hashlib.sha256(payload).hexdigest(),
-    }
-
-
-def _conversation(api: ApiStack, token: str, *others: str) -> str:
-    with api.client(token) as c:
-        resp = c.post("/v1/conversations", json={"title": "t", "participants": list(others)})
-    assert resp.status_code == 201, resp.text
-    return str(resp.json()["id"])
 
 
 def _written(api: ApiStack, conv: str) -> tuple[int, list[int], int]:
@@ -81,12 +68,12 @@ def test_function_runs_as_the_caller(api: ApiStack) -> None:
 def test_duplicate_returns_the_first_and_consumes_no_seq(
     api: ApiStack, tokens: dict[str, str]
 ) -> None:
-    conv = _conversation(api, tokens["user0001"], "user0002")
+    conv = create_conversation(api, tokens["user0001"], "user0002")["id"]
     with api.client(tokens["user0001"]) as a, api.client(tokens["user0002"]) as b:
-        first = a.post("/v1/messages", json=_message(conv, b"one", "c-1")).json()
-        again = a.post("/v1/messages", json=_message(conv, b"one", "c-1"))
-        by_other = b.post("/v1/messages", json=_message(conv, b"one", "c-1")).json()
-        after = a.post("/v1/messages", json=_message(conv, b"two", "c-2")).json()
+        first = a.post("/v1/messages", json=message_body(conv, b"one", "c-1")).json()
+        again = a.post("/v1/messages", json=message_body(conv, b"one", "c-1"))
+        by_other = b.post("/v1/messages", json=message_body(conv, b"one", "c-1")).json()
+        after = a.post("/v1/messages", json=message_body(conv, b"two", "c-2")).json()
     assert first == {"message_id": first["message_id"], "seq": 1, "duplicate": False}
     assert again.status_code == 202
     assert again.json() == {**first, "duplicate": True}
@@ -96,12 +83,12 @@ def test_duplicate_returns_the_first_and_consumes_no_seq(
 
 
 def test_non_participant_is_403_and_writes_nothing(api: ApiStack, tokens: dict[str, str]) -> None:
-    conv = _conversation(api, tokens["user0001"], "user0002")
+    conv = create_conversation(api, tokens["user0001"], "user0002")["id"]
     with api.client(tokens["user0001"]) as a:
-        assert a.post("/v1/messages", json=_message(conv, b"x")).status_code == 202
+        assert a.post("/v1/messages", json=message_body(conv, b"x")).status_code == 202
     before = api.metric("sanctum_security_denied_total")
     with api.client(tokens["user0003"]) as c:
-        resp = c.post("/v1/messages", json=_message(conv, b"intruder"))
+        resp = c.post("/v1/messages", json=message_body(conv, b"intruder"))
     assert resp.status_code == 403
     assert resp.json()["error"] == "forbidden"
     assert api.metric("sanctum_security_denied_total") == before + 1
@@ -113,22 +100,22 @@ def test_stale_membership_cache_is_still_refused_by_rls(
 ) -> None:
     """The API's cache still says "member" (the row went behind its back, no
     invalidation): the function's UPDATE sees no row under RLS and the POST is 403."""
-    conv = _conversation(api, tokens["user0001"], "user0002")
+    conv = create_conversation(api, tokens["user0001"], "user0002")["id"]
     with api.client(tokens["user0002"]) as b:
-        assert b.post("/v1/messages", json=_message(conv, b"x")).status_code == 202
+        assert b.post("/v1/messages", json=message_body(conv, b"x")).status_code == 202
         sql(
             api.endpoints.postgres_dsn,
             "DELETE FROM participants WHERE conversation_id = $1 AND user_id = $2",
             uuid.UUID(conv),
             api.users["user0002"],
         )
-        resp = b.post("/v1/messages", json=_message(conv, b"after removal"))
+        resp = b.post("/v1/messages", json=message_body(conv, b"after removal"))
     assert resp.status_code == 403, resp.text
     assert _written(api, conv) == (1, [1], 1)
 
 
 def test_function_refuses_a_non_participant_in_sql(api: ApiStack) -> None:
-    conv = _conversation(api, api.login("user0001"))
+    conv = create_conversation(api, api.login("user0001"))["id"]
     app = migrate.app_dsn(api.endpoints.postgres_dsn)
     call = "SELECT * FROM testbed_post_message($1, $2, 'c', 'x'::bytea, 'd')"
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="not a participant"):
@@ -143,7 +130,7 @@ def test_function_refuses_a_non_participant_in_sql(api: ApiStack) -> None:
 def test_concurrent_posts_get_seqs_without_gaps_or_repeats(
     api: ApiStack, tokens: dict[str, str]
 ) -> None:
-    conv = _conversation(api, tokens["user0001"], "user0002")
+    conv = create_conversation(api, tokens["user0001"], "user0002")["id"]
     n, retries = 50, 10
 
     async def post_all() -> list[httpx.Response]:
@@ -153,13 +140,13 @@ def test_concurrent_posts_get_seqs_without_gaps_or_repeats(
             posts = [
                 c.post(
                     "/v1/messages",
-                    json=_message(conv, b"m%d" % i),
+                    json=message_body(conv, b"m%d" % i),
                     headers={"Authorization": f"Bearer {tokens[('user0001', 'user0002')[i % 2]]}"},
                 )
                 for i in range(n)
             ]
             # The same client_msg_id posted concurrently: one message, the rest duplicates.
-            same = _message(conv, b"retried", "same")
+            same = message_body(conv, b"retried", "same")
             posts += [
                 c.post(
                     "/v1/messages",
@@ -186,7 +173,7 @@ def test_concurrent_posts_get_seqs_without_gaps_or_repeats(
 def test_racing_retry_rolls_back_and_the_second_call_answers_it(api: ApiStack) -> None:
     """B looks before A commits, then waits on A's row lock: its INSERT hits the
     client_msg_id key (the error the handler retries on), with no seq consumed."""
-    conv = uuid.UUID(_conversation(api, api.login("user0001")))
+    conv = uuid.UUID(create_conversation(api, api.login("user0001"))["id"])
     me = api.users["user0001"]
     app = migrate.app_dsn(api.endpoints.postgres_dsn)
     call = "SELECT * FROM testbed_post_message($1, $2, 'race', 'x'::bytea, 'd')"
