@@ -40,11 +40,10 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## The Dagster UI with the instance template (http://127.0.0.1:3000)
+## The Dagster UI and daemon on $(NIGHTLY_HOME)/dagster, the instance `nightly run` records
+## its runs in (http://127.0.0.1:3000)
 dagster-dev: setup
-	mkdir -p $(NIGHTLY_HOME)/dagster
-	cp -n dagster.yaml $(NIGHTLY_HOME)/dagster/dagster.yaml || true
-	DAGSTER_HOME=$(NIGHTLY_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/nightly ui
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -21,10 +21,9 @@ import time
 from datetime import date
 from pathlib import Path
 
-from nightly_pipeline.resources.target import PLATFORM_PROCESSES
 from nightly_pipeline.suite.catalog import select_tests
+from nightly_pipeline.suite.profiles import PROFILES
 from nightly_pipeline.suite.runner import run_suite_test
-from nightly_pipeline.suite.spec import PROFILES
 from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
 from nightly_pipeline.testbed.stack import StackConfig
 
@@ -40,7 +39,7 @@ def _figure(outcome, name: str) -> float:
 def run_at(rate: float, duration_s: float, root: Path) -> tuple[bool, bool, str]:
     """(blocking checks passed, every check passed, one printable line)."""
     profile = dataclasses.replace(
-        PROFILES["smoke"], max_duration_s=duration_s, load=rate / SOAK.plan_rate
+        PROFILES["smoke"], max_duration_s=duration_s, load=rate / SOAK.spec.rate
     )
     stack = StackConfig(run_dir=root / f"rate-{rate:g}", search_path=os.environ.get("PATH"))
     settings = PlatformSettings(users=100, password_hash_n=2**10)
@@ -53,22 +52,21 @@ def run_at(rate: float, duration_s: float, root: Path) -> tuple[bool, bool, str]
             night=date.today(),
             run_id=f"rate-{rate:g}",
             run_dir=root / f"run-{rate:g}",
-            pids={n: platform.endpoints.pids[n] for n in PLATFORM_PROCESSES},
         )
         wall = time.monotonic() - started
     failed = [c for c in outcome.checks if not c.passed]
     blocking_ok = not any(c.check.severity == "error" for c in failed)
-    checks = {c.check.metric: c.observed for c in outcome.checks}
+    checks = {c.check.name: c.observed for c in outcome.checks}
     sent = _figure(outcome, "delivery_expected.count")
     line = (
         f"rate {rate:6.0f}/s  achieved {_figure(outcome, 'http_reqs.rate'):6.1f}/s  "
-        f"POST p95 {checks['http_req_duration{name:post_message}']:7.1f} ms  "
+        f"POST p95 {checks['post_p95_under_100ms']:7.1f} ms  "
         f"e2e p95 {_figure(outcome, 'e2e_delivery_ms.p95'):8.1f} ms  "
-        f"deliveries expected {sent:,.0f} lost {checks['delivery_lost']:.0f}  "
-        f"RSS growth {checks['process_rss_growth_pct']:5.1f} %  wall {wall:5.1f} s  "
+        f"deliveries expected {sent:,.0f} lost {checks['zero_message_loss']:.0f}  "
+        f"RSS growth {checks['memory_growth_under_10pct']:5.1f} %  wall {wall:5.1f} s  "
         + ("all checks pass" if not failed else "FAILED: ")
         + ", ".join(
-            f"{c.check.metric} {c.check.expression} ({c.observed:g}, {c.check.severity})"
+            f"{c.check.name} ({c.check.threshold}: {c.observed:g}, {c.check.severity})"
             for c in failed
         )
     )

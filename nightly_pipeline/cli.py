@@ -8,6 +8,10 @@ below receives typed values.
     nightly report [--night YYYY-MM-DD] [--open]
     nightly stack up [--run-id ID] [--postgres-port N] [--redis-port N] [--keep-data]
                      [--no-testbed] [--users 100]
+    nightly ui [--host 127.0.0.1] [--port 3000]
+
+Everything lives under $NIGHTLY_HOME (default ./.nightly, made absolute here): the
+store, the Dagster instance the UI shows, the stacks' directories and the reports.
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from nightly_pipeline.home import HOME_ENV, Home
 from nightly_pipeline.loadgen import LoadgenError, Progress
 from nightly_pipeline.report.text import render_frame, render_rows
-from nightly_pipeline.store import MetricStore, RunRecord, StoreError, default_store_path
+from nightly_pipeline.store import MetricStore, RunRecord, StoreError
+from nightly_pipeline.suite.errors import SelectionError
+from nightly_pipeline.suite.profiles import profile_named
 from nightly_pipeline.suite.selfcheck import SelfcheckConfig, run_selfcheck
 
 
@@ -50,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--store",
         type=Path,
-        help="DuckDB metric store (default: $NIGHTLY_HOME/metrics.duckdb, ./.nightly/...)",
+        help="DuckDB metric store (default: $NIGHTLY_HOME/metrics.duckdb, $NIGHTLY_HOME "
+        "defaulting to ./.nightly); the reports, stacks and Dagster instance go beside it",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -65,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--rate", type=_positive(float), default=500.0, help="requests/s")
     check.add_argument("--duration", type=_positive(float), default=10.0, help="seconds")
     check.add_argument("--workers", type=_positive(int), default=1, help="generator processes")
-    check.add_argument("--profile", default="smoke", help="profile label stored with the run")
+    check.add_argument("--profile", default="smoke", help="profile stored with the run")
     check.add_argument("--night", type=_night, default=None, help="YYYY-MM-DD (default: today UTC)")
     check.add_argument("--summary-export", type=Path, help="write k6-style summary JSON here")
 
@@ -86,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--keep-data", action="store_true", help="keep PostgreSQL's data dir")
     up.add_argument("--no-testbed", action="store_true", help="only PostgreSQL and Redis")
     up.add_argument("--users", type=_positive(int), default=100, help="users to seed")
+
+    ui = sub.add_parser("ui", help="the Dagster UI and daemon on this home's instance")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=_positive(int), default=3000)
     return parser
 
 
@@ -98,14 +110,16 @@ def _print_progress(p: Progress) -> None:
     )
 
 
-def cmd_selfcheck(args: argparse.Namespace, store: MetricStore) -> int:
+def cmd_selfcheck(args: argparse.Namespace, home: Home) -> int:
+    store = MetricStore(home.store)
+    profile = profile_named(args.profile)
     night = args.night or datetime.now(UTC).date()
     config = SelfcheckConfig(rate=args.rate, duration_s=args.duration, workers=args.workers)
     print(f"engine self-check: {config.rate:g} req/s for {config.duration_s:g} s", file=sys.stderr)
     run_id = f"selfcheck-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
-    store.write_run(RunRecord(run_id, night, args.profile, "builtin-echo", datetime.now(UTC)))
+    store.write_run(RunRecord(run_id, night, profile.name, "builtin-echo", datetime.now(UTC)))
     outcome = run_selfcheck(
-        config, night=night, profile=args.profile, run_id=run_id, progress=_print_progress
+        config, night=night, profile=profile.name, run_id=run_id, progress=_print_progress
     )
     store.write_test_result(outcome.record)
     status = "succeeded" if outcome.result.passed else "failed"
@@ -149,7 +163,8 @@ def cmd_selfcheck(args: argparse.Namespace, store: MetricStore) -> int:
     return 0 if outcome.result.passed else 1
 
 
-def cmd_history(args: argparse.Namespace, store: MetricStore) -> int:
+def cmd_history(args: argparse.Namespace, home: Home) -> int:
+    store = MetricStore(home.store)
     frame = store.recent_results(limit_nights=args.nights, profile=args.profile)
     if frame.is_empty():
         print(f"no results in {store.path} yet: run `nightly selfcheck` first")
@@ -159,16 +174,17 @@ def cmd_history(args: argparse.Namespace, store: MetricStore) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace, store: MetricStore) -> int:
+def cmd_report(args: argparse.Namespace, home: Home) -> int:
     from nightly_pipeline import evaluate  # analysis and plotly load only for this command
 
+    store = MetricStore(home.store)
     nights = store.nights()
     if nights.is_empty():
         print(f"no results in {store.path} yet: run `nightly selfcheck` first")
         return 1
     night = args.night or nights["night"].max()
     evaluation = evaluate.evaluate_night(store, night)
-    files = evaluate.write_report(store, night, store.path.parent / "reports")
+    files = evaluate.write_report(store, night, home.reports)
     counts = ", ".join(f"{n} {kind}" for kind, n in evaluation.counts().items())
     print(f"{night}: {counts}")
     print(f"report: {files.page}\nindex:  {files.index}")
@@ -177,7 +193,7 @@ def cmd_report(args: argparse.Namespace, store: MetricStore) -> int:
     return 0
 
 
-def cmd_stack(args: argparse.Namespace, store: MetricStore) -> int:
+def cmd_stack(args: argparse.Namespace, home: Home) -> int:
     from nightly_pipeline.testbed.embedded import PlatformProcesses, PlatformSettings
     from nightly_pipeline.testbed.stack import stack_up_main
 
@@ -199,7 +215,7 @@ def cmd_stack(args: argparse.Namespace, store: MetricStore) -> int:
 
         extra = {"processes": processes, "describe": describe}
     return stack_up_main(
-        store.path.parent / "stack" / run_id,
+        home.stack / run_id,
         search_path=os.environ.get("PATH"),
         postgres_port=args.postgres_port or 0,
         redis_port=args.redis_port or 0,
@@ -208,29 +224,29 @@ def cmd_stack(args: argparse.Namespace, store: MetricStore) -> int:
     )
 
 
-def cmd_run(args: argparse.Namespace, store: MetricStore) -> int:
+def cmd_run(args: argparse.Namespace, home: Home) -> int:
     from nightly_pipeline.automation.run import latest_night, run_night, write_junit
-    from nightly_pipeline.suite.catalog import SelectionError, profile_named, select_tests
-    from nightly_pipeline.suite.runner import IMPLEMENTATIONS
+    from nightly_pipeline.suite.catalog import select_tests
+
+    def say(line: str) -> None:
+        print(f"nightly run: {line}", file=sys.stderr, flush=True)
 
     try:
         profile = profile_named(args.profile)
-        import nightly_pipeline.suite.tests  # noqa: F401  (registers the scenarios)
-
-        tests = select_tests(args.tests or sorted(IMPLEMENTATIONS))
+        tests = select_tests(args.tests) if args.tests else None
         night = args.night or latest_night()
+        chosen = ", ".join(t.spec.key for t in tests) if tests else "the whole nightly_suite"
         print(
-            f"night {night}, profile {profile.name}, target {args.target}: "
-            + ", ".join(t.key for t in tests),
+            f"night {night}, profile {profile.name}, target {args.target}: {chosen}",
             file=sys.stderr,
         )
-        run = run_night(tests, profile, night, target=args.target, store_path=store.path)
+        run = run_night(tests, profile, night, target=args.target, home=home, say=say)
     except SelectionError as exc:
         print(f"nightly run: error: {exc}", file=sys.stderr)
         return 2
+    store = MetricStore(home.store)
     frame = store.recent_results(limit_nights=10_000)
-    keys = {t.key for t in tests}
-    rows = [r for r in frame.iter_rows(named=True) if r["night"] == night and r["test"] in keys]
+    rows = [r for r in frame.iter_rows(named=True) if r["run_id"] == run.run_id]
     print(
         render_rows(
             ["test", "status", "duration_s", "detail"],
@@ -240,10 +256,12 @@ def cmd_run(args: argparse.Namespace, store: MetricStore) -> int:
     print()
     print(
         render_rows(
-            ["check", "severity", "verdict"],
+            ["test", "asset", "check", "severity", "verdict"],
             [
                 [
-                    f"{c.test} {c.name}",
+                    c.test,
+                    c.asset,
+                    c.name,
                     "blocking" if c.blocking else "warn",
                     "pass" if c.passed else "FAIL",
                 ]
@@ -262,8 +280,24 @@ def cmd_run(args: argparse.Namespace, store: MetricStore) -> int:
     if run.blocking_failed:
         print("\na blocking check failed", file=sys.stderr)
         return 1
-    print(f"\nnight {night}: every blocking check passed (stored in {store.path})")
+    print(
+        f"\nnight {night}: every blocking check passed (stored in {store.path}; "
+        f"Dagster run {run.run_id} in {home.dagster}: `nightly ui` shows it)"
+    )
     return 0
+
+
+def cmd_ui(args: argparse.Namespace, home: Home) -> int:
+    """``dagster dev`` on the home's instance, in place of this process."""
+    from nightly_pipeline.automation.instance import prepare_instance_dir
+
+    instance_dir = prepare_instance_dir(home)
+    env = {**os.environ, "DAGSTER_HOME": str(instance_dir), HOME_ENV: str(home.root)}
+    argv = [sys.executable, "-m", "dagster", "dev", "-m", "nightly_pipeline.definitions"]
+    argv += ["--host", args.host, "--port", str(args.port)]
+    print(f"Dagster UI on http://{args.host}:{args.port} (instance {instance_dir})", flush=True)
+    os.execve(sys.executable, argv, env)
+    return 0  # not reached
 
 
 COMMANDS = {
@@ -272,15 +306,16 @@ COMMANDS = {
     "history": cmd_history,
     "report": cmd_report,
     "stack": cmd_stack,
+    "ui": cmd_ui,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        store = MetricStore(args.store or default_store_path(os.environ))
-        return COMMANDS[args.command](args, store)
-    except (StoreError, LoadgenError) as exc:
+        home = Home.of_store(args.store) if args.store else Home.from_env(os.environ)
+        return COMMANDS[args.command](args, home)
+    except (StoreError, LoadgenError, SelectionError) as exc:
         print(f"nightly: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

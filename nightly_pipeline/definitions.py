@@ -15,12 +15,12 @@ from nightly_pipeline.automation.schedules import (
     nightly_suite_schedule,
 )
 from nightly_pipeline.automation.sensors import (
-    SUITE_OUTCOMES,
     make_regression_alert_sensor,
     make_run_failure_alert_sensor,
     make_suite_finished_sensor,
     make_target_version_sensor,
 )
+from nightly_pipeline.automation.suite_runs import SUITE_OUTCOMES
 from nightly_pipeline.resources import (
     AlertsResource,
     MetricStoreResource,

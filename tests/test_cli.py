@@ -113,7 +113,7 @@ def test_run_ci_profile_end_to_end_writes_rows_and_junit(tmp_path, capsys) -> No
         "07_storage_multi_adapter",
     ):
         assert re.search(rf"^{test}\s+passed", out, re.MULTILINE), (test, out)
-    assert 'failures="0"' in junit.read_text() and "delivery_lost" in junit.read_text()
+    assert 'failures="0"' in junit.read_text() and "zero_message_loss" in junit.read_text()
     assert (tmp_path / "home" / "reports").is_dir()
     assert MetricStore(store).runs()["status"].to_list() == ["succeeded"]
 

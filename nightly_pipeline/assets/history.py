@@ -32,9 +32,8 @@ def regressions(context: dg.AssetExecutionContext, store: MetricStoreResource) -
 @dg.asset(partitions_def=NIGHTS, deps=[regressions], group_name="history", kinds={"html"})
 def nightly_report(context: dg.AssetExecutionContext, store: MetricStoreResource) -> dg.Output:
     """One self-contained HTML page for the night, and the index of nights."""
-    opened = store.open()
     files = evaluate.write_report(
-        opened, date.fromisoformat(context.partition_key), opened.path.parent / "reports"
+        store.open(), date.fromisoformat(context.partition_key), store.home().reports
     )
     return dg.Output(
         None,

@@ -1,34 +1,57 @@
-"""``nightly run``: materialise the selected tests (and the night's verdicts and report)
-for one night, in this process, through real Dagster; then summarise and write JUnit."""
+"""``nightly run``: the night as the schedule and sensors run it, in this process.
 
-import contextlib
+The same jobs (``nightly_suite``, then ``nightly_history`` for the night), executed in
+process on the home's Dagster instance (so the UI shows them), with the resources the
+command line chose; the run's store row is closed by ``suite_runs.close_store_run``, as
+the sensors close a scheduled run's. Then a summary of the checks and JUnit.
+"""
+
 import logging
 import os
+import socket
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import dagster as dg
-from dagster._core.execution.plan.objects import ErrorSource  # no public name for it
+import psutil
 
-from nightly_pipeline.assets.history import nightly_report, regressions
 from nightly_pipeline.assets.partitions import NIGHTS
-from nightly_pipeline.assets.suite import SUITE_ASSETS, check_name
-from nightly_pipeline.resources import (
-    MetricStoreResource,
-    ProfileResource,
-    TargetResource,
+from nightly_pipeline.assets.steps import TARGET_POOL
+from nightly_pipeline.automation.dagster_adapter import (
+    free_slots,
+    slot_holders,
+    step_failures,
+    was_interrupted,
 )
-from nightly_pipeline.store import MetricStore, RunNotFoundError, RunStatus
-from nightly_pipeline.suite.catalog import SelectionError
-from nightly_pipeline.suite.spec import Profile, TestSpec
+from nightly_pipeline.automation.instance import open_instance
+from nightly_pipeline.automation.jobs import nightly_history_job, nightly_suite_job
+from nightly_pipeline.automation.suite_runs import (
+    CLI_TRIGGER,
+    HISTORY_AFTER,
+    SUITE_OUTCOMES,
+    TRIGGER_TAG,
+    close_store_run,
+    history_tags,
+)
+from nightly_pipeline.definitions import defs
+from nightly_pipeline.home import Home
+from nightly_pipeline.store import MetricStore, RunStatus
+from nightly_pipeline.suite.context import SuiteTest
+from nightly_pipeline.suite.errors import SelectionError
+from nightly_pipeline.suite.profiles import Profile
+
+PID_TAG = "nightly/pid"
+HOST_TAG = "nightly/host"
+LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 @dataclass(frozen=True)
 class CheckLine:
-    test: str
-    name: str
+    test: str  # the test's key, e.g. 01_message_soak
+    asset: str  # the asset the check judges, e.g. delivery
+    name: str  # the check's name, e.g. zero_message_loss
     passed: bool
     blocking: bool
     description: str
@@ -37,7 +60,8 @@ class CheckLine:
 @dataclass(frozen=True)
 class NightRun:
     night: date
-    success: bool  # the Dagster run itself
+    run_id: str
+    success: bool  # the Dagster runs themselves
     checks: tuple[CheckLine, ...]
     error: str = ""
     interrupted: bool = False  # Ctrl-C / SIGTERM: stopped early, no verdicts or report
@@ -52,132 +76,136 @@ def latest_night() -> date:
     return date.fromisoformat(NIGHTS.get_last_partition_key())
 
 
-def _assets_for(tests: list[TestSpec]) -> list[dg.AssetsDefinition]:
-    by_name = {a.node_def.name: a for a in SUITE_ASSETS}
-    missing = [t.key for t in tests if t.key not in by_name]
-    if missing:
-        ready = ", ".join(sorted(by_name)) or "none"
-        raise SelectionError(f"no scenario yet for {', '.join(missing)}; runnable: {ready}")
-    return [by_name[t.key] for t in tests]
-
-
-def _check_lines(result: dg.ExecuteInProcessResult, tests: list[TestSpec]) -> tuple[CheckLine, ...]:
-    names = {check_name(c): c for t in tests for c in t.checks}
-    lines = []
-    for evaluation in result.get_asset_check_evaluations():
-        check = names.get(evaluation.check_name)
-        lines.append(
-            CheckLine(
-                evaluation.asset_key.path[0],
-                evaluation.check_name,
-                evaluation.passed,
-                check is not None and check.severity == "error",
-                evaluation.description or "",
-            )
+def _check_lines(result: dg.ExecuteInProcessResult) -> tuple[CheckLine, ...]:
+    return tuple(
+        CheckLine(
+            e.asset_key.path[0],
+            "/".join(e.asset_key.path[1:]),
+            e.check_name,
+            e.passed,
+            e.severity == dg.AssetCheckSeverity.ERROR,
+            e.description or "",
         )
-    return tuple(lines)
-
-
-def _finish_store_run(
-    store_path: Path, result: dg.ExecuteInProcessResult, interrupted: bool
-) -> None:
-    """Close the ``runs`` row the test assets opened (none if the platform never started)."""
-    status: RunStatus = "succeeded" if result.success else "failed"
-    if interrupted:
-        status = "canceled"
-    with contextlib.suppress(RunNotFoundError):
-        MetricStore(store_path).finish_run(result.run_id, status, datetime.now(UTC))
-
-
-def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
-    """Whether Ctrl-C or SIGTERM stopped the run (a step failed as interrupted)."""
-    if result.dagster_run.status == dg.DagsterRunStatus.CANCELED:
-        return True
-    return any(
-        event.is_step_failure
-        and event.step_failure_data is not None
-        and event.step_failure_data.error_source == ErrorSource.INTERRUPT
-        for event in result.all_events
+        for e in result.get_asset_check_evaluations()
     )
 
 
-def step_failures(result: dg.ExecuteInProcessResult) -> list[str]:
-    """``step: cause`` for each step that failed for another reason than a blocking check;
-    a retried step's cause is its last attempt's (under Dagster's "Exceeded max_retries")."""
-    reasons = []
-    for event in result.all_events:
-        if not event.is_step_failure or event.step_failure_data is None:
+def _selection(tests: list[SuiteTest] | None) -> list[dg.AssetKey] | None:
+    """Every metric asset of ``tests``; None: the whole job (the engine self-check too)."""
+    if tests is None:
+        return None
+    return [dg.AssetKey([t.spec.key, name]) for t in tests for name in t.spec.assets]
+
+
+def _alive(pid: int, started: float | None) -> bool:
+    """Whether ``pid`` is still the process that started a run at ``started``."""
+    try:
+        return started is None or psutil.Process(pid).create_time() <= started + 1
+    except psutil.Error:
+        return False
+
+
+def reap_dead_runs(instance: dg.DagsterInstance, store: MetricStore) -> list[str]:
+    """Runs of ``nightly run`` on this host whose process is gone (kill -9, a crash):
+    marked failed in Dagster and in the store, their pool slots freed. What was reaped."""
+    reaped = []
+    host = socket.gethostname()
+    active = dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+        tags={TRIGGER_TAG: CLI_TRIGGER, HOST_TAG: host},
+    )
+    for record in instance.get_run_records(filters=active):
+        run = record.dagster_run
+        pid = int(run.tags.get(PID_TAG, "0"))
+        if pid and _alive(pid, record.start_time):
             continue
-        error = event.step_failure_data.error
-        if error is None or error.cls_name == "DagsterAssetCheckFailedError":
-            continue
-        messages = []
-        while error is not None:
-            messages.append(error.message.strip())
-            error = error.cause
-        reasons.append(f"{event.step_key}: {' <- '.join(messages)}")
-    return reasons
+        message = f"run {run.run_id}: its process (pid {pid}) is gone; marked failed"
+        instance.report_run_failed(run, message)
+        free_slots(instance, run.run_id)
+        close_store_run(store, instance, run.run_id, "failed")
+        reaped.append(message)
+    return reaped
 
 
 def run_night(
-    tests: list[TestSpec],
+    tests: list[SuiteTest] | None,
     profile: Profile,
     night: date,
     *,
     target: str,
-    store_path: Path,
+    home: Home,
+    say=lambda _: None,
 ) -> NightRun:
-    """Materialise ``tests`` for ``night`` (then regressions and the report)."""
+    """Run ``nightly_suite`` for ``night`` (only ``tests`` when given), then, unless it was
+    interrupted, ``nightly_history``; ``say`` gets a line for what the user should know."""
     if not NIGHTS.has_partition_key(night.isoformat()):
         raise SelectionError(
             f"night {night} is not a partition: from {NIGHTS.get_first_partition_key()} "
             f"to {NIGHTS.get_last_partition_key()} (tonight's partition opens tomorrow)"
         )
-    home = store_path.parent
+    store = MetricStore(home.store)
+    # The jobs' own resources, configured as a launch from the UI would configure them.
     resources = {
-        "target": TargetResource(target=target, run_root=str(home)),
-        "store": MetricStoreResource(path=str(store_path)),
-        "profile": ProfileResource(name=profile.name),
+        "target": {"config": {"target": target, "home": str(home.root)}},
+        "store": {"config": {"path": str(home.store)}},
+        "profile": {"config": {"name": profile.name}},
     }
-    # The UI's instance when DAGSTER_HOME is set (the run shows up there), else in memory.
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-
-    def materialize(assets: list[dg.AssetsDefinition], keys: tuple[str, ...]):
-        return dg.materialize(
-            assets,
-            partition_key=night.isoformat(),
-            resources={k: resources[k] for k in keys},
+    tags = {
+        "nightly/profile": profile.name,
+        TRIGGER_TAG: CLI_TRIGGER,
+        PID_TAG: str(os.getpid()),
+        HOST_TAG: socket.gethostname(),
+    }
+    with open_instance(home) as instance:
+        for line in reap_dead_runs(instance, store):
+            say(line)
+        holders = slot_holders(instance, TARGET_POOL)
+        if holders:
+            say(f"the {TARGET_POOL!r} pool is held by run(s) {', '.join(holders)}: waiting")
+        suite = defs.resolve_job_def(nightly_suite_job.name).execute_in_process(
             instance=instance,
+            partition_key=night.isoformat(),
+            asset_selection=_selection(tests),
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            tags={"nightly/profile": profile.name, "nightly/trigger": "cli"},
+            run_config={**LOGS, "resources": resources},
+            tags=tags,
         )
-
-    result = materialize(_assets_for(tests), ("target", "store", "profile"))
-    interrupted = was_interrupted(result)
-    _finish_store_run(store_path, result, interrupted)
-    if interrupted:
-        return NightRun(
-            night,
-            False,
-            _check_lines(result, tests),
-            "interrupted: the running test stopped early and the platform was stopped; "
-            "the night's verdicts and report were not updated",
-            interrupted=True,
+        run_id = suite.run_id
+        interrupted = was_interrupted(suite)
+        outcome: RunStatus = (
+            "canceled" if interrupted else SUITE_OUTCOMES[instance.get_run_by_id(run_id).status]
         )
-    # A failed blocking check skips everything downstream in its run, so the night's
-    # verdicts and report run apart: a failing night is the one that needs its report.
-    history = materialize([regressions, nightly_report], ("store",))
-    lines = _check_lines(result, tests)
-    error = ""
-    blocked = any(not c.passed and c.blocking for c in lines)
-    if not result.success:
-        reasons = step_failures(result)
-        if reasons or not blocked:  # failed for another reason than a check
-            error = "; ".join(reasons) or "the tests' run failed"
-    if not history.success:
-        error = (error + "; " if error else "") + "the night's verdicts/report failed"
-    return NightRun(night, not error, tuple(lines), error)
+        ok, message = close_store_run(store, instance, run_id, outcome)
+        if not ok:
+            say(message)
+        checks = _check_lines(suite)
+        if interrupted:
+            return NightRun(
+                night,
+                run_id,
+                False,
+                checks,
+                "interrupted: the running test stopped early and the platform was stopped; "
+                "the night's verdicts and report were not updated",
+                interrupted=True,
+            )
+        errors = []
+        blocked = any(not c.passed and c.blocking for c in checks)
+        if not suite.success:
+            reasons = step_failures(suite)
+            if reasons or not blocked:  # failed for another reason than a check
+                errors.append("; ".join(reasons) or "the tests' run failed")
+        if outcome in HISTORY_AFTER:
+            history = defs.resolve_job_def(nightly_history_job.name).execute_in_process(
+                instance=instance,
+                partition_key=night.isoformat(),
+                raise_on_error=False,
+                run_config={**LOGS, "resources": {"store": resources["store"]}},
+                tags=history_tags(run_id, outcome, CLI_TRIGGER),
+            )
+            if not history.success:
+                errors.append("the night's verdicts/report failed")
+    return NightRun(night, run_id, not errors, checks, "; ".join(errors))
 
 
 def write_junit(run: NightRun, path: Path) -> None:

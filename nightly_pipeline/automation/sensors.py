@@ -13,22 +13,21 @@ from nightly_pipeline import evaluate
 from nightly_pipeline.alerts import Alert
 from nightly_pipeline.assets.partitions import NIGHTS
 from nightly_pipeline.automation.jobs import nightly_history_job, nightly_suite_job
+from nightly_pipeline.automation.suite_runs import (
+    CLI_TRIGGER,
+    HISTORY_AFTER,
+    PARTITION_TAG,
+    SUITE_OUTCOMES,
+    TRIGGER_TAG,
+    close_store_run,
+    history_tags,
+)
 from nightly_pipeline.resources import AlertsResource, MetricStoreResource, TargetVersionResource
-from nightly_pipeline.store import RunNotFoundError, RunStatus, StoreError
 
 ALERT_POLL_S = 300
 VERSION_POLL_S = 300
 SENT_KEYS_KEPT = 1000
 """The alert sensor's cursor remembers this many sent alerts (oldest dropped first)."""
-SUITE_OUTCOMES: dict[dg.DagsterRunStatus, RunStatus] = {
-    dg.DagsterRunStatus.SUCCESS: "succeeded",
-    dg.DagsterRunStatus.FAILURE: "failed",
-    dg.DagsterRunStatus.CANCELED: "canceled",
-}
-"""How a ``nightly_suite`` run ended, as the store's ``runs.status`` says it."""
-HISTORY_AFTER = frozenset({dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE})
-"""The suite outcomes that request the night's ``nightly_history`` run."""
-PARTITION_TAG = "dagster/partition"
 
 
 def make_run_failure_alert_sensor(name: str = "run_failure_alert") -> dg.SensorDefinition:
@@ -77,7 +76,7 @@ def make_regression_alert_sensor(name: str = "regression_alert") -> dg.SensorDef
             return dg.SkipReason("no night has been evaluated yet")
         night = evaluated["night"].max()
         sent: list[str] = json.loads(context.cursor) if context.cursor else []
-        page = opened.path.parent / "reports" / f"{night}.html"
+        page = store.home().reports / f"{night}.html"
         due = evaluate.alerts_due(
             opened, night, sent=set(sent), report_url=page.as_uri() if page.exists() else None
         )
@@ -134,20 +133,20 @@ def make_suite_finished_sensor(
     run_status: dg.DagsterRunStatus, name: str | None = None
 ) -> dg.SensorDefinition:
     """When a ``nightly_suite`` run ends with ``run_status``, close its row in the store
-    and, after a success or a failure, request ``nightly_history`` for the same night.
+    and, after a success or a failure, request ``nightly_history`` for the same night
+    (``automation.suite_runs``). Runs of ``nightly run`` are left to it.
 
     A failed blocking check fails the suite run, and the history assets run apart so
     that such a night still gets its verdicts and report; ``run_key`` is
-    ``history-<suite run id>``, so each suite run gets one. A canceled run gets none:
-    someone stopped it on purpose, and can start ``nightly_history`` for that night by
-    hand. (A run over ``dagster/max_runtime`` is marked failed, not canceled, so a hung
-    night still gets its report.)
+    ``history-<suite run id>``, so each suite run gets one. (A run over
+    ``dagster/max_runtime`` is marked failed, not canceled, so a hung night still gets
+    its report.)
 
     Store errors are logged, never raised: Dagster moves a run-status sensor past a run
     whose evaluation raised, so raising would lose the history run as well.
     """
     outcome = SUITE_OUTCOMES[run_status]
-    requests_history = run_status in HISTORY_AFTER
+    requests_history = outcome in HISTORY_AFTER
 
     @dg.run_status_sensor(
         run_status=run_status,
@@ -160,7 +159,10 @@ def make_suite_finished_sensor(
         context: dg.RunStatusSensorContext, store: MetricStoreResource
     ) -> dg.RunRequest | dg.SkipReason:
         run = context.dagster_run
-        _finish_store_run(context, store, outcome)
+        if run.tags.get(TRIGGER_TAG) == CLI_TRIGGER:
+            return dg.SkipReason(f"run {run.run_id} is nightly run's: it closes it itself")
+        ok, message = close_store_run(store.open(), context.instance, run.run_id, outcome)
+        (context.log.info if ok else context.log.error)(message)
         if not requests_history:
             return dg.SkipReason(f"run {run.run_id} was {outcome}: no history run")
         night = run.tags.get(PARTITION_TAG)
@@ -169,30 +171,7 @@ def make_suite_finished_sensor(
         return dg.RunRequest(
             run_key=f"history-{run.run_id}",
             partition_key=night,
-            tags={
-                "nightly/trigger": "suite-finished",
-                "nightly/suite_run": run.run_id,
-                "nightly/suite_status": outcome,
-            },
+            tags=history_tags(run.run_id, outcome, "suite-finished"),
         )
 
     return suite_finished
-
-
-def _finish_store_run(
-    context: dg.RunStatusSensorContext, store: MetricStoreResource, outcome: RunStatus
-) -> None:
-    """``finish_run`` for the row the suite assets wrote under the Dagster run id, at the
-    run's end time as Dagster recorded it."""
-    run_id = context.dagster_run.run_id
-    record = context.instance.get_run_record_by_id(run_id)
-    end = record.end_time if record is not None else None
-    finished_at = datetime.fromtimestamp(end, UTC) if end is not None else datetime.now(UTC)
-    try:
-        store.open().finish_run(run_id, outcome, finished_at)
-    except RunNotFoundError:
-        context.log.info(f"run {run_id} wrote no row in the metric store: nothing to finish")
-    except StoreError as exc:
-        context.log.error(f"could not mark run {run_id} {outcome} in the metric store: {exc}")
-    else:
-        context.log.info(f"metric store: run {run_id} {outcome}")

@@ -1,18 +1,22 @@
-"""The metric store as a Dagster resource."""
+"""The metric store (and the home around it) as a Dagster resource."""
 
 import os
-from pathlib import Path
 
 import dagster as dg
 
-from nightly_pipeline.store import MetricStore, default_store_path
+from nightly_pipeline.home import Home
+from nightly_pipeline.store import MetricStore
 
 
 class MetricStoreResource(dg.ConfigurableResource):
-    """DuckDB metric store; ``path`` empty means ``$NIGHTLY_HOME/metrics.duckdb``."""
+    """DuckDB metric store; ``path`` empty means ``$NIGHTLY_HOME/metrics.duckdb``. Reports
+    and run directories live in the same home (``nightly_pipeline.home``)."""
 
     path: str = ""
 
-    def open(self) -> MetricStore:
+    def home(self) -> Home:
         # A resource is an entry point: the environment is read here, not below.
-        return MetricStore(Path(self.path) if self.path else default_store_path(os.environ))
+        return Home.of_store(self.path) if self.path else Home.from_env(os.environ)
+
+    def open(self) -> MetricStore:
+        return MetricStore(self.home().store)

@@ -1,8 +1,9 @@
 """The DuckDB metric store: history of runs, test results, metrics, series and thresholds.
 
-    from nightly_pipeline.store import MetricStore, default_store_path
+    from nightly_pipeline.home import Home
+    from nightly_pipeline.store import MetricStore
 
-    store = MetricStore(default_store_path(os.environ))   # os.environ only at entry points
+    store = MetricStore(Home.from_env(os.environ).store)  # os.environ only at entry points
     store.write_test_result(TestResultRecord(...))        # replaces that (night, profile, test)
     store.recent_results(limit_nights=7)                  # polars DataFrame
 
@@ -18,7 +19,6 @@ from nightly_pipeline.store.errors import (
     StoreWriteError,
 )
 from nightly_pipeline.store.migrations import latest_version
-from nightly_pipeline.store.paths import default_store_path
 from nightly_pipeline.store.records import (
     MetricRow,
     RunRecord,
@@ -51,6 +51,5 @@ __all__ = [
     "ThresholdRow",
     "ThresholdScope",
     "canonical_tags",
-    "default_store_path",
     "latest_version",
 ]

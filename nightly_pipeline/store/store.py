@@ -25,7 +25,7 @@ from nightly_pipeline.store.retry import RetryPolicy
 
 
 class MetricStore:
-    """The DuckDB history of nightly runs at ``path`` (see ``default_store_path``)."""
+    """The DuckDB history of nightly runs at ``path`` (by default ``Home.store``)."""
 
     def __init__(self, path: Path | str, *, retry: RetryPolicy | None = None) -> None:
         self._path = Path(path)

@@ -21,9 +21,14 @@ ASSET_PREFIXES: dict[str, tuple[str, ...]] = {
 STATS_SHOWN = (".p50", ".p95", ".p99", ".rate", ".count", ".value", ".max", ".true")
 
 
-def figures_for(asset: str, metrics: Iterable[MetricRow]) -> dict[str, float]:
-    """The untagged (and ``name``-tagged) figures of ``asset``, e.g. ``http_req_duration.p95``."""
-    prefixes = ASSET_PREFIXES.get(asset, ())
+def figures_for(
+    asset: str, metrics: Iterable[MetricRow], checked: Iterable[str] = ()
+) -> dict[str, float]:
+    """The untagged (and ``name``-tagged) figures of ``asset``, e.g. ``http_req_duration.p95``,
+    and those of the metrics its checks judge (``checked``: k6 selectors)."""
+    prefixes = ASSET_PREFIXES.get(asset, ()) + tuple(
+        f"{selector.split('{')[0]}." for selector in checked
+    )
     out: dict[str, float] = {}
     for m in metrics:
         if not m.metric.startswith(prefixes) or not m.metric.endswith(STATS_SHOWN):

@@ -1,5 +1,6 @@
 """Messaging load shared by the tests that post messages over HTTP and watch them arrive
-over WebSockets (01 message_soak, 04 mixed_ws_http, 05 large_payload).
+over WebSockets (01 message_soak, 04 mixed_ws_http, 05 large_payload); each of them sets
+its own ``MessagingKnobs``.
 
 One run: log users in and create conversations (a ring over a pool of users), open the
 listening sockets (one or several per participant: a user's devices), POST
@@ -18,20 +19,18 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from nightly_pipeline.loadgen import ConstantArrivalRate, LoadResult, LoadTest, RunBounds, run_load
+from nightly_pipeline.loadgen import LoadResult
 from nightly_pipeline.loadgen.vu import Vu
-from nightly_pipeline.suite.control import ControlPlane, Conversation
+from nightly_pipeline.suite.client import TOKEN_REFRESH_S, Conversation, PlatformClient
+from nightly_pipeline.suite.context import ScenarioContext
 from nightly_pipeline.suite.delivery import DeliveryVerdict, Listener, Sent, judge_delivery
-from nightly_pipeline.suite.runner import TestContext
-from nightly_pipeline.testbed.target import Target
-
-TOKEN_REFRESH_S = 600.0
-"""Log in again before the platform's 15-minute access tokens expire."""
+from nightly_pipeline.suite.target import Target
 
 
 @dataclass(frozen=True)
-class MessagingLoad:
-    """How a messaging test lays out its users, conversations and listening sockets.
+class MessagingKnobs:
+    """A messaging test's knobs: the payload, and how it lays out its users,
+    conversations and listening sockets.
 
     Conversation ``n`` belongs to user ``n`` of the pool, with the next
     ``participants - 1`` users of the pool (a ring). ``sockets`` listening WebSockets are
@@ -58,7 +57,7 @@ class MessagingLoad:
         return problems
 
 
-def layout(users: Sequence[str], load: MessagingLoad) -> list[tuple[str, tuple[str, ...]]]:
+def layout(users: Sequence[str], load: MessagingKnobs) -> list[tuple[str, tuple[str, ...]]]:
     """(owner, others) of each conversation, a ring over the first ``pool`` users."""
     pool = list(users[: min(load.pool, len(users))])
     return [
@@ -140,20 +139,20 @@ class PostMessages:
                 self.tokens[user] = response.json()["access_token"]
 
 
-def set_up(target: Target, load: MessagingLoad) -> tuple[list[Conversation], dict[str, str]]:
+def set_up(target: Target, load: MessagingKnobs) -> tuple[list[Conversation], dict[str, str]]:
     """Log the pool in and create the conversations; (conversations, username -> token)."""
     users = list(target.users)
     problems = load.errors(len(users))
     if problems:
         raise ValueError(f"{target.name}: " + "; ".join(problems))
     plan = layout(users, load)
-    with ControlPlane(target) as control:
-        tokens = {u: control.login(u) for u in users[: min(load.pool, len(users))]}
+    with PlatformClient(target) as client:
+        sessions = {u: client.login(u) for u in users[: min(load.pool, len(users))]}
         conversations = [
-            control.create_conversation(tokens[owner], owner, list(others))
+            client.create_conversation(sessions[owner], [sessions[o] for o in others])
             for owner, others in plan
         ]
-    return conversations, tokens
+    return conversations, {u: s.token for u, s in sessions.items()}
 
 
 def record_delivery(result: LoadResult, verdict: DeliveryVerdict, ws_disconnects: int) -> None:
@@ -167,9 +166,9 @@ def record_delivery(result: LoadResult, verdict: DeliveryVerdict, ws_disconnects
         rec.trend("e2e_delivery_ms", ms, at)
 
 
-def run_messaging_load(ctx: TestContext, load: MessagingLoad) -> LoadResult:
+def run_messaging_load(ctx: ScenarioContext[MessagingKnobs]) -> LoadResult:
     """Set up, listen, post at ``ctx.rate`` for ``ctx.duration_s``, drain, and record."""
-    target = ctx.target
+    target, load = ctx.target, ctx.knobs
     conversations, tokens = set_up(target, load)
     participants = list(dict.fromkeys(u for c in conversations for u in c.participants))
     sockets = socket_labels(participants, load.sockets)
@@ -181,16 +180,7 @@ def run_messaging_load(ctx: TestContext, load: MessagingLoad) -> LoadResult:
     )
     listening = {label: tokens[user] for label, user in sockets.items()}
     with Listener(target.ws_url, listening) as listener:
-        result = run_load(
-            LoadTest(
-                ConstantArrivalRate(
-                    rate=ctx.rate, bounds=RunBounds(ctx.duration_s), max_vus=load.max_vus
-                ),
-                scenario,
-                target.base_url,
-                allow_hosts=target.allow_hosts,
-            )
-        )
+        result = ctx.load(scenario, max_vus=load.max_vus)
         expected = {m: recipients[s.conversation] for m, s in scenario.sent.items()}
         total = sum(len(r) for r in expected.values())
         deadline = time.monotonic() + load.drain_s

@@ -6,12 +6,13 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
-from nightly_pipeline.testbed.target import Target
+from nightly_pipeline.suite.errors import InfrastructureError
+from nightly_pipeline.suite.target import Target
 
 CONNECT_TIMEOUT_S = 5.0
 
 
-class TargetUnreachableError(ConnectionError):
+class TargetUnreachableError(InfrastructureError, ConnectionError):
     """Nothing accepted a TCP connection at the target's base URL."""
 
 

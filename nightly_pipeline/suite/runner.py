@@ -14,71 +14,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Protocol
 
 from nightly_pipeline.analysis import leak_verdict
-from nightly_pipeline.loadgen import LoadResult, Recorder, ThresholdResult
+from nightly_pipeline.loadgen import Recorder, ThresholdResult
 from nightly_pipeline.loadgen.thresholds import ThresholdEvaluator, parse_thresholds
 from nightly_pipeline.store import TestResultRecord
+from nightly_pipeline.suite.context import ScenarioContext, SuiteTest
 from nightly_pipeline.suite.preflight import ensure_reachable
+from nightly_pipeline.suite.profiles import Profile
 from nightly_pipeline.suite.results import metric_rows, series_rows, threshold_rows
 from nightly_pipeline.suite.sampling import Sampler, Samples, counter_delta, gauge_max, unreadable
-from nightly_pipeline.suite.spec import Check, Profile, TestSpec
-from nightly_pipeline.testbed.target import Target
+from nightly_pipeline.suite.spec import Check, TestSpec
+from nightly_pipeline.suite.target import Target
 
 RSS_WARMUP_FRACTION = 0.2
 """Memory growth is measured after the first fifth of the run (caches, pools, JIT-free
 Python still allocates while warming up)."""
-
-
-@dataclass(frozen=True)
-class TestContext:
-    """Everything a test's scenario may use."""
-
-    __test__ = False
-
-    spec: TestSpec
-    profile: Profile
-    target: Target
-    run_dir: Path
-    progress: Callable[[str], None]
-
-    @property
-    def duration_s(self) -> float:
-        return self.profile.duration(self.spec.plan_duration_s)
-
-    @property
-    def rate(self) -> float:
-        return self.profile.rate(self.spec.plan_rate)
-
-
-class SuiteTest(Protocol):
-    """A test's scenario: run the load (and whatever it observes) and return the result.
-
-    It records its own derived metrics (``delivery_*``, ``e2e_delivery_ms``, ...) into
-    ``result.recorder``; the runner adds what the target reported. A test that needs a
-    figure computed from the target's metrics (a hit ratio from two counters) also has
-    ``derive(samples, recorder, at)``, called after the run (see ``Derives``).
-    """
-
-    def execute(self, ctx: TestContext) -> LoadResult: ...
-
-
-class Derives(Protocol):
-    """Optional: compute figures from the target's samples into the recorder."""
-
-    def derive(self, samples: Samples, recorder: Recorder, at: float) -> None: ...
-
-
-IMPLEMENTATIONS: dict[str, Callable[[], SuiteTest]] = {}
-
-
-def register(test_id: str) -> Callable[[Callable[[], SuiteTest]], Callable[[], SuiteTest]]:
-    def add(factory: Callable[[], SuiteTest]) -> Callable[[], SuiteTest]:
-        IMPLEMENTATIONS[test_id] = factory
-        return factory
-
-    return add
 
 
 @dataclass(frozen=True)
@@ -101,10 +52,6 @@ class TestOutcome:
     @property
     def blocking_failed(self) -> bool:
         return any(not c.passed and c.check.severity == "error" for c in self.checks)
-
-
-class NotImplementedTestError(NotImplementedError):
-    """A test of the catalog whose scenario is not written yet."""
 
 
 def add_target_metrics(recorder: Recorder, spec: TestSpec, samples: Samples, at: float) -> None:
@@ -153,7 +100,7 @@ def judge(
         by_key.setdefault((r.selector, r.expression), []).append(r)
     outcomes = []
     for check in spec.checks:
-        found = by_key.get((check.metric, check.expression), [])
+        found = by_key.get((check.metric, check.expr), [])
         passed = bool(found) and all(r.passed for r in found)
         observed = found[0].observed if found else float("nan")
         detail = "; ".join(r.detail for r in found if r.detail)
@@ -163,7 +110,7 @@ def judge(
 
 def describe_failures(checks: tuple[CheckOutcome, ...], missing: Mapping[str, str]) -> str:
     parts = [
-        f"{c.check.metric} {c.check.expression} observed {c.observed:g} [{c.check.severity}]"
+        f"{c.check.name} ({c.check.threshold}) observed {c.observed:g} [{c.check.severity}]"
         + (f" ({c.detail})" if c.detail else "")
         for c in checks
         if not c.passed
@@ -174,39 +121,31 @@ def describe_failures(checks: tuple[CheckOutcome, ...], missing: Mapping[str, st
 
 
 def run_suite_test(
-    spec: TestSpec,
+    test: SuiteTest,
     profile: Profile,
     target: Target,
     *,
     night: date,
     run_id: str,
     run_dir: Path,
-    pids: Mapping[str, int] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> TestOutcome:
-    """Run ``spec`` at ``profile`` against ``target``; the outcome holds the store record."""
-    import nightly_pipeline.suite.tests  # noqa: F401  (registers the scenarios)
-
-    factory = IMPLEMENTATIONS.get(spec.id)
-    if factory is None:
-        done = ", ".join(sorted(IMPLEMENTATIONS)) or "none"
-        raise NotImplementedTestError(f"test {spec.key} has no scenario yet (implemented: {done})")
+    """Run ``test`` at ``profile`` against ``target``; the outcome holds the store record."""
+    spec = test.spec
     ensure_reachable(target)
     started = datetime.now(UTC)
-    ctx = TestContext(spec, profile, target, run_dir, progress)
-    test = factory()
-    with Sampler(target.metrics_urls, pids or {}) as sampler:
-        result = test.execute(ctx)
+    ctx = ScenarioContext(spec, profile, target, run_dir, progress)
+    with Sampler(target.metrics_urls, target.pids) as sampler:
+        result = test.scenario(ctx)
     recorder = result.recorder
     at = time.perf_counter()
     add_target_metrics(recorder, spec, sampler.samples, at)
-    derive = getattr(test, "derive", None)
-    if derive is not None:
-        derive(sampler.samples, recorder, at)
+    if test.derive is not None:
+        test.derive(sampler.samples, recorder, at)
     checks, results = judge(spec, recorder)
     missing = unreadable(sampler.samples)
     blocking = any(not c.passed and c.check.severity == "error" for c in checks)
-    severity = {(c.check.metric, c.check.expression): c.check.severity for c in checks}
+    severity = {(c.check.metric, c.check.expr): c.check.severity for c in checks}
     record = TestResultRecord(
         night=night,
         profile=profile.name,

@@ -35,11 +35,11 @@ class TestbedConfig:
     """Fault knob: ``False`` disables row-level security on the messaging tables at start,
     a platform that serves other users' conversations (Test 02 must catch it)."""
     cache_invalidation: bool = True
+    """Fault knob: ``False`` makes a membership cache that never invalidates (no local
+    drop, no Redis delete, no Pub/Sub), the broken target Test 03 must catch."""
     leak_bytes_per_message: int = 0
     """Fault knob: the API keeps this many bytes for good per accepted message, a leak
     the suite's memory checks (Tests 01, 05) must catch."""
-    """Fault knob: ``False`` makes a membership cache that never invalidates (no local
-    drop, no Redis delete, no Pub/Sub), the broken target Test 03 must catch."""
     version: str = "testbed-0.1.0"
 
     def to_json(self) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nightly_pipeline.suite.target import Target
 from nightly_pipeline.testbed import migrate
 from nightly_pipeline.testbed.config import TestbedConfig
 from nightly_pipeline.testbed.seed import seed_users
@@ -28,9 +29,11 @@ from nightly_pipeline.testbed.stack import (
     StackConfig,
 )
 from nightly_pipeline.testbed.stack.probes import free_port
-from nightly_pipeline.testbed.target import Target
 
 READY = r"READY (\d+)"
+WATCHED_PROCESSES = ("api", "dispatcher", "consumer")
+"""Whose memory the suite watches (PostgreSQL's RSS grows as it touches shared buffers,
+which is not a leak)."""
 DEFAULT_PASSWORD = "nightly-load-password"
 
 
@@ -57,6 +60,7 @@ class Platform:
         return {**self.endpoints.versions, "testbed": self.config.version}
 
     def target(self) -> Target:
+        """What the suite needs of this platform (it implements ``suite.target.Target``)."""
         return Target(
             name="embedded",
             base_url=self.base_url,
@@ -65,7 +69,7 @@ class Platform:
             users=tuple(self.users),
             password=self.password,
             versions=self.versions,
-            embedded=True,
+            pids={name: self.endpoints.pids[name] for name in WATCHED_PROCESSES},
         )
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
 from nightly_pipeline.assets.engine import engine_selfcheck
 from nightly_pipeline.definitions import defs
-from nightly_pipeline.resources import MetricStoreResource
+from nightly_pipeline.resources import MetricStoreResource, ProfileResource
 from nightly_pipeline.store import MetricStore
 
 NIGHT = "2026-11-20"
@@ -22,7 +23,10 @@ def _materialize(tmp_path, **config):
     return dg.materialize(
         [engine_selfcheck],
         partition_key=NIGHT,
-        resources={"store": MetricStoreResource(path=str(tmp_path / "m.duckdb"))},
+        resources={
+            "store": MetricStoreResource(path=str(tmp_path / "m.duckdb")),
+            "profile": ProfileResource(name="ci"),
+        },
         run_config={"ops": {"engine_selfcheck": {"config": {"duration_s": 2.0, **config}}}},
         raise_on_error=False,
     )
@@ -53,3 +57,17 @@ def test_selfcheck_check_fails_when_the_generator_drops_iterations(tmp_path) -> 
     assert "dropped_iterations" in check.description
     row = MetricStore(tmp_path / "m.duckdb").recent_results().row(0, named=True)
     assert row["status"] == "failed"
+
+
+def test_the_selfchecks_profile_is_validated_like_the_suites() -> None:
+    """The engine asset takes the night's profile from the same resource as the suite's
+    tests: an unknown name is refused by Dagster's config schema before anything runs."""
+    with pytest.raises(dg.DagsterInvalidConfigError, match=r"not in enum type.*got weekly"):
+        dg.materialize(
+            [engine_selfcheck],
+            partition_key=NIGHT,
+            resources={"store": MetricStoreResource(path="m.duckdb"), "profile": ProfileResource()},
+            run_config={"resources": {"profile": {"config": {"name": "weekly"}}}},
+        )
+    with pytest.raises(ValueError, match="'ci', 'smoke' or 'nightly'"):
+        ProfileResource(name="weekly")

@@ -1,6 +1,7 @@
 """Test 01 through real Dagster against the embedded platform (ci profile): its metric
-assets, its checks and its DuckDB rows; the same night again replaces the rows; a
-platform that cannot start is retried per policy, then fails clearly, with no orphans."""
+assets, its checks (named, on the asset each judges) and its DuckDB rows; the same night
+again replaces the rows; a platform that cannot start is retried per policy, then fails
+clearly, with no orphans."""
 
 from __future__ import annotations
 
@@ -10,37 +11,57 @@ from pathlib import Path
 import dagster as dg
 import psutil
 
-from nightly_pipeline.assets.suite import SUITE_ASSETS, build_test_asset, check_name
-from nightly_pipeline.automation.run import step_failures
+from nightly_pipeline.assets.suite import SUITE_ASSETS, build_test_asset
+from nightly_pipeline.automation.dagster_adapter import step_failures
+from nightly_pipeline.definitions import defs
 from nightly_pipeline.resources import MetricStoreResource, ProfileResource, TargetResource
 from nightly_pipeline.store import MetricStore
-from nightly_pipeline.suite.catalog import select_tests
+from nightly_pipeline.suite.catalog import TESTS, select_tests
 
 NIGHT = "2026-11-20"
 
 
-def test_check_names_are_dagster_safe_and_distinct() -> None:
-    for spec in select_tests(None):
-        names = [check_name(c) for c in spec.checks]
-        assert len(set(names)) == len(names), spec.key
-        assert all(n.replace("_", "").isalnum() for n in names), names
+def test_every_check_in_the_definitions_is_named_by_its_spec_on_the_asset_it_judges() -> None:
+    """What the UI lists: each check of each spec under its own name (no name generated
+    from the threshold text), on ``<test>/<asset it judges>``, blocking when it is."""
+    graph = defs.resolve_asset_graph()
+    found = {
+        (key.asset_key.to_user_string(), key.name): graph.get_check_spec(key)
+        for key in graph.asset_check_keys
+        if key.asset_key.path[0] != "engine_selfcheck"
+        and key.asset_key.path[0] != "baseline_snapshot"
+    }
+    expected = {(f"{t.spec.key}/{c.on}", c.name): c for t in TESTS for c in t.spec.checks}
+    assert set(found) == set(expected)
+    for where, check in expected.items():
+        spec = found[where]
+        assert spec.blocking == (check.severity == "error"), where
+        assert check.plan in spec.description and check.threshold in spec.description, where
+        assert "__" not in check.name and "_lt_" not in check.name, where
 
 
 def test_message_soak_materialises_assets_checks_and_rows(tmp_path) -> None:
     (soak,) = [a for a in SUITE_ASSETS if a.node_def.name == "01_message_soak"]
     store_path = tmp_path / "home" / "metrics.duckdb"
     resources = {
-        "target": TargetResource(users=20, run_root=str(tmp_path / "home")),
+        "target": TargetResource(users=20, home=str(tmp_path / "home")),
         "store": MetricStoreResource(path=str(store_path)),
         "profile": ProfileResource(name="ci"),
     }
     for _ in range(2):
         result = dg.materialize([soak], partition_key=NIGHT, resources=resources)
         assert result.success
-    checks = result.get_asset_check_evaluations()
-    assert len(checks) == len(select_tests("01")[0].checks)
-    blocking_failed = [c.check_name for c in checks if not c.passed and c.severity.value == "ERROR"]
-    assert blocking_failed == []
+    checks = {(c.asset_key.path[-1], c.check_name): c for c in result.get_asset_check_evaluations()}
+    spec = select_tests("01")[0].spec
+    assert set(checks) == {(c.on, c.name) for c in spec.checks}
+    assert [
+        name for (_, name), c in checks.items() if not c.passed and c.severity.value == "ERROR"
+    ] == []
+    loss = checks[("delivery", "zero_message_loss")]
+    assert loss.metadata["observed"].value == 0
+    assert loss.metadata["threshold"].value == "count==0"
+    assert loss.metadata["metric"].value == "delivery_lost"
+    assert loss.metadata["unit"].value == "count"
     latency = result.asset_materializations_for_node("01_message_soak")
     assert {m.asset_key.path[-1] for m in latency} == {"latency", "delivery", "resources"}
     delivery = next(m for m in latency if m.asset_key.path[-1] == "delivery")
@@ -74,7 +95,7 @@ def test_a_stack_that_cannot_start_is_retried_per_policy_then_fails_clearly(tmp_
         taken.listen()
         port = taken.getsockname()[1]
         resources = {
-            "target": TargetResource(users=20, run_root=str(tmp_path / "home"), api_port=port),
+            "target": TargetResource(users=20, home=str(tmp_path / "home"), api_port=port),
             "store": MetricStoreResource(path=str(tmp_path / "home" / "metrics.duckdb")),
             "profile": ProfileResource(name="ci"),
         }

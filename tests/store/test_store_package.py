@@ -11,9 +11,7 @@ import nightly_pipeline.store as store_package
 def test_public_surface_is_exported() -> None:
     for name in store_package.__all__:
         assert hasattr(store_package, name), name
-    assert {"MetricStore", "TestResultRecord", "StoreError", "default_store_path"} <= set(
-        store_package.__all__
-    )
+    assert {"MetricStore", "TestResultRecord", "StoreError"} <= set(store_package.__all__)
 
 
 def test_error_hierarchy() -> None:

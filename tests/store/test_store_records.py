@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from nightly_pipeline.store import (
     TestResultRecord,
     ThresholdRow,
     canonical_tags,
-    default_store_path,
 )
 from nightly_pipeline.store.records import to_utc_naive
 
@@ -78,16 +76,3 @@ def test_to_utc_naive() -> None:
     cet = timezone(timedelta(hours=1))
     assert to_utc_naive(datetime(2024, 3, 1, 3, 10, tzinfo=cet)) == datetime(2024, 3, 1, 2, 10)
     assert to_utc_naive(datetime(2024, 3, 1, 2, 10)) == datetime(2024, 3, 1, 2, 10)
-
-
-@pytest.mark.parametrize(
-    ("env", "expected"),
-    [
-        ({}, Path(".nightly/metrics.duckdb")),
-        ({"NIGHTLY_HOME": ""}, Path(".nightly/metrics.duckdb")),
-        ({"NIGHTLY_HOME": "/srv/nightly"}, Path("/srv/nightly/metrics.duckdb")),
-        ({"NIGHTLY_HOME": "rel"}, Path("rel/metrics.duckdb")),
-    ],
-)
-def test_default_store_path(env: dict[str, str], expected: Path) -> None:
-    assert default_store_path(env) == expected

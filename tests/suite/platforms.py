@@ -1,23 +1,26 @@
-"""The embedded platform as the suite's tests start it (one per test module), and one
-test run of a spec against it at the ci profile."""
+"""The embedded platform as the suite's tests start it (one per test module), one test
+run against it at the ci profile, and a test's scenario module."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
-from nightly_pipeline.resources.target import PLATFORM_PROCESSES
+from nightly_pipeline.suite import catalog
+from nightly_pipeline.suite.context import SuiteTest
+from nightly_pipeline.suite.profiles import PROFILES
 from nightly_pipeline.suite.runner import TestOutcome, run_suite_test
-from nightly_pipeline.suite.spec import PROFILES, TestSpec
+from nightly_pipeline.suite.target import Target
 from nightly_pipeline.testbed.embedded import Platform, PlatformSettings, embedded_platform
 from nightly_pipeline.testbed.stack import StackConfig
-from nightly_pipeline.testbed.target import Target
 
 NIGHT = date(2026, 11, 20)
 
@@ -38,17 +41,10 @@ def ci_platform(
         yield up
 
 
-def pids_of(platform: Platform) -> dict[str, int]:
-    """The platform's processes whose memory the suite watches (as TargetResource does)."""
-    return {name: platform.endpoints.pids[name] for name in PLATFORM_PROCESSES}
-
-
-def run_ci(
-    spec: TestSpec, target: Target, run_dir: Path, pids: Mapping[str, int] | None = None
-) -> TestOutcome:
-    """``spec`` at the ci profile against ``target`` for ``NIGHT``."""
+def run_ci(test: SuiteTest, target: Target, run_dir: Path) -> TestOutcome:
+    """``test`` at the ci profile against ``target`` for ``NIGHT``."""
     return run_suite_test(
-        spec, PROFILES["ci"], target, night=NIGHT, run_id=spec.name, run_dir=run_dir, pids=pids
+        test, PROFILES["ci"], target, night=NIGHT, run_id=test.spec.name, run_dir=run_dir
     )
 
 
@@ -57,3 +53,9 @@ def metric(outcome: TestOutcome, name: str) -> float:
     found = [m.value for m in outcome.record.metrics if m.metric == name]
     assert found, f"{name} not recorded"
     return found[0]
+
+
+def scenario_module(test_id: str) -> ModuleType:
+    """A test's module (``suite/scenarios/<id>_<name>.py``: its name starts with a digit,
+    so ``import`` cannot name it), for the helpers its tests call directly."""
+    return importlib.import_module(f"{catalog.PACKAGE}.{catalog.BY_ID[test_id].spec.key}")

@@ -30,7 +30,7 @@ KINDS: dict[str, str] = {
     "delivery_corrupted": COUNTER,
     "ws_disconnects": COUNTER,
     "e2e_delivery_ms": TREND,
-    # the scenarios and their derive() (suite/tests/*.py)
+    # the scenarios and their derive() (suite/scenarios/*.py)
     "foreign_access_allowed": COUNTER,
     "participant_cache_hit_ratio": GAUGE,
     "invalidation_delay_ms": TREND,
@@ -58,13 +58,13 @@ RATE_SAMPLES = 10_000  # resolution 1e-4: enough for "rate>0.999"
 TREND_SAMPLES = 20
 AT = 1.0
 
-CHECKS = [(spec, check) for spec in TESTS for check in spec.checks]
+CHECKS = [(test.spec, check) for test in TESTS for check in test.spec.checks]
 TAGGED = [(spec, check) for spec, check in CHECKS if parse_selector(check.metric)[1]]
 
 
 def _id(case: tuple[TestSpec, Check]) -> str:
     spec, check = case
-    return f"{spec.id}-{check.metric}-{check.expression}"
+    return f"{spec.id}-{check.name}"
 
 
 def _kind(check: Check) -> str:
@@ -136,20 +136,20 @@ def test_every_check_metric_has_a_known_kind() -> None:
 @pytest.mark.parametrize("case", CHECKS, ids=_id)
 def test_a_violating_value_fails_the_check(case) -> None:
     spec, check = case
-    expr = parse_expression(check.expression)
+    expr = parse_expression(check.expr)
     value = violating(expr)
     outcome = _judged(spec, check, value, dict(parse_selector(check.metric)[1]))
-    assert not outcome.passed, f"{check.metric} {check.expression} passes at {value:g}"
+    assert not outcome.passed, f"{check.name} ({check.threshold}) passes at {value:g}"
     assert outcome.observed == pytest.approx(value, rel=1e-3, abs=1e-9)
 
 
 @pytest.mark.parametrize("case", CHECKS, ids=_id)
 def test_a_satisfying_value_passes_the_check(case) -> None:
     spec, check = case
-    expr = parse_expression(check.expression)
+    expr = parse_expression(check.expr)
     value = satisfying(expr)
     outcome = _judged(spec, check, value, dict(parse_selector(check.metric)[1]))
-    assert outcome.passed, f"{check.metric} {check.expression} fails at {value:g}: {outcome}"
+    assert outcome.passed, f"{check.name} ({check.threshold}) fails at {value:g}: {outcome}"
     assert outcome.observed == pytest.approx(value, rel=1e-3, abs=1e-9)
 
 
@@ -168,7 +168,7 @@ def test_a_tagged_check_ignores_violating_samples_of_other_tags(case) -> None:
     differently tagged requests do not fail it; the same slow samples tagged do."""
     spec, check = case
     name, tags = parse_selector(check.metric)[0], dict(parse_selector(check.metric)[1])
-    expr = parse_expression(check.expression)
+    expr = parse_expression(check.expr)
     other = {k: f"not-{v}" for k, v in tags.items()}
     rec = Recorder(0.0)
     record(rec, _kind(check), name, satisfying(expr), tags)

@@ -10,16 +10,16 @@ import dataclasses
 import pytest
 
 from nightly_pipeline.suite.catalog import select_tests
-from nightly_pipeline.suite.crud_support import cache_hit_ratio
+from nightly_pipeline.suite.conversation_http import cache_hit_ratio
 from nightly_pipeline.suite.sampling import Samples, Scrape
 from nightly_pipeline.testbed.stack.probes import free_port
 from tests.suite.platforms import ci_platform, metric, run_ci
 
 CRUD = select_tests("02")[0]
 FROM_METRICS = {
-    "sanctum_security_denied_total",
-    "messaging_conversation_version_conflicts_total",
-    "participant_cache_hit_ratio",
+    "foreign_access_denied_403",
+    "stale_versions_get_409",
+    "cache_hit_ratio_over_80pct",
 }
 
 
@@ -42,13 +42,13 @@ def _run(target, tmp_path):
 
 def test_conversation_crud_passes_on_the_healthy_platform(platform, tmp_path) -> None:
     outcome = _run(platform.target(), tmp_path)
-    checks = {c.check.metric: (c.passed, c.observed) for c in outcome.checks}
+    checks = {c.check.name: (c.passed, c.observed) for c in outcome.checks}
     assert outcome.record.status == "passed", outcome.record.detail
     assert all(passed for passed, _ in checks.values()), outcome.record.detail
-    assert checks["foreign_access_allowed"] == (True, 0)
-    assert checks["messaging_conversation_version_conflicts_total"][1] > 0
-    assert checks["sanctum_security_denied_total"][1] > 0
-    assert checks["participant_cache_hit_ratio"][1] > 0.8
+    assert checks["no_foreign_row_served"] == (True, 0)
+    assert checks["stale_versions_get_409"][1] > 0
+    assert checks["foreign_access_denied_403"][1] > 0
+    assert checks["cache_hit_ratio_over_80pct"][1] > 0.8
     assert metric(outcome, "version_conflicts_seen.count") > 0
 
 
@@ -56,9 +56,9 @@ def test_unreadable_metrics_fail_only_the_checks_that_need_them(platform, tmp_pa
     closed = f"http://127.0.0.1:{free_port()}/metrics"
     target = dataclasses.replace(platform.target(), metrics_urls={"api": closed})
     outcome = _run(target, tmp_path)
-    failed = {c.check.metric for c in outcome.checks if not c.passed}
+    failed = {c.check.name for c in outcome.checks if not c.passed}
     assert failed >= FROM_METRICS
-    assert "foreign_access_allowed" not in failed
+    assert "no_foreign_row_served" not in failed
     assert "api" in outcome.unreadable
     assert outcome.blocking_failed and outcome.record.status == "failed"
 
@@ -67,10 +67,10 @@ def test_row_level_security_off_fails_the_blocking_foreign_access_check(
     without_rls, tmp_path
 ) -> None:
     outcome = _run(without_rls.target(), tmp_path)
-    checks = {c.check.metric: (c.passed, c.observed) for c in outcome.checks}
-    assert checks["foreign_access_allowed"][0] is False
-    assert checks["foreign_access_allowed"][1] > 0
-    assert checks["sanctum_security_denied_total"][0] is False  # not one 403
+    checks = {c.check.name: (c.passed, c.observed) for c in outcome.checks}
+    assert checks["no_foreign_row_served"][0] is False
+    assert checks["no_foreign_row_served"][1] > 0
+    assert checks["foreign_access_denied_403"][0] is False  # not one 403
     assert outcome.blocking_failed and outcome.record.status == "failed"
 
 

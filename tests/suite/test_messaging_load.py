@@ -12,10 +12,10 @@ import pytest
 from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Close
 
-from nightly_pipeline.suite.control import Conversation
+from nightly_pipeline.suite.client import Conversation
 from nightly_pipeline.suite.delivery import Listener
 from nightly_pipeline.suite.messaging_load import (
-    MessagingLoad,
+    MessagingKnobs,
     layout,
     recipients_by_socket,
     socket_labels,
@@ -26,7 +26,7 @@ USERS = [f"u{n}" for n in range(20)]
 
 
 def test_conversations_ring_over_the_pool() -> None:
-    plan = layout(USERS, MessagingLoad(1024, conversations=4, participants=3, pool=3))
+    plan = layout(USERS, MessagingKnobs(1024, conversations=4, participants=3, pool=3))
     assert plan == [
         ("u0", ("u1", "u2")),
         ("u1", ("u2", "u0")),
@@ -59,7 +59,7 @@ def test_fifty_sockets_over_ten_users_are_five_devices_each() -> None:
 
 
 def test_too_few_users_is_reported() -> None:
-    assert MessagingLoad(1024, participants=3).errors(2) == ["needs 3 users, the target has 2"]
+    assert MessagingKnobs(1024, participants=3).errors(2) == ["needs 3 users, the target has 2"]
 
 
 class _AbortedSocket:

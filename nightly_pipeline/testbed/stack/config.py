@@ -79,6 +79,11 @@ class StackConfig:
     keep_data: bool = False  # keep the PostgreSQL data dir after a clean teardown
     python: str = field(default=sys.executable)  # runs the fault proxies
 
+    def __post_init__(self) -> None:
+        # PostgreSQL changes into its data directory: a relative run_dir would then name
+        # another place (its socket lock file could not be created).
+        object.__setattr__(self, "run_dir", Path(self.run_dir).absolute())
+
     def validate(self) -> list[str]:
         errors = []
         for what, port in (("postgres_port", self.postgres_port), ("redis_port", self.redis_port)):

@@ -7,6 +7,9 @@ StackError                    base of everything raised by testbed.stack
 ├── StackStartError           a process exited or failed while starting (log tail inside)
 │   └── ReadinessTimeoutError not ready within the bounded timeout (log tail inside)
 └── TeardownError             a process survived teardown (pids inside)
+
+``StackConfigError`` and ``BinaryNotFoundError`` are also the suite's
+``ConfigurationError``: another attempt cannot help (nightly_pipeline.suite.errors).
 """
 
 from __future__ import annotations
@@ -14,18 +17,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from nightly_pipeline.suite.errors import ConfigurationError
+
 
 class StackError(Exception):
     """Base class of the launcher's exceptions."""
 
 
-class StackConfigError(StackError, ValueError):
+class StackConfigError(StackError, ConfigurationError):
     def __init__(self, errors: Sequence[str]) -> None:
         self.errors = tuple(errors)
         super().__init__("invalid stack config: " + "; ".join(self.errors))
 
 
-class BinaryNotFoundError(StackError):
+class BinaryNotFoundError(StackError, ConfigurationError):
     def __init__(self, binary: str, looked_in: Sequence[str], fix: str) -> None:
         self.binary = binary
         self.looked_in = tuple(looked_in)

@@ -7,18 +7,18 @@ other iteration is touching (concurrent look-ups of one conversation are not the
 
 1. the member reads the conversation (200: it is cached as a member again);
 2. the owner removes the member (``DELETE .../participants/{id}`` → 204);
-3. the removed member polls ``GET /v1/conversations/{id}`` every ``POLL_INTERVAL_S``:
+3. the removed member polls ``GET /v1/conversations/{id}`` every ``poll_interval_s``:
    ``invalidation_delay_ms`` is from the removal's response to the first denied answer
-   (403), ``POLL_BOUND_S`` if none came; every 200 meanwhile is a ``stale_reads``;
+   (403), ``poll_bound_s`` if none came; every 200 meanwhile is a ``stale_reads``;
 4. the owner reads the conversation: its participants are served from the membership
    cache, and a list that still names the removed member is a stale read too (the
    platform's RLS decides access, so the cache's staleness shows here first);
 5. the owner adds the member back.
 
 After the churn, members read their conversations at the test's rate; the hit ratio of
-each 1 s window (from the ``X-Cache`` answers) must be back above ``RECOVERED_RATIO``:
+each 1 s window (from the ``X-Cache`` answers) must be back above ``recovered_ratio``:
 ``hit_ratio_recovery_s`` is the end of the first such window after the churn stopped, or
-``RECOVERY_BOUND_S`` when it never came.
+``recovery_bound_s`` when it never came.
 """
 
 from __future__ import annotations
@@ -29,26 +29,69 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from nightly_pipeline.loadgen import ConstantArrivalRate, LoadResult, LoadTest, RunBounds, run_load
+from nightly_pipeline.loadgen import LoadResult
 from nightly_pipeline.loadgen.vu import Vu
-from nightly_pipeline.suite.crud_support import (
-    Api,
-    Session,
-    cache_tag,
-    json_body,
-    tagged_request,
-)
-from nightly_pipeline.suite.runner import TestContext, register
+from nightly_pipeline.suite.client import PlatformClient, Session
+from nightly_pipeline.suite.context import ScenarioContext
+from nightly_pipeline.suite.conversation_http import JSON, cache_tag, json_body, tagged_request
+from nightly_pipeline.suite.spec import Check, TestSpec
 
-CONVERSATIONS = 10
-MEMBERS = 3  # besides the owner; removed and re-added in turn
-POLL_INTERVAL_S = 0.002
-POLL_BOUND_S = 1.0
-RECOVERED_RATIO = 0.9
-RECOVERY_BOUND_S = 60.0
-RECOVERY_MIN_READS_PER_S = 10.0
 CHANGES_PER_ITERATION = 2
-JSON = ("Content-Type", "application/json")
+"""A churn iteration removes a member and adds them back: two participant changes."""
+
+
+@dataclass(frozen=True)
+class ParticipantInvalidationKnobs:
+    conversations: int = 10
+    members: int = 3  # besides the owner; removed and re-added in turn
+    poll_interval_s: float = 0.002
+    poll_bound_s: float = 1.0  # a removal not seen within this is a timeout
+    recovered_ratio: float = 0.9
+    recovery_bound_s: float = 60.0
+    recovery_min_reads_per_s: float = 10.0
+    max_vus: int = 200
+
+
+KNOBS = ParticipantInvalidationKnobs()
+
+SPEC = TestSpec(
+    id="03",
+    name="participant_invalidation",
+    duration_s=600,
+    rate=100,
+    knobs=KNOBS,
+    description="add and remove participants rapidly; reads must never see a stale membership",
+    assets=("invalidation", "cache"),
+    checks=(
+        Check(
+            "invalidation_p99_under_100ms",
+            on="invalidation",
+            metric="invalidation_delay_ms",
+            expr="p(99)<100",
+            severity="warn",
+            plan="Invalidation propagation delay < 100ms",
+            unit="ms",
+        ),
+        Check(
+            "no_stale_reads",
+            on="invalidation",
+            metric="stale_reads",
+            expr="count==0",
+            severity="error",
+            plan="No stale reads after invalidation",
+            unit="count",
+        ),
+        Check(
+            "hit_ratio_recovers_within_60s",
+            on="cache",
+            metric="hit_ratio_recovery_s",
+            expr="max<60",
+            severity="warn",
+            plan="Cache hit recovery > 90% within 1min",
+            unit="s",
+        ),
+    ),
+)
 
 
 @dataclass
@@ -62,6 +105,7 @@ class Churned:
 @dataclass
 class Churn:
     conversations: list[Churned]
+    knobs: ParticipantInvalidationKnobs
     stale_reads: int = 0  # 200s to the removed user
     stale_lists: int = 0  # the owner still shown the removed user as a participant
     timeouts: int = 0
@@ -103,8 +147,9 @@ class Churn:
             self.errors += 1
             return
         done_at = removed.finished_at
-        delay_ms = POLL_BOUND_S * 1000.0
-        while vu.now - done_at < POLL_BOUND_S:
+        bound_s = self.knobs.poll_bound_s
+        delay_ms = bound_s * 1000.0
+        while vu.now - done_at < bound_s:
             read = await tagged_request(
                 vu,
                 "GET",
@@ -118,7 +163,7 @@ class Churn:
                 break
             if read.status == 200:
                 self.stale_reads += 1
-            await asyncio.sleep(POLL_INTERVAL_S)
+            await asyncio.sleep(self.knobs.poll_interval_s)
         else:
             self.timeouts += 1
         vu.recorder.trend("invalidation_delay_ms", delay_ms, time.perf_counter())
@@ -138,12 +183,18 @@ class Churn:
 
 
 def hit_ratio_recovery(
-    api: Api, conversations: list[Churned], reads_per_s: float, bound_s: float
+    client: PlatformClient,
+    conversations: list[Churned],
+    reads_per_s: float,
+    bound_s: float,
+    recovered_ratio: float,
 ) -> tuple[float, list[float]]:
     """Seconds until a 1 s window of reads by members has a hit ratio above
-    ``RECOVERED_RATIO`` (``bound_s`` if none), and every window's ratio."""
+    ``recovered_ratio`` (``bound_s`` if none), and every window's ratio."""
     everyone = [(c.id, (c.owner, *c.members)) for c in conversations]
-    readers = [(conv, people[k]) for k in range(MEMBERS + 1) for conv, people in everyone]
+    size = max((len(people) for _, people in everyone), default=0)
+    # every conversation's owner first, then every first member, ...
+    readers = [(conv, people[k]) for k in range(size) for conv, people in everyone]
     interval = 1.0 / reads_per_s
     start = time.monotonic()
     ratios: list[float] = []
@@ -157,59 +208,48 @@ def hit_ratio_recovery(
         while next_at < window_end:
             conv, reader = readers[n % len(readers)]
             n += 1
-            tag = cache_tag(api.get(reader, conv))
+            tag = cache_tag(client.get_conversation(reader, conv))
             hits += tag == "hit"
             misses += tag == "miss"
             next_at += interval
             time.sleep(max(0.0, next_at - time.monotonic()))
         ratio = hits / (hits + misses) if hits + misses else 0.0
         ratios.append(ratio)
-        if ratio > RECOVERED_RATIO:
+        if ratio > recovered_ratio:
             return min(bound_s, time.monotonic() - start), ratios
     raise AssertionError("unreachable")
 
 
-@register("03")
-class ParticipantInvalidation:
-    def execute(self, ctx: TestContext) -> LoadResult:
-        target = ctx.target
-        users = list(target.users)
-        if len(users) < MEMBERS + 1:
-            raise ValueError(f"{target.name}: Test 03 needs {MEMBERS + 1} users, has {len(users)}")
-        with Api(target) as api:
-            sessions = [api.login(u) for u in users[: CONVERSATIONS + MEMBERS]]
-            conversations = []
-            for i in range(CONVERSATIONS):
-                owner = sessions[i % len(sessions)]
-                members = [sessions[(i + k) % len(sessions)] for k in range(1, MEMBERS + 1)]
-                conv = api.create(owner, members, f"churn {owner.username}")["id"]
-                conversations.append(Churned(conv, owner, members))
-            churn = Churn(conversations)
-            ctx.progress(f"{ctx.spec.key}: {ctx.rate:g} changes/s for {ctx.duration_s:g} s")
-            result = run_load(
-                LoadTest(
-                    ConstantArrivalRate(
-                        rate=ctx.rate / CHANGES_PER_ITERATION,
-                        bounds=RunBounds(ctx.duration_s),
-                        max_vus=200,
-                    ),
-                    churn,
-                    target.base_url,
-                    allow_hosts=target.allow_hosts,
-                )
-            )
-            reads_per_s = max(RECOVERY_MIN_READS_PER_S, ctx.rate)
-            recovery_s, ratios = hit_ratio_recovery(
-                api, conversations, reads_per_s, RECOVERY_BOUND_S
-            )
-        rec, at = result.recorder, time.perf_counter()
-        rec.counter("stale_reads", at, value=float(churn.stale_reads + churn.stale_lists))
-        rec.counter("stale_member_lists", at, value=float(churn.stale_lists))
-        rec.counter("invalidation_timeouts", at, value=float(churn.timeouts))
-        rec.counter("churn_busy", at, value=float(churn.busy))
-        rec.counter("churn_errors", at, value=float(churn.errors))
-        rec.gauge("hit_ratio_recovery_s", recovery_s, at)
-        if ratios:
-            rec.gauge("hit_ratio_first_window", ratios[0], at)
-        ctx.progress(f"{ctx.spec.key}: hit ratio windows after the churn {ratios}")
-        return result
+def scenario(ctx: ScenarioContext[ParticipantInvalidationKnobs]) -> LoadResult:
+    target, knobs = ctx.target, ctx.knobs
+    users = list(target.users)
+    if len(users) < knobs.members + 1:
+        raise ValueError(
+            f"{target.name}: Test 03 needs {knobs.members + 1} users, has {len(users)}"
+        )
+    with PlatformClient(target) as client:
+        sessions = [client.login(u) for u in users[: knobs.conversations + knobs.members]]
+        conversations = []
+        for i in range(knobs.conversations):
+            owner = sessions[i % len(sessions)]
+            members = [sessions[(i + k) % len(sessions)] for k in range(1, knobs.members + 1)]
+            conv = client.create_conversation(owner, members, f"churn {owner.username}")
+            conversations.append(Churned(conv.id, owner, members))
+        churn = Churn(conversations, knobs)
+        ctx.progress(f"{ctx.spec.key}: {ctx.rate:g} changes/s for {ctx.duration_s:g} s")
+        result = ctx.load(churn, max_vus=knobs.max_vus, rate=ctx.rate / CHANGES_PER_ITERATION)
+        reads_per_s = max(knobs.recovery_min_reads_per_s, ctx.rate)
+        recovery_s, ratios = hit_ratio_recovery(
+            client, conversations, reads_per_s, knobs.recovery_bound_s, knobs.recovered_ratio
+        )
+    rec, at = result.recorder, time.perf_counter()
+    rec.counter("stale_reads", at, value=float(churn.stale_reads + churn.stale_lists))
+    rec.counter("stale_member_lists", at, value=float(churn.stale_lists))
+    rec.counter("invalidation_timeouts", at, value=float(churn.timeouts))
+    rec.counter("churn_busy", at, value=float(churn.busy))
+    rec.counter("churn_errors", at, value=float(churn.errors))
+    rec.gauge("hit_ratio_recovery_s", recovery_s, at)
+    if ratios:
+        rec.gauge("hit_ratio_first_window", ratios[0], at)
+    ctx.progress(f"{ctx.spec.key}: hit ratio windows after the churn {ratios}")
+    return result

@@ -6,16 +6,17 @@ cache are watched.
   participant cache: the request is tagged ``cache:hit|miss`` from ``X-Cache``), then
   PATCH with ``If-Match: <version>``. Most updates touch the user's active conversations
   (a working set created before the load, so they are cached); one in
-  ``UPDATE_FRESH_EVERY`` touches a conversation created during the run (a cache miss).
-- Version conflicts happen for real: one update in ``RACE_EVERY`` is two devices of the
+  ``update_fresh_every`` touches a conversation created during the run (a cache miss).
+- Version conflicts happen for real: one update in ``race_every`` is two devices of the
   same user saving at once, two PATCHes with the same ``If-Match`` in flight together;
   the database decides which one is stale (409). Deletes carry the version the client
   last saw and re-read once on 409.
-- One list in ``FOREIGN_EVERY`` is followed by an attempt to open a conversation of other
+- One list in ``foreign_every`` is followed by an attempt to open a conversation of other
   users (403 expected); a 200, or a foreign conversation in a listing, counts
   ``foreign_access_allowed``.
 - ``participant_cache_hit_ratio`` comes from the platform's hit/miss counters over the run,
-  less the look-ups of the set-up (known from their ``X-Cache`` answers).
+  less the look-ups of the set-up (known from their ``X-Cache`` answers, recorded as
+  ``setup_cache_hits`` / ``setup_cache_misses``).
 """
 
 from __future__ import annotations
@@ -26,31 +27,105 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from nightly_pipeline.loadgen import ConstantArrivalRate, LoadResult, LoadTest, RunBounds, run_load
+from nightly_pipeline.loadgen import LoadResult
 from nightly_pipeline.loadgen.recorder import Recorder
 from nightly_pipeline.loadgen.vu import Vu
-from nightly_pipeline.suite.crud_support import (
-    TOKEN_REFRESH_S,
-    Api,
-    Session,
+from nightly_pipeline.suite.client import TOKEN_REFRESH_S, PlatformClient, Session
+from nightly_pipeline.suite.context import ScenarioContext
+from nightly_pipeline.suite.conversation_http import (
+    JSON,
     cache_hit_ratio,
     cache_tag,
     json_body,
     tagged_request,
     version_of,
 )
-from nightly_pipeline.suite.runner import TestContext, register
 from nightly_pipeline.suite.sampling import Samples
+from nightly_pipeline.suite.spec import Check, TestSpec
 
 MIX = "CLCULCDLCU"
 """Operations in order, repeated: 4 create, 3 list, 2 update, 1 delete in every 10."""
-MAX_USERS = 20
-MEMBERS = 3  # per working-set conversation, the owner included
-UPDATE_FRESH_EVERY = 5
-RACE_EVERY = 3
-FOREIGN_EVERY = 3
 MAX_FRESH = 10_000
-JSON = ("Content-Type", "application/json")
+"""Conversations created during the run that are remembered for updates and deletes."""
+
+
+@dataclass(frozen=True)
+class ConversationCrudKnobs:
+    users: int = 20  # logged in, each with a working set
+    members: int = 3  # per working-set conversation, the owner included
+    update_fresh_every: int = 5  # one update in N touches a conversation of the run
+    race_every: int = 3  # one update in N is two devices saving at once
+    foreign_every: int = 3  # one list in N is followed by a foreign read
+    max_vus: int = 500
+
+
+KNOBS = ConversationCrudKnobs()
+
+SPEC = TestSpec(
+    id="02",
+    name="conversation_crud",
+    duration_s=900,
+    rate=200,
+    knobs=KNOBS,
+    description="40 % create, 30 % list, 20 % update, 10 % delete conversations",
+    assets=("latency", "security", "cache"),
+    checks=(
+        Check(
+            "no_foreign_row_served",
+            on="security",
+            metric="foreign_access_allowed",
+            expr="count==0",
+            severity="error",
+            plan="RLS enforcement: no foreign conversation served",
+            unit="count",
+        ),
+        Check(
+            "foreign_access_denied_403",
+            on="security",
+            metric="sanctum_security_denied_total",
+            expr="count>0",
+            severity="error",
+            plan="RLS enforcement (403 on unauthorized access)",
+            unit="count",
+        ),
+        Check(
+            "stale_versions_get_409",
+            on="security",
+            metric="messaging_conversation_version_conflicts_total",
+            expr="count>0",
+            severity="error",
+            plan="Optimistic concurrency (409 on version conflicts)",
+            unit="count",
+        ),
+        Check(
+            "cache_hit_ratio_over_80pct",
+            on="cache",
+            metric="participant_cache_hit_ratio",
+            expr="value>0.8",
+            severity="warn",
+            plan="Cache hit rate > 80%",
+            unit="ratio",
+        ),
+        Check(
+            "cached_read_p95_under_50ms",
+            on="latency",
+            metric="http_req_duration{cache:hit}",
+            expr="p(95)<50",
+            severity="warn",
+            plan="P95 latency < 50ms (with cache)",
+            unit="ms",
+        ),
+        Check(
+            "uncached_read_p95_under_200ms",
+            on="latency",
+            metric="http_req_duration{cache:miss}",
+            expr="p(95)<200",
+            severity="warn",
+            plan="P95 latency < 200ms (cache miss)",
+            unit="ms",
+        ),
+    ),
+)
 
 
 @dataclass
@@ -68,6 +143,7 @@ class CrudMix:
     working: dict[str, list[str]]  # username -> ids of their working-set conversations
     foreign: dict[str, list[str]]  # username -> working-set ids they are not in
     password: str
+    knobs: ConversationCrudKnobs
     fresh: deque[Fresh] = field(default_factory=deque)
     foreign_allowed: int = 0
     conflicts_seen: int = 0
@@ -120,9 +196,9 @@ class CrudMix:
             listed = {c["id"] for c in response.json()["conversations"]}
             self.foreign_allowed += len(listed & set(self.foreign[user.username]))
         k = next(self._lists)
-        if k % FOREIGN_EVERY == 0 and self.foreign[user.username]:
+        if k % self.knobs.foreign_every == 0 and self.foreign[user.username]:
             foreign = self.foreign[user.username]
-            conv = foreign[k // FOREIGN_EVERY % len(foreign)]
+            conv = foreign[k // self.knobs.foreign_every % len(foreign)]
             probe = await tagged_request(
                 vu,
                 "GET",
@@ -137,7 +213,7 @@ class CrudMix:
     async def _update(self, vu: Vu, user: Session) -> None:
         k = next(self._updates)
         fresh: Fresh | None = None
-        if k % UPDATE_FRESH_EVERY == 0 and self.fresh:
+        if k % self.knobs.update_fresh_every == 0 and self.fresh:
             fresh = self.fresh[-1]
             user, conv = self.by_name[fresh.owner], fresh.id
         else:
@@ -154,7 +230,7 @@ class CrudMix:
         version = version_of(read) if read.status == 200 else None
         if version is None:
             return
-        devices = 2 if k % RACE_EVERY == 0 else 1
+        devices = 2 if k % self.knobs.race_every == 0 else 1
         headers = user.headers(JSON, ("If-Match", str(version)))
         saves = await asyncio.gather(
             *(
@@ -213,50 +289,45 @@ class CrudMix:
                 session.token = response.json()["access_token"]
 
 
-@register("02")
-class ConversationCrud:
-    def __init__(self) -> None:
-        self.setup_hits = 0
-        self.setup_misses = 0
-
-    def execute(self, ctx: TestContext) -> LoadResult:
-        target = ctx.target
-        users = list(target.users)[:MAX_USERS]
-        if len(users) < MEMBERS + 1:
-            raise ValueError(f"{target.name}: Test 02 needs {MEMBERS + 1} users, has {len(users)}")
-        with Api(target) as api:
-            sessions = [api.login(u) for u in users]
-            working: dict[str, list[str]] = {s.username: [] for s in sessions}
-            members: dict[str, set[str]] = {}
-            for i, owner in enumerate(sessions):
-                others = [sessions[(i + k) % len(sessions)] for k in range(1, MEMBERS)]
-                conv = api.create(owner, others, f"working set {owner.username}")["id"]
-                members[conv] = {owner.username, *(o.username for o in others)}
-                for name in members[conv]:
-                    working[name].append(conv)
-                tag = cache_tag(api.get(owner, conv))  # warm the cache, as an active user would
-                self.setup_hits += tag == "hit"
-                self.setup_misses += tag == "miss"
-        foreign = {
-            s.username: [c for c, m in members.items() if s.username not in m] for s in sessions
-        }
-        mix = CrudMix(sessions, working, foreign, target.password)
-        ctx.progress(f"{ctx.spec.key}: {ctx.rate:g} req/s for {ctx.duration_s:g} s")
-        result = run_load(
-            LoadTest(
-                ConstantArrivalRate(rate=ctx.rate, bounds=RunBounds(ctx.duration_s), max_vus=500),
-                mix,
-                target.base_url,
-                allow_hosts=target.allow_hosts,
-            )
+def scenario(ctx: ScenarioContext[ConversationCrudKnobs]) -> LoadResult:
+    target, knobs = ctx.target, ctx.knobs
+    users = list(target.users)[: knobs.users]
+    if len(users) < knobs.members + 1:
+        raise ValueError(
+            f"{target.name}: Test 02 needs {knobs.members + 1} users, has {len(users)}"
         )
-        rec, at = result.recorder, time.perf_counter()
-        rec.counter("foreign_access_allowed", at, value=float(mix.foreign_allowed))
-        rec.counter("version_conflicts_seen", at, value=float(mix.conflicts_seen))
-        rec.counter("crud_skipped", at, value=float(mix.skipped))
-        return result
+    setup_hits = setup_misses = 0
+    with PlatformClient(target) as client:
+        sessions = [client.login(u) for u in users]
+        working: dict[str, list[str]] = {s.username: [] for s in sessions}
+        members: dict[str, set[str]] = {}
+        for i, owner in enumerate(sessions):
+            others = [sessions[(i + k) % len(sessions)] for k in range(1, knobs.members)]
+            conv = client.create_conversation(owner, others, f"working set {owner.username}")
+            members[conv.id] = set(conv.participants)
+            for name in conv.participants:
+                working[name].append(conv.id)
+            # warm the cache, as an active user would
+            tag = cache_tag(client.get_conversation(owner, conv.id))
+            setup_hits += tag == "hit"
+            setup_misses += tag == "miss"
+    foreign = {s.username: [c for c, m in members.items() if s.username not in m] for s in sessions}
+    mix = CrudMix(sessions, working, foreign, target.password, knobs)
+    ctx.progress(f"{ctx.spec.key}: {ctx.rate:g} req/s for {ctx.duration_s:g} s")
+    result = ctx.load(mix, max_vus=knobs.max_vus)
+    rec, at = result.recorder, time.perf_counter()
+    rec.counter("foreign_access_allowed", at, value=float(mix.foreign_allowed))
+    rec.counter("version_conflicts_seen", at, value=float(mix.conflicts_seen))
+    rec.counter("crud_skipped", at, value=float(mix.skipped))
+    rec.counter("setup_cache_hits", at, value=float(setup_hits))
+    rec.counter("setup_cache_misses", at, value=float(setup_misses))
+    return result
 
-    def derive(self, samples: Samples, recorder: Recorder, at: float) -> None:
-        ratio = cache_hit_ratio(samples, self.setup_hits, self.setup_misses)
-        if ratio is not None:
-            recorder.gauge("participant_cache_hit_ratio", ratio, at)
+
+def derive(samples: Samples, recorder: Recorder, at: float) -> None:
+    """The participant cache's hit ratio of the load, without the set-up's look-ups."""
+    setup_hits = recorder.stats("setup_cache_hits").get("count", 0.0)
+    setup_misses = recorder.stats("setup_cache_misses").get("count", 0.0)
+    ratio = cache_hit_ratio(samples, setup_hits, setup_misses)
+    if ratio is not None:
+        recorder.gauge("participant_cache_hit_ratio", ratio, at)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nightly_pipeline.testbed.target import TargetConfigError, load_target
+from nightly_pipeline.suite.target import TargetConfigError, load_target
 
 GOOD = {
     "name": "staging",
@@ -26,7 +26,7 @@ def test_a_valid_target_file_loads_with_the_password_from_the_environment(tmp_pa
     assert target.base_url == "https://messaging.staging.example.com"
     assert target.password == "s3cret"
     assert target.allow_hosts == ("messaging.staging.example.com",)
-    assert not target.embedded
+    assert target.pids == {}  # a deployed platform: memory from its /metrics
 
 
 def test_every_problem_is_reported_at_once(tmp_path) -> None:

@@ -1,7 +1,9 @@
-"""What the suite needs to know of a target: URLs, credentials, where its metrics are.
+"""What the suite needs of a platform under test: URLs, credentials, where its metrics
+are, and (when it runs on this machine) the processes whose resources it watches.
 
-The embedded platform produces one (``Platform.target()``); a deployed platform is
-described by a JSON file (external target mode), for example::
+The suite owns this type; platforms implement it. The embedded reference platform hands
+one out (``testbed.embedded.Platform.target()``); a deployed platform is described by a
+JSON file (external target mode), for example::
 
     {
       "name": "staging",
@@ -26,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from nightly_pipeline.suite.errors import ConfigurationError
 
-class TargetConfigError(ValueError):
+
+class TargetConfigError(ConfigurationError):
     """A target file that cannot be used; the message names the file and the fix."""
 
 
@@ -36,12 +40,14 @@ class Target:
     name: str
     base_url: str
     ws_url: str
-    metrics_urls: Mapping[str, str]
-    users: tuple[str, ...]
+    metrics_urls: Mapping[str, str]  # endpoint name -> Prometheus /metrics URL
+    users: tuple[str, ...]  # seeded usernames the load logs in as
     password: str
-    allow_hosts: tuple[str, ...] = ()
+    allow_hosts: tuple[str, ...] = ()  # non-loopback hosts load may go to
     versions: Mapping[str, str] = field(default_factory=dict)
-    embedded: bool = False
+    pids: Mapping[str, int] = field(default_factory=dict)
+    """Processes whose memory the suite samples (process name -> pid); empty for a
+    deployed platform, whose memory comes from ``process_resident_memory_bytes``."""
 
 
 REQUIRED = ("name", "base_url", "ws_url", "users", "password_env")

@@ -1,0 +1,68 @@
+"""The embedded platform for one run that may never need it: started on first use, each
+attempt in its own directory, everything stopped on ``close()``.
+
+A Dagster run builds one per run (``TargetResource``) and the test's step asks for the
+target: a platform that does not start is then a failure of that step, retried per the
+test's policy, and steps that never ask start nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from nightly_pipeline.suite.errors import ConfigurationError, InfrastructureError
+from nightly_pipeline.suite.target import Target
+from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.stack import StackConfig
+
+
+class EmbeddedStartError(InfrastructureError):
+    """The embedded platform did not start; the message names the attempt, the logs and
+    the cause, and everything the attempt had started is stopped."""
+
+
+class OnDemandPlatform:
+    """``target()`` starts the platform in ``stack_dir`` (then ``stack_dir-attempt2``, ...
+    after a failed start) and returns it; ``close()`` stops whatever was started."""
+
+    def __init__(
+        self, stack_dir: Path, settings: PlatformSettings, search_path: str | None = None
+    ) -> None:
+        self.stack_dir = stack_dir
+        self.settings = settings
+        self.search_path = search_path
+        self.attempts = 0
+        self._target: Target | None = None
+        self._running = contextlib.ExitStack()
+
+    def target(self) -> Target:
+        if self._target is None:
+            self._target = self._start()
+        return self._target
+
+    def _start(self) -> Target:
+        self.attempts += 1
+        suffix = "" if self.attempts == 1 else f"-attempt{self.attempts}"
+        run_dir = self.stack_dir.with_name(self.stack_dir.name + suffix)
+        stack = StackConfig(run_dir=run_dir, search_path=self.search_path)
+        try:
+            platform = self._running.enter_context(embedded_platform(stack, self.settings))
+        except ConfigurationError:
+            raise  # a bad config or a missing binary: another attempt cannot help
+        except Exception as exc:
+            raise EmbeddedStartError(
+                f"the embedded platform did not start (attempt {self.attempts}; logs in "
+                f"{run_dir / 'logs'}; everything it had started is stopped): {exc}"
+            ) from exc
+        return platform.target()
+
+    def close(self) -> None:
+        self._target = None
+        self._running.close()
+
+    def __enter__(self) -> OnDemandPlatform:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
