@@ -51,7 +51,11 @@ class TestOutcome:
 
     @property
     def blocking_failed(self) -> bool:
-        return any(not c.passed and c.check.severity == "error" for c in self.checks)
+        return blocking_failed(self.checks)
+
+
+def blocking_failed(checks: tuple[CheckOutcome, ...]) -> bool:
+    return any(not c.passed and c.check.severity == "error" for c in checks)
 
 
 def add_target_metrics(recorder: Recorder, spec: TestSpec, samples: Samples, at: float) -> None:
@@ -144,14 +148,13 @@ def run_suite_test(
         test.derive(sampler.samples, recorder, at)
     checks, results = judge(spec, recorder)
     missing = unreadable(sampler.samples)
-    blocking = any(not c.passed and c.check.severity == "error" for c in checks)
     severity = {(c.check.metric, c.check.expr): c.check.severity for c in checks}
     record = TestResultRecord(
         night=night,
         profile=profile.name,
         test=spec.key,
         run_id=run_id,
-        status="failed" if blocking or result.aborted else "passed",
+        status="failed" if blocking_failed(checks) or result.aborted else "passed",
         started_at=started,
         finished_at=datetime.now(UTC),
         detail=describe_failures(checks, missing),
