@@ -17,6 +17,7 @@ store, the Dagster instance the UI shows, the stacks' directories and the report
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -224,51 +225,85 @@ def cmd_stack(args: argparse.Namespace, home: Home) -> int:
     )
 
 
+def _run_problems(args: argparse.Namespace, home: Home) -> list[str]:
+    """Every problem with what ``nightly run`` was asked, found before Dagster starts."""
+    from nightly_pipeline.automation.run import check_night, latest_night
+    from nightly_pipeline.suite.catalog import select_tests
+    from nightly_pipeline.suite.errors import ConfigurationError
+    from nightly_pipeline.suite.target import load_target
+
+    checks = [
+        lambda: profile_named(args.profile),
+        lambda: select_tests(args.tests) if args.tests else None,
+        lambda: check_night(args.night or latest_night()),
+    ]
+    if args.target != "embedded":
+        checks.append(lambda: load_target(Path(args.target), os.environ))
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+    try:
+        MetricStore(home.store)
+    except StoreError as exc:
+        problems.append(str(exc))
+    return problems
+
+
 def cmd_run(args: argparse.Namespace, home: Home) -> int:
     from nightly_pipeline.automation.run import latest_night, run_night, write_junit
+    from nightly_pipeline.report.live import LiveProgress
+    from nightly_pipeline.report.night_summary import render_checks, render_tests
     from nightly_pipeline.suite.catalog import select_tests
+    from nightly_pipeline.suite.progress import LISTENERS
+
+    problems = _run_problems(args, home)
+    if problems:
+        listing = "\n  - ".join(problems)
+        print(f"nightly run: nothing started:\n  - {listing}", file=sys.stderr)
+        return 2
+    profile = profile_named(args.profile)
+    tests = select_tests(args.tests) if args.tests else None
+    night = args.night or latest_night()
+    tests_named = ", ".join(t.spec.key for t in tests) if tests else "the whole nightly_suite"
+    print(
+        f"night {night}, profile {profile.name}, target {args.target}: {tests_named}",
+        file=sys.stderr,
+    )
 
     def say(line: str) -> None:
         print(f"nightly run: {line}", file=sys.stderr, flush=True)
 
-    try:
-        profile = profile_named(args.profile)
-        tests = select_tests(args.tests) if args.tests else None
-        night = args.night or latest_night()
-        chosen = ", ".join(t.spec.key for t in tests) if tests else "the whole nightly_suite"
-        print(
-            f"night {night}, profile {profile.name}, target {args.target}: {chosen}",
-            file=sys.stderr,
+    # On a terminal: a live table, and Dagster's log from warnings up (the UI has the
+    # rest); otherwise (CI logs) Dagster's log, which carries the figures every 5 s.
+    live = sys.stdout.isatty()
+    with contextlib.ExitStack() as showing:
+        if live:
+            terminal = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+            showing.callback(terminal.close)
+            display = showing.enter_context(LiveProgress(terminal))
+            showing.enter_context(LISTENERS.listening(display.update))
+        run = run_night(
+            tests,
+            profile,
+            night,
+            target=args.target,
+            home=home,
+            say=say,
+            log_level="WARNING" if live else "INFO",
         )
-        run = run_night(tests, profile, night, target=args.target, home=home, say=say)
-    except SelectionError as exc:
-        print(f"nightly run: error: {exc}", file=sys.stderr)
-        return 2
     store = MetricStore(home.store)
-    frame = store.recent_results(limit_nights=10_000)
-    rows = [r for r in frame.iter_rows(named=True) if r["run_id"] == run.run_id]
-    print(
-        render_rows(
-            ["test", "status", "duration_s", "detail"],
-            [[r["test"], r["status"], r["duration_s"], r["detail"][:100]] for r in rows],
-        )
-    )
+    results = store.recent_results(limit_nights=10_000).iter_rows(named=True)
+    rows = [r for r in results if r["run_id"] == run.run_id]
+    figures: dict[str, dict[str, float]] = {}
+    for m in store.metrics(since=night).iter_rows(named=True):
+        if m["run_id"] == run.run_id and m["tags"] == "{}":
+            figures.setdefault(m["test"], {})[m["metric"]] = m["value"]
+    print(render_tests(rows, figures))
     print()
-    print(
-        render_rows(
-            ["test", "asset", "check", "severity", "verdict"],
-            [
-                [
-                    c.test,
-                    c.asset,
-                    c.name,
-                    "blocking" if c.blocking else "warn",
-                    "pass" if c.passed else "FAIL",
-                ]
-                for c in run.checks
-            ],
-        )
-    )
+    print(render_checks(run.checks))
     if args.junit:
         write_junit(run, args.junit)
     if run.interrupted:

@@ -1,4 +1,11 @@
-"""The code location: one Definitions object, imports only."""
+"""The code location: one Definitions object, imports and one setting.
+
+An entry point, so it reads the environment: ``$NIGHTLY_SCHEDULE_PROFILE`` (default
+``nightly``) is the profile of the scheduled night and of a version-change run; an
+unknown name fails loading the code location with the valid names.
+"""
+
+import os
 
 import dagster as dg
 
@@ -12,7 +19,8 @@ from nightly_pipeline.automation.jobs import (
 )
 from nightly_pipeline.automation.schedules import (
     baseline_snapshot_schedule,
-    nightly_suite_schedule,
+    make_nightly_suite_schedule,
+    scheduled_profile,
 )
 from nightly_pipeline.automation.sensors import (
     make_regression_alert_sensor,
@@ -29,14 +37,16 @@ from nightly_pipeline.resources import (
     TargetVersionResource,
 )
 
+SCHEDULED_PROFILE = scheduled_profile(os.environ)
+
 defs = dg.Definitions(
     assets=[engine_selfcheck, *SUITE_ASSETS, regressions, nightly_report, baseline_snapshot],
     jobs=[engine_selfcheck_job, nightly_suite_job, nightly_history_job, baseline_snapshot_job],
-    schedules=[nightly_suite_schedule, baseline_snapshot_schedule],
+    schedules=[make_nightly_suite_schedule(SCHEDULED_PROFILE), baseline_snapshot_schedule],
     sensors=[
         make_run_failure_alert_sensor(),
         make_regression_alert_sensor(),
-        make_target_version_sensor(),
+        make_target_version_sensor(profile=SCHEDULED_PROFILE),
         *(make_suite_finished_sensor(status) for status in SUITE_OUTCOMES),
     ],
     resources={

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import pty
 import re
 import signal
 import subprocess
@@ -166,3 +168,113 @@ def test_ctrl_c_during_a_run_stops_it_tears_down_and_exits_130(tmp_path) -> None
     assert "02_conversation_crud: " not in out  # its progress line: it never started
     assert _processes_naming(home) == []
     assert MetricStore(home / "metrics.duckdb").runs()["status"].to_list() == ["canceled"]
+
+
+def test_bad_input_is_refused_at_the_door_every_problem_once(tmp_path, capsys) -> None:
+    """A target file missing keys (and naming a host that is not allowed), an unknown
+    profile and an unknown test: all listed once, exit 2, no traceback, nothing started
+    (no Dagster instance created)."""
+    target = tmp_path / "staging.json"
+    target.write_text('{"name": "staging", "base_url": "http://10.1.2.3", "ws_url": "ws://x"}')
+    home = tmp_path / "home"
+    argv = ["--store", str(home / "metrics.duckdb"), "run", "--profile", "weekly"]
+    code = main([*argv, "--tests", "01,42", "--target", str(target)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "nothing started" in err and "Traceback" not in err
+    for problem in (
+        "unknown profile 'weekly'",
+        "unknown test id(s) 42",
+        "missing key 'users'",
+        "missing key 'password_env'",
+    ):
+        assert err.count(problem) == 1, (problem, err)
+    assert not (home / "dagster").exists()
+
+    target.write_text(
+        json.dumps(
+            {
+                "name": "staging",
+                "base_url": "http://10.1.2.3:8080",
+                "ws_url": "ws://10.1.2.3:8080/v1/ws",
+                "users": ["u1"],
+                "password_env": "HOME",
+            }
+        )
+    )
+    assert main([*argv[:-2], "--profile", "ci", "--target", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "base_url: target host '10.1.2.3'" in err and "add it to allow_hosts" in err
+    assert "ws_url: target host '10.1.2.3'" in err and "Traceback" not in err
+
+
+PROGRESS_LINE = re.compile(
+    r"06_sustained_login load (\d+)/6 s  [\d.]+/s  p95 ([\d.]+ ms|-)  errors \d+  dropped \d+"
+)
+
+
+def _nightly_run_06(home: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "nightly_pipeline.cli",
+        "--store",
+        str(home / "metrics.duckdb"),
+        "run",
+        "--profile",
+        "ci",
+        "--tests",
+        "06",
+    ]
+
+
+def test_progress_in_a_log_is_plain_lines(tmp_path) -> None:
+    """Not a terminal (CI logs): the Dagster log carries the running test's figures."""
+    done = subprocess.run(
+        _nightly_run_06(tmp_path / "home"), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = PROGRESS_LINE.findall(done.stderr)
+    assert lines, done.stderr[-3000:]
+    assert "\x1b[" not in done.stdout  # no terminal control codes in a log
+
+
+def test_progress_on_a_terminal_is_a_live_table(tmp_path) -> None:
+    """On a terminal (a pty here): a table redrawn as the test runs, its elapsed seconds
+    counting up, and Dagster's INFO lines kept out of the way (the UI has them)."""
+    leader, follower = pty.openpty()
+    child = subprocess.Popen(
+        _nightly_run_06(tmp_path / "home"),
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        start_new_session=True,
+    )
+    os.close(follower)
+    chunks = []
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        child.wait(timeout=600)
+    finally:
+        os.close(leader)
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert child.returncode == 0, text[-3000:]
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    elapsed = {
+        int(m.group(1))
+        for m in re.finditer(r"06_sustained_login\s+load (\d+)/6 s\s+[\d.]+/s", plain)
+    }
+    assert len(elapsed) >= 3, plain[-3000:]  # redrawn as the seconds passed
+    assert "\x1b[2K" in text  # lines rewritten in place
+    assert " - INFO - " not in plain
+    assert "login_success_over_99_9pct" in plain  # the closing table

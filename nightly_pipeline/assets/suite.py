@@ -12,10 +12,13 @@ from nightly_pipeline.resources import MetricStoreResource, ProfileResource, Tar
 from nightly_pipeline.suite.catalog import TESTS
 from nightly_pipeline.suite.context import SuiteTest
 from nightly_pipeline.suite.figures import figures_for
+from nightly_pipeline.suite.progress import relay
 from nightly_pipeline.suite.runner import CheckOutcome, run_suite_test
 from nightly_pipeline.suite.spec import Check
 
 SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
+PROGRESS_LOG_EVERY_S = 5.0
+"""How often a running test's figures go to the Dagster log."""
 
 
 def check_description(check: Check) -> str:
@@ -65,6 +68,7 @@ def build_test_asset(
         partitions_def=NIGHTS,
         pool=TARGET_POOL,
         op_tags={"nightly/test": spec.key},
+        can_subset=True,
     )
     def _test(
         context: dg.AssetExecutionContext,
@@ -84,17 +88,27 @@ def build_test_asset(
                 run_id=context.run.run_id,
                 run_dir=home.runs / context.run.run_id,
                 progress=context.log.info,
+                watch=relay(context.log.info, PROGRESS_LOG_EVERY_S),
             )
         opened.write_test_result(outcome.record)
+        # The test runs whole; a selection of some of its assets (the UI, `dagster asset
+        # materialize --select 06_sustained_login/latency`) materialises just those.
         for name, key in keys.items():
+            if key not in context.selected_asset_keys:
+                continue
             on_asset = [c.metric for c in spec.checks if c.on == name]
             figures = figures_for(name, outcome.record.metrics, on_asset)
             yield dg.MaterializeResult(
                 asset_key=key,
-                metadata={k: dg.MetadataValue.float(v) for k, v in figures.items()},
+                metadata={
+                    "profile": dg.MetadataValue.text(profile.profile.name),
+                    **{k: dg.MetadataValue.float(v) for k, v in figures.items()},
+                },
             )
         for c in outcome.checks:
-            yield check_result(keys[c.check.on], c)
+            key = keys[c.check.on]
+            if dg.AssetCheckKey(key, c.check.name) in context.selected_asset_check_keys:
+                yield check_result(key, c)
 
     return _test
 

@@ -30,6 +30,7 @@ from nightly_pipeline.automation.jobs import nightly_history_job, nightly_suite_
 from nightly_pipeline.automation.suite_runs import (
     CLI_TRIGGER,
     HISTORY_AFTER,
+    PROFILE_TAG,
     SUITE_OUTCOMES,
     TRIGGER_TAG,
     close_store_run,
@@ -37,6 +38,7 @@ from nightly_pipeline.automation.suite_runs import (
 )
 from nightly_pipeline.definitions import defs
 from nightly_pipeline.home import Home
+from nightly_pipeline.report.night_summary import CheckLine
 from nightly_pipeline.store import MetricStore, RunStatus
 from nightly_pipeline.suite.context import SuiteTest
 from nightly_pipeline.suite.errors import SelectionError
@@ -44,17 +46,6 @@ from nightly_pipeline.suite.profiles import Profile
 
 PID_TAG = "nightly/pid"
 HOST_TAG = "nightly/host"
-LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-
-
-@dataclass(frozen=True)
-class CheckLine:
-    test: str  # the test's key, e.g. 01_message_soak
-    asset: str  # the asset the check judges, e.g. delivery
-    name: str  # the check's name, e.g. zero_message_loss
-    passed: bool
-    blocking: bool
-    description: str
 
 
 @dataclass(frozen=True)
@@ -76,18 +67,36 @@ def latest_night() -> date:
     return date.fromisoformat(NIGHTS.get_last_partition_key())
 
 
-def _check_lines(result: dg.ExecuteInProcessResult) -> tuple[CheckLine, ...]:
-    return tuple(
-        CheckLine(
-            e.asset_key.path[0],
-            "/".join(e.asset_key.path[1:]),
-            e.check_name,
-            e.passed,
-            e.severity == dg.AssetCheckSeverity.ERROR,
-            e.description or "",
+def check_night(night: date) -> None:
+    """``SelectionError`` naming the valid range unless ``night`` is a partition."""
+    if not NIGHTS.has_partition_key(night.isoformat()):
+        raise SelectionError(
+            f"night {night} is not a partition: from {NIGHTS.get_first_partition_key()} "
+            f"to {NIGHTS.get_last_partition_key()} (tonight's partition opens tomorrow)"
         )
-        for e in result.get_asset_check_evaluations()
-    )
+
+
+def _check_lines(result: dg.ExecuteInProcessResult) -> tuple[CheckLine, ...]:
+    """Every check of the run with the values the asset reported beside its verdict."""
+    lines = []
+    for e in result.get_asset_check_evaluations():
+        values = {k: v.value for k, v in e.metadata.items()}
+        observed = values.get("observed")
+        lines.append(
+            CheckLine(
+                e.asset_key.path[0],
+                "/".join(e.asset_key.path[1:]),
+                e.check_name,
+                e.passed,
+                e.severity == dg.AssetCheckSeverity.ERROR,
+                e.description or "",
+                float(observed) if isinstance(observed, int | float) else None,
+                str(values.get("threshold", "")),
+                str(values.get("unit", "")),
+                str(values.get("metric", "")),
+            )
+        )
+    return tuple(lines)
 
 
 def _selection(tests: list[SuiteTest] | None) -> list[dg.AssetKey] | None:
@@ -135,14 +144,13 @@ def run_night(
     target: str,
     home: Home,
     say=lambda _: None,
+    log_level: str = "INFO",
 ) -> NightRun:
     """Run ``nightly_suite`` for ``night`` (only ``tests`` when given), then, unless it was
-    interrupted, ``nightly_history``; ``say`` gets a line for what the user should know."""
-    if not NIGHTS.has_partition_key(night.isoformat()):
-        raise SelectionError(
-            f"night {night} is not a partition: from {NIGHTS.get_first_partition_key()} "
-            f"to {NIGHTS.get_last_partition_key()} (tonight's partition opens tomorrow)"
-        )
+    interrupted, ``nightly_history``; ``say`` gets a line for what the user should know,
+    and Dagster's console log shows ``log_level`` and above."""
+    check_night(night)
+    logs = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     store = MetricStore(home.store)
     # The jobs' own resources, configured as a launch from the UI would configure them.
     resources = {
@@ -151,7 +159,7 @@ def run_night(
         "profile": {"config": {"name": profile.name}},
     }
     tags = {
-        "nightly/profile": profile.name,
+        PROFILE_TAG: profile.name,
         TRIGGER_TAG: CLI_TRIGGER,
         PID_TAG: str(os.getpid()),
         HOST_TAG: socket.gethostname(),
@@ -167,7 +175,7 @@ def run_night(
             partition_key=night.isoformat(),
             asset_selection=_selection(tests),
             raise_on_error=False,
-            run_config={**LOGS, "resources": resources},
+            run_config={**logs, "resources": resources},
             tags=tags,
         )
         run_id = suite.run_id
@@ -200,7 +208,7 @@ def run_night(
                 instance=instance,
                 partition_key=night.isoformat(),
                 raise_on_error=False,
-                run_config={**LOGS, "resources": {"store": resources["store"]}},
+                run_config={**logs, "resources": {"store": resources["store"]}},
                 tags=history_tags(run_id, outcome, CLI_TRIGGER),
             )
             if not history.success:
@@ -223,10 +231,21 @@ def write_junit(run: NightRun, path: Path) -> None:
         ET.SubElement(case, "error", message=run.error[:500])
     for c in run.checks:
         case = ET.SubElement(suite, "testcase", classname=c.test, name=c.name)
+        properties = ET.SubElement(case, "properties")
+        for name, value in (
+            ("asset", c.asset),
+            ("severity", "blocking" if c.blocking else "warn"),
+            ("metric", c.metric),
+            ("threshold", c.threshold),
+            ("unit", c.unit),
+            ("observed", "" if c.observed is None else repr(c.observed)),
+        ):
+            ET.SubElement(properties, "property", name=name, value=value)
+        verdict = f"observed {c.observed_text}, threshold {c.threshold_text}"
         if not c.passed and c.blocking:
-            ET.SubElement(case, "failure", message=c.description[:500])
+            ET.SubElement(case, "failure", message=f"{verdict}: {c.description}"[:500])
         elif not c.passed:
-            ET.SubElement(case, "system-out").text = f"WARN: {c.description}"
+            ET.SubElement(case, "system-out").text = f"WARN: {verdict}: {c.description}"
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
 

@@ -13,6 +13,7 @@ from nightly_pipeline import evaluate
 from nightly_pipeline.alerts import Alert
 from nightly_pipeline.assets.partitions import NIGHTS
 from nightly_pipeline.automation.jobs import nightly_history_job, nightly_suite_job
+from nightly_pipeline.automation.schedules import DEFAULT_SCHEDULED_PROFILE, profile_launch
 from nightly_pipeline.automation.suite_runs import (
     CLI_TRIGGER,
     HISTORY_AFTER,
@@ -23,6 +24,7 @@ from nightly_pipeline.automation.suite_runs import (
     history_tags,
 )
 from nightly_pipeline.resources import AlertsResource, MetricStoreResource, TargetVersionResource
+from nightly_pipeline.suite.profiles import ProfileName
 
 ALERT_POLL_S = 300
 VERSION_POLL_S = 300
@@ -91,12 +93,16 @@ def make_regression_alert_sensor(name: str = "regression_alert") -> dg.SensorDef
     return regression_alert
 
 
-def make_target_version_sensor(name: str = "target_version_change") -> dg.SensorDefinition:
-    """Run the suite for the latest night when the target reports a new version.
+def make_target_version_sensor(
+    name: str = "target_version_change", profile: ProfileName = DEFAULT_SCHEDULED_PROFILE
+) -> dg.SensorDefinition:
+    """Run the suite for the latest night when the target reports a new version, at
+    ``profile`` (run config and tag as the schedule's: the same kind of night).
 
     Watches ``TargetVersionResource.url`` every ``VERSION_POLL_S`` seconds; the first
     version seen is only remembered. Skips when no URL is configured or it is unreachable.
     """
+    run_config, profile_tags = profile_launch(profile)
 
     @dg.sensor(
         name=name,
@@ -123,7 +129,12 @@ def make_target_version_sensor(name: str = "target_version_change") -> dg.Sensor
         return dg.RunRequest(
             run_key=f"version-{version}",
             partition_key=NIGHTS.get_last_partition_key(),
-            tags={"nightly/trigger": "version-change", "nightly/version": version},
+            run_config=run_config,
+            tags={
+                **profile_tags,
+                "nightly/trigger": "version-change",
+                "nightly/version": version,
+            },
         )
 
     return target_version_change

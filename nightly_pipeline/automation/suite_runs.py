@@ -24,6 +24,7 @@ HISTORY_AFTER: frozenset[RunStatus] = frozenset({"succeeded", "failed"})
 was stopped on purpose: start its history by hand)."""
 PARTITION_TAG = "dagster/partition"
 TRIGGER_TAG = "nightly/trigger"
+PROFILE_TAG = "nightly/profile"
 CLI_TRIGGER = "cli"
 
 

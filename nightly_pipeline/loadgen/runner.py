@@ -91,6 +91,8 @@ class Progress:
     iterations: int
     dropped: int
     errors: int
+    rate_per_s: float = 0.0  # iterations started per second over the last closed seconds
+    p95_ms: float | None = None  # http_req_duration p95 over the same seconds
 
 
 @dataclass
@@ -193,16 +195,31 @@ def _new_runner() -> asyncio.Runner:
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
-def _progress_of(recorder: Recorder, elapsed: float, duration: float) -> Progress:
-    def count(name: str) -> int:
-        return int(recorder.stats(name).get("count", 0)) if name in _names(recorder) else 0
+PROGRESS_WINDOW_S = 5
+"""Rate and p95 of a progress report are over the last closed seconds, up to this many."""
 
+
+def _progress_of(recorder: Recorder, elapsed: float, duration: float) -> Progress:
+    names = _names(recorder)
+
+    def count(name: str) -> int:
+        return int(recorder.stats(name).get("count", 0)) if name in names else 0
+
+    end = recorder.closed_until
+    start = max(0, end - PROGRESS_WINDOW_S)
+    rate, p95 = 0.0, None
+    if end > start and "iterations" in names:
+        rate = recorder.window_stats("iterations", None, start, end).get("count", 0) / (end - start)
+    if end > start and "http_req_duration" in names:
+        p95 = recorder.window_stats("http_req_duration", None, start, end).get("p(95)")
     return Progress(
         elapsed,
         duration,
         count("iterations"),
         count("dropped_iterations"),
         count("iteration_errors") + count("http_req_errors"),
+        rate,
+        p95,
     )
 
 

@@ -91,9 +91,19 @@ class TargetVersionResource(dg.ConfigurableResource):
 
 class ProfileResource(dg.ConfigurableResource):
     """How long and how hard: ``ci``, ``smoke`` or ``nightly`` (never what is checked).
-    Dagster's config schema refuses any other name, in the UI and in run config."""
+    A launch that does not configure it (a materialisation from the UI, the launchpad
+    left as it is) runs ``smoke``, about a minute per test; the 02:10 UTC schedule and
+    the target-version sensor configure the scheduled profile (``nightly`` unless
+    ``$NIGHTLY_SCHEDULE_PROFILE`` names another). Dagster's config schema refuses any
+    other name, in the UI and in run config."""
 
-    name: ProfileName = "smoke"
+    name: ProfileName = Field(
+        default="smoke",
+        description="ci, smoke or nightly. Unconfigured launches (materialising from the UI) "
+        "use smoke, about a minute per test; the nightly_suite_0210_utc schedule and the "
+        "target_version_change sensor set the scheduled profile (nightly unless "
+        "$NIGHTLY_SCHEDULE_PROFILE names another). Set nightly here for the plan's durations.",
+    )
 
     @property
     def profile(self) -> Profile:

@@ -9,10 +9,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from nightly_pipeline.loadgen import ConstantArrivalRate, LoadResult, LoadTest, RunBounds, run_load
+from nightly_pipeline.loadgen import (
+    ConstantArrivalRate,
+    LoadResult,
+    LoadTest,
+    Progress,
+    RunBounds,
+    run_load,
+)
 from nightly_pipeline.loadgen.recorder import Recorder
 from nightly_pipeline.loadgen.scenario import Scenario
 from nightly_pipeline.suite.profiles import Profile, RunPlan
+from nightly_pipeline.suite.progress import TestProgress, Watch
 from nightly_pipeline.suite.sampling import Samples
 from nightly_pipeline.suite.spec import TestSpec
 from nightly_pipeline.suite.target import Target
@@ -23,7 +31,8 @@ K = TypeVar("K")
 @dataclass(frozen=True)
 class ScenarioContext(Generic[K]):
     """Everything a test's scenario may use: its spec, the profile's plan for it (duration,
-    rate, knobs), the target, a directory of its own and a progress line."""
+    rate, knobs), the target, a directory of its own, a line for the log (``progress``)
+    and the figures of the moment for live displays (``watch``, about once a second)."""
 
     __test__ = False
 
@@ -32,6 +41,7 @@ class ScenarioContext(Generic[K]):
     target: Target
     run_dir: Path
     progress: Callable[[str], None]
+    watch: Watch = lambda _: None
 
     @cached_property
     def plan(self) -> RunPlan[K]:
@@ -49,10 +59,23 @@ class ScenarioContext(Generic[K]):
     def knobs(self) -> K:
         return self.plan.knobs
 
-    def load(self, scenario: Scenario, *, max_vus: int, rate: float | None = None) -> LoadResult:
+    def load(
+        self,
+        scenario: Scenario,
+        *,
+        max_vus: int,
+        rate: float | None = None,
+        pending: Callable[[], int] | None = None,
+    ) -> LoadResult:
         """The test's open-model load: ``scenario`` at a constant arrival ``rate`` (the
         profile's unless given) for the profile's duration, against the target (loopback or
-        its ``allow_hosts`` only)."""
+        its ``allow_hosts`` only). Each second's figures go to ``watch``, with ``pending()``
+        deliveries for a test that counts them."""
+
+        def report(progress: Progress) -> None:
+            waiting = pending() if pending is not None else None
+            self.watch(TestProgress.of_load(self.spec.key, progress, waiting))
+
         return run_load(
             LoadTest(
                 ConstantArrivalRate(
@@ -63,7 +86,8 @@ class ScenarioContext(Generic[K]):
                 scenario,
                 self.target.base_url,
                 allow_hosts=self.target.allow_hosts,
-            )
+            ),
+            report,
         )
 
 

@@ -24,6 +24,7 @@ from nightly_pipeline.loadgen.vu import Vu
 from nightly_pipeline.suite.client import TOKEN_REFRESH_S, Conversation, PlatformClient
 from nightly_pipeline.suite.context import ScenarioContext
 from nightly_pipeline.suite.delivery import DeliveryVerdict, Listener, Sent, judge_delivery
+from nightly_pipeline.suite.progress import TestProgress
 from nightly_pipeline.suite.target import Target
 
 
@@ -95,7 +96,9 @@ class PostMessages:
     tokens: dict[str, str]
     payload_bytes: int
     password: str
+    fanout: Mapping[str, int] = field(default_factory=dict)  # conversation -> its sockets
     sent: dict[str, Sent] = field(default_factory=dict)
+    expected_pairs: int = 0  # (message, socket) deliveries owed for the 202s so far
     _next: itertools.count = field(default_factory=itertools.count)
     _token_at: float = field(default_factory=time.perf_counter)
 
@@ -124,6 +127,7 @@ class PostMessages:
         )
         if response.status == 202:
             self.sent[response.json()["message_id"]] = Sent(conversation.id, digest, started)
+            self.expected_pairs += self.fanout.get(conversation.id, 0)
 
     async def _refresh(self, vu: Vu) -> None:
         self._token_at = vu.now
@@ -166,6 +170,35 @@ def record_delivery(result: LoadResult, verdict: DeliveryVerdict, ws_disconnects
         rec.trend("e2e_delivery_ms", ms, at)
 
 
+def drain(
+    ctx: ScenarioContext[MessagingKnobs],
+    listener: Listener,
+    expected: Mapping[str, tuple[str, ...]],
+    result: LoadResult,
+) -> None:
+    """Wait, at most ``drain_s``, for every expected delivery; report it once a second
+    (with the load's errors and dropped iterations, which no longer change)."""
+    rec = result.recorder
+    errors = sum(int(rec.stats(n).get("count", 0)) for n in ("iteration_errors", "http_req_errors"))
+    dropped = int(rec.stats("dropped_iterations").get("count", 0))
+    total = sum(len(r) for r in expected.values())
+    started = time.monotonic()
+    reported = started
+    while (delivered := listener.delivered(expected)) < total:
+        now = time.monotonic()
+        if now - started >= ctx.knobs.drain_s:
+            break
+        if now - reported >= 1.0:
+            reported = now
+            ctx.watch(
+                TestProgress(
+                    ctx.spec.key, "drain", now - started, ctx.knobs.drain_s, 0.0, None,
+                    errors, dropped, total - delivered,
+                )
+            )  # fmt: skip
+        time.sleep(0.1)
+
+
 def run_messaging_load(ctx: ScenarioContext[MessagingKnobs]) -> LoadResult:
     """Set up, listen, post at ``ctx.rate`` for ``ctx.duration_s``, drain, and record."""
     target, load = ctx.target, ctx.knobs
@@ -173,19 +206,23 @@ def run_messaging_load(ctx: ScenarioContext[MessagingKnobs]) -> LoadResult:
     participants = list(dict.fromkeys(u for c in conversations for u in c.participants))
     sockets = socket_labels(participants, load.sockets)
     recipients = recipients_by_socket(conversations, sockets)
-    scenario = PostMessages(conversations, dict(tokens), load.payload_bytes, target.password)
+    fanout = {conversation: len(labels) for conversation, labels in recipients.items()}
+    scenario = PostMessages(
+        conversations, dict(tokens), load.payload_bytes, target.password, fanout
+    )
     ctx.progress(
         f"{ctx.spec.key}: {ctx.rate:g} msg/s of {load.payload_bytes} B for {ctx.duration_s:g} s,"
         f" {len(sockets)} sockets"
     )
     listening = {label: tokens[user] for label, user in sockets.items()}
     with Listener(target.ws_url, listening) as listener:
-        result = ctx.load(scenario, max_vus=load.max_vus)
+
+        def pending() -> int:  # cheap, once a second: pairs owed less pairs received
+            return max(0, scenario.expected_pairs - len(listener.received))
+
+        result = ctx.load(scenario, max_vus=load.max_vus, pending=pending)
         expected = {m: recipients[s.conversation] for m, s in scenario.sent.items()}
-        total = sum(len(r) for r in expected.values())
-        deadline = time.monotonic() + load.drain_s
-        while listener.delivered(expected) < total and time.monotonic() < deadline:
-            time.sleep(0.1)
+        drain(ctx, listener, expected, result)
     verdict = judge_delivery(scenario.sent, recipients, listener.received)
     record_delivery(result, verdict, listener.ws_disconnects)
     return result

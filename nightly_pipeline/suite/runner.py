@@ -22,6 +22,7 @@ from nightly_pipeline.store import TestResultRecord
 from nightly_pipeline.suite.context import ScenarioContext, SuiteTest
 from nightly_pipeline.suite.preflight import ensure_reachable
 from nightly_pipeline.suite.profiles import Profile
+from nightly_pipeline.suite.progress import Watch
 from nightly_pipeline.suite.results import metric_rows, series_rows, threshold_rows
 from nightly_pipeline.suite.sampling import Sampler, Samples, counter_delta, gauge_max, unreadable
 from nightly_pipeline.suite.spec import Check, TestSpec
@@ -133,12 +134,14 @@ def run_suite_test(
     run_id: str,
     run_dir: Path,
     progress: Callable[[str], None] = lambda _: None,
+    watch: Watch = lambda _: None,
 ) -> TestOutcome:
-    """Run ``test`` at ``profile`` against ``target``; the outcome holds the store record."""
+    """Run ``test`` at ``profile`` against ``target``; the outcome holds the store record.
+    ``progress`` gets lines for the log, ``watch`` the figures of each second."""
     spec = test.spec
     ensure_reachable(target)
     started = datetime.now(UTC)
-    ctx = ScenarioContext(spec, profile, target, run_dir, progress)
+    ctx = ScenarioContext(spec, profile, target, run_dir, progress, watch)
     with Sampler(target.metrics_urls, target.pids) as sampler:
         result = test.scenario(ctx)
     recorder = result.recorder

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from nightly_pipeline.loadgen import LoadgenError
+from nightly_pipeline.loadgen.safety import check_target
 from nightly_pipeline.suite.errors import ConfigurationError
 
 
@@ -71,9 +73,8 @@ def load_target(path: Path, env: Mapping[str, str]) -> Target:
         if raw["password_env"] not in env:
             problems.append(f"environment variable {raw['password_env']} (password_env) is unset")
     if problems:
-        listing = "\n  - ".join(problems)
-        raise TargetConfigError(f"target file {path}:\n  - {listing}")
-    return Target(
+        raise TargetConfigError(_listing(path, problems))
+    target = Target(
         name=raw["name"],
         base_url=raw["base_url"].rstrip("/"),
         ws_url=raw["ws_url"],
@@ -82,3 +83,25 @@ def load_target(path: Path, env: Mapping[str, str]) -> Target:
         password=env[raw["password_env"]],
         allow_hosts=tuple(raw.get("allow_hosts", ())),
     )
+    refused = unreachable_by_policy(target)
+    if refused:
+        raise TargetConfigError(_listing(path, refused))
+    return target
+
+
+def unreachable_by_policy(target: Target) -> list[str]:
+    """Every URL of ``target`` that load or scrapes may not go to (a host neither loopback
+    nor in ``allow_hosts``), each with the fix."""
+    urls = {"base_url": target.base_url, "ws_url": target.ws_url}
+    urls |= {f"metrics_urls.{name}": url for name, url in target.metrics_urls.items()}
+    problems = []
+    for key, url in urls.items():
+        try:
+            check_target(url, target.allow_hosts)
+        except LoadgenError as exc:
+            problems.append(f"{key}: {exc}")
+    return problems
+
+
+def _listing(path: Path, problems: list[str]) -> str:
+    return f"target file {path}:\n  - " + "\n  - ".join(problems)

@@ -2,6 +2,9 @@
 Dagster's test contexts (and, for the run-status sensors, real runs on a test instance)."""
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,6 +14,11 @@ import pytest
 
 from nightly_pipeline.assets.history import TEST_ASSETS
 from nightly_pipeline.assets.partitions import NIGHTS
+from nightly_pipeline.automation.schedules import (
+    SCHEDULE_PROFILE_ENV,
+    make_nightly_suite_schedule,
+    scheduled_profile,
+)
 from nightly_pipeline.automation.sensors import (
     make_suite_finished_sensor,
     make_target_version_sensor,
@@ -18,6 +26,7 @@ from nightly_pipeline.automation.sensors import (
 from nightly_pipeline.definitions import defs
 from nightly_pipeline.resources import MetricStoreResource, TargetVersionResource
 from nightly_pipeline.store import MetricStore, RunRecord
+from nightly_pipeline.suite.errors import SelectionError
 
 
 def test_every_job_schedule_and_sensor_resolves() -> None:
@@ -40,11 +49,33 @@ def test_every_job_schedule_and_sensor_resolves() -> None:
         assert defs.resolve_sensor_def(name)
 
 
-def _tick(schedule_name: str, when: datetime) -> list[dg.RunRequest]:
-    schedule = defs.resolve_schedule_def(schedule_name)
+def _tick(schedule: str | dg.ScheduleDefinition, when: datetime) -> list[dg.RunRequest]:
+    """The run requests of one tick at ``when``, of the Definitions' schedule of that name
+    or of the schedule given (resolved against the Definitions' jobs, as the daemon does)."""
+    if isinstance(schedule, str):
+        schedule = defs.resolve_schedule_def(schedule)
     with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=when,
+            repository_def=defs.get_repository_def(),
+        )
         return list(schedule.evaluate_tick(context).run_requests or [])
+
+
+def _profile_config(name: str) -> dict:
+    return {"resources": {"profile": {"config": {"name": name}}}}
+
+
+def _assert_runs_at(request: dg.RunRequest, profile: str) -> None:
+    """The request configures the profile resource, tags the run with it, and its run
+    config is one the nightly_suite job accepts."""
+    assert request.run_config == _profile_config(profile)
+    assert request.tags["nightly/profile"] == profile
+    job = defs.resolve_job_def("nightly_suite")
+    assert dg.validate_run_config(job, request.run_config)["resources"]["profile"] == {
+        "config": {"name": profile}
+    }
 
 
 def test_the_suite_runs_at_0210_utc_for_the_night_that_just_ended() -> None:
@@ -53,6 +84,90 @@ def test_the_suite_runs_at_0210_utc_for_the_night_that_just_ended() -> None:
     assert schedule.execution_timezone == "UTC"
     (request,) = _tick("nightly_suite_0210_utc", datetime(2026, 11, 24, 2, 10, tzinfo=UTC))
     assert request.partition_key == "2026-11-23"
+    assert request.run_key == "2026-11-23"
+
+
+NIGHT_0210 = datetime(2026, 11, 24, 2, 10, tzinfo=UTC)
+
+
+def test_the_scheduled_night_runs_the_nightly_profile_by_default() -> None:
+    """Not the profile resource's default (smoke): the run config names the profile."""
+    schedule = make_nightly_suite_schedule()
+    assert schedule.name == "nightly_suite_0210_utc"
+    (request,) = _tick(schedule, NIGHT_0210)
+    assert request.partition_key == "2026-11-23"
+    _assert_runs_at(request, "nightly")
+
+
+def test_the_scheduled_night_runs_the_profile_chosen() -> None:
+    schedule = make_nightly_suite_schedule("ci")
+    assert (schedule.name, schedule.cron_schedule) == ("nightly_suite_0210_utc", "10 2 * * *")
+    (request,) = _tick(schedule, NIGHT_0210)
+    assert request.partition_key == "2026-11-23"
+    _assert_runs_at(request, "ci")
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "nightly"),
+        ({SCHEDULE_PROFILE_ENV: ""}, "nightly"),
+        ({SCHEDULE_PROFILE_ENV: "smoke"}, "smoke"),
+        ({SCHEDULE_PROFILE_ENV: " ci "}, "ci"),
+    ],
+)
+def test_the_deployment_chooses_the_scheduled_profile(env: dict, expected: str) -> None:
+    assert scheduled_profile(env) == expected
+
+
+def test_an_unknown_scheduled_profile_is_refused_with_the_valid_names() -> None:
+    valid = r"'weekly'; valid: ci, smoke, nightly"
+    with pytest.raises(SelectionError, match=rf"\$NIGHTLY_SCHEDULE_PROFILE: .*{valid}"):
+        scheduled_profile({SCHEDULE_PROFILE_ENV: "weekly"})
+    with pytest.raises(SelectionError, match=valid):
+        make_nightly_suite_schedule("weekly")  # type: ignore[arg-type]
+    with pytest.raises(SelectionError, match=valid):
+        make_target_version_sensor(profile="weekly")  # type: ignore[arg-type]
+
+
+_LOAD = """
+import json
+from datetime import UTC, datetime
+import dagster as dg
+from nightly_pipeline.definitions import defs
+with dg.instance_for_test() as instance:
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=datetime(2026, 11, 24, 2, 10, tzinfo=UTC),
+        repository_def=defs.get_repository_def(),
+    )
+    (request,) = defs.resolve_schedule_def("nightly_suite_0210_utc").evaluate_tick(
+        context
+    ).run_requests
+print(json.dumps(request.run_config))
+"""
+
+
+@pytest.mark.parametrize(
+    ("value", "profile"), [(None, "nightly"), ("smoke", "smoke"), ("weekly", None)]
+)
+def test_the_code_location_loads_the_scheduled_profile_from_the_environment(
+    value: str | None, profile: str | None
+) -> None:
+    """definitions.py, the entry point, reads $NIGHTLY_SCHEDULE_PROFILE: a fresh process
+    loads the code location as Dagster would, and an unknown name fails the load."""
+    env = {k: v for k, v in os.environ.items() if k != SCHEDULE_PROFILE_ENV}
+    if value is not None:
+        env[SCHEDULE_PROFILE_ENV] = value
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD], env=env, capture_output=True, text=True, timeout=120
+    )
+    if profile is None:
+        assert done.returncode != 0
+        assert "unknown profile 'weekly'; valid: ci, smoke, nightly" in done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout.splitlines()[-1]) == _profile_config(profile)
 
 
 def test_the_snapshot_runs_on_sundays_for_the_week_that_ended() -> None:
@@ -97,8 +212,15 @@ def version_server():
     server.close()
 
 
-def test_a_new_target_version_requests_a_suite_run(version_server) -> None:
-    sensor = make_target_version_sensor()
+@pytest.mark.parametrize(
+    ("sensor", "profile"),
+    [(make_target_version_sensor(), "nightly"), (make_target_version_sensor(profile="ci"), "ci")],
+    ids=["default", "chosen"],
+)
+def test_a_new_target_version_requests_a_suite_run(
+    version_server, sensor: dg.SensorDefinition, profile: str
+) -> None:
+    """At the scheduled profile: a version change triggers the same kind of night."""
     resources = {"target_version": TargetVersionResource(url=version_server.url)}
     cursor = None
 
@@ -118,6 +240,7 @@ def test_a_new_target_version_requests_a_suite_run(version_server) -> None:
     (request,) = tick().run_requests
     assert request.tags["nightly/version"] == "1.1.0"
     assert request.run_key == "version-1.1.0"
+    _assert_runs_at(request, profile)
     assert not tick().run_requests  # remembered
 
 

@@ -5,20 +5,24 @@ rows; and a run whose process died does not block the next one on the ``target``
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import textwrap
 from datetime import UTC, date, datetime
+from xml.etree import ElementTree as ET
 
 import dagster as dg
 import pytest
 
 from nightly_pipeline.automation.instance import open_instance
-from nightly_pipeline.automation.run import reap_dead_runs, run_night
+from nightly_pipeline.automation.run import NightRun, reap_dead_runs, run_night, write_junit
+from nightly_pipeline.automation.schedules import make_nightly_suite_schedule
 from nightly_pipeline.automation.sensors import make_suite_finished_sensor
 from nightly_pipeline.definitions import defs
 from nightly_pipeline.home import Home
+from nightly_pipeline.report.night_summary import render_checks
 from nightly_pipeline.resources import MetricStoreResource
 from nightly_pipeline.store import MetricStore
 from nightly_pipeline.suite.catalog import select_tests
@@ -30,15 +34,18 @@ KEYS = [dg.AssetKey(["06_sustained_login", name]) for name in LOGINS[0].spec.ass
 
 
 def _scheduled_night(home: Home, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The night as the daemon runs it: the schedule's request for the night, the
-    ``nightly_suite`` job on the home's instance (the deployment's NIGHTLY_HOME, the
-    ci profile in run config, Test 06 only to keep this short), then the run-status
-    sensor's tick and the ``nightly_history`` run it requests. The suite's run id."""
+    """The night as the daemon runs it: the schedule's request for the night (a
+    deployment with NIGHTLY_HOME set and the ci profile scheduled), the ``nightly_suite``
+    job with the request's config and tags on the home's instance (Test 06 only, to keep
+    this short), then the run-status sensor's tick and the ``nightly_history`` run it
+    requests. The suite's run id."""
     monkeypatch.setenv("NIGHTLY_HOME", str(home.root))
-    schedule = defs.resolve_schedule_def("nightly_suite_0210_utc")
+    schedule = make_nightly_suite_schedule("ci")
     with open_instance(home) as instance:
         context = dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=datetime(2026, 11, 21, 2, 10, tzinfo=UTC)
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 11, 21, 2, 10, tzinfo=UTC),
+            repository_def=defs.get_repository_def(),
         )
         (request,) = schedule.evaluate_tick(context).run_requests
         assert request.partition_key == NIGHT.isoformat()
@@ -53,7 +60,7 @@ def _scheduled_night(home: Home, monkeypatch: pytest.MonkeyPatch) -> str:
             instance=instance,
             partition_key=request.partition_key,
             asset_selection=KEYS,
-            run_config={"resources": {"profile": {"config": {"name": "ci"}}}},
+            run_config=request.run_config,
             tags=request.tags,
             raise_on_error=False,
         )
@@ -89,14 +96,13 @@ def _rows(home: Home) -> dict[str, object]:
     }
 
 
-def test_nightly_run_writes_the_rows_the_scheduled_night_writes(tmp_path, monkeypatch) -> None:
+def test_nightly_run_writes_the_rows_the_scheduled_night_writes(
+    cli_night, tmp_path, monkeypatch
+) -> None:
     scheduled = Home.at(tmp_path / "scheduled")
     _scheduled_night(scheduled, monkeypatch)
-    monkeypatch.delenv("NIGHTLY_HOME")
-
-    by_cli = Home.at(tmp_path / "cli")
-    run = run_night(LOGINS, PROFILES["ci"], NIGHT, target="embedded", home=by_cli)
-    assert run.success and not run.blocking_failed, run.error
+    by_cli, run = cli_night
+    assert not run.blocking_failed
 
     expected = _rows(scheduled)
     assert expected["runs"] == [(NIGHT, "ci", "embedded", "succeeded")]
@@ -105,20 +111,30 @@ def test_nightly_run_writes_the_rows_the_scheduled_night_writes(tmp_path, monkey
     assert _rows(by_cli) == expected
 
 
-def test_the_homes_dagster_instance_holds_the_cli_run_and_its_check_results(tmp_path) -> None:
-    home = Home.at(tmp_path / "home")
+@pytest.fixture(scope="module")
+def cli_night(tmp_path_factory) -> tuple[Home, NightRun]:
+    """One ``nightly run`` of Test 06 at the ci profile on a fresh home."""
+    home = Home.at(tmp_path_factory.mktemp("cli") / "home")
     run = run_night(LOGINS, PROFILES["ci"], NIGHT, target="embedded", home=home)
     assert run.success, run.error
+    return home, run
+
+
+def test_the_homes_dagster_instance_holds_the_cli_run_and_its_check_results(cli_night) -> None:
+    home, run = cli_night
     with dg.DagsterInstance.from_config(str(home.dagster)) as instance:  # what the UI opens
         suite = instance.get_run_by_id(run.run_id)
         assert suite.job_name == "nightly_suite"
         assert suite.status == dg.DagsterRunStatus.SUCCESS
         assert suite.tags["dagster/partition"] == NIGHT.isoformat()
         assert suite.tags["nightly/trigger"] == "cli"
+        assert suite.tags["nightly/profile"] == "ci"
         (history,) = instance.get_runs(dg.RunsFilter(job_name="nightly_history"))
         assert history.tags["nightly/suite_run"] == run.run_id
         for key in KEYS:
-            assert instance.get_latest_materialization_event(key).run_id == run.run_id
+            materialization = instance.get_latest_materialization_event(key)
+            assert materialization.run_id == run.run_id
+            assert materialization.asset_materialization.metadata["profile"].value == "ci"
         check = dg.AssetCheckKey(KEYS[1], "login_success_over_99_9pct")  # on .../auth
         (latest,) = instance.event_log_storage.get_asset_check_execution_history(check, limit=1)
         assert latest.run_id == run.run_id
@@ -126,11 +142,43 @@ def test_the_homes_dagster_instance_holds_the_cli_run_and_its_check_results(tmp_
     assert {c.name for c in run.checks} == {c.name for c in LOGINS[0].spec.checks}
 
 
+def test_the_checks_values_are_the_stored_ones(cli_night, tmp_path) -> None:
+    """What ``nightly run`` prints and writes to JUnit beside each verdict is what the
+    store recorded for that check's threshold."""
+    home, run = cli_night
+    stored = {
+        (r["metric"], r["expression"]): r["observed"]
+        for r in MetricStore(home.store)
+        .threshold_results(NIGHT)
+        .filter(scope="run")
+        .iter_rows(named=True)
+    }
+    spec = LOGINS[0].spec
+    for line in run.checks:
+        check = spec.check(line.name)
+        assert (line.metric, line.threshold, line.unit) == (check.metric, check.expr, check.unit)
+        assert line.observed == pytest.approx(stored[(check.metric, check.expr)])
+    table = render_checks(run.checks)
+    login = next(c for c in run.checks if c.name == "login_success_over_99_9pct")
+    row = rf"auth/login_success_over_99_9pct\s+{re.escape(login.observed_text)}\s+rate > 0\.999"
+    assert re.search(row, table), table
+    assert "p(95) < 50 ms" in table
+
+    junit = tmp_path / "junit.xml"
+    write_junit(run, junit)
+    case = ET.parse(junit).getroot().find("testcase[@name='token_p95_under_50ms']")
+    properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+    token = next(c for c in run.checks if c.name == "token_p95_under_50ms")
+    assert properties["threshold"] == "p(95)<50" and properties["unit"] == "ms"
+    assert float(properties["observed"]) == pytest.approx(token.observed)
+
+
 CRASHING_RUN = """
 import os, socket, sys
 import dagster as dg
 from nightly_pipeline.automation.instance import open_instance
 from nightly_pipeline.home import Home
+from nightly_pipeline.report.night_summary import render_checks
 
 @dg.asset(pool="target")
 def holds_the_target() -> None:

@@ -113,3 +113,25 @@ def test_a_stack_that_cannot_start_is_retried_per_policy_then_fails_clearly(tmp_
     assert "address already in use" in message.lower(), message
     assert str(tmp_path / "home" / "stack") in message
     assert _stack_processes_left(tmp_path) == []
+
+
+def test_one_asset_of_a_test_can_be_materialised_alone(tmp_path) -> None:
+    """Selecting ``06_sustained_login/auth`` (the UI, or ``dagster asset materialize
+    --select``) runs the whole test and materialises that asset and its checks only."""
+    (logins,) = [a for a in SUITE_ASSETS if a.node_def.name == "06_sustained_login"]
+    auth = dg.AssetKey(["06_sustained_login", "auth"])
+    result = dg.materialize(
+        [logins],
+        selection=[auth],
+        partition_key=NIGHT,
+        resources={
+            "target": TargetResource(users=20, home=str(tmp_path / "home")),
+            "store": MetricStoreResource(path=str(tmp_path / "home" / "metrics.duckdb")),
+            "profile": ProfileResource(name="ci"),
+        },
+    )
+    assert result.success
+    assert [m.asset_key for m in result.get_asset_materialization_events()] == [auth]
+    checks = {c.check_name for c in result.get_asset_check_evaluations()}
+    assert checks == {"login_success_over_99_9pct", "token_p95_under_50ms"}
+    assert MetricStore(tmp_path / "home" / "metrics.duckdb").recent_results().height == 1

@@ -78,3 +78,30 @@ def open_page(path: Path, *, timeout_s: float = 90) -> BrowserRun:
     parser = _Elements()
     parser.feed(done.stdout)
     return BrowserRun(done.stdout, done.stderr, console, parser.classes)
+
+
+def open_url(
+    url: str,
+    *,
+    screenshot: Path | None = None,
+    window: tuple[int, int] = (1400, 900),
+    budget_ms: int = 5000,
+    timeout_s: float = 90,
+) -> BrowserRun:
+    """A served page (a single-page app) as ``open_page`` sees a file, in one Chromium run:
+    ``budget_ms`` of virtual time, which stands still while network fetches are pending,
+    so the app has fetched its data and rendered; with ``screenshot``, the viewport
+    (``window``, scrollbars hidden) is saved there as PNG too."""
+    binary = chromium_binary()
+    flags = [f for f in FLAGS if not f.startswith("--virtual-time-budget=")]
+    flags += [f"--virtual-time-budget={budget_ms}", f"--window-size={window[0]},{window[1]}"]
+    if screenshot is not None:
+        flags += ["--hide-scrollbars", f"--screenshot={screenshot}"]
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        args = [binary, *flags, f"--user-data-dir={profile}", "--dump-dom", url]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
+    assert done.returncode == 0, f"chromium exited {done.returncode}:\n{done.stderr[-3000:]}"
+    console = [m.group(1) for line in done.stderr.splitlines() if (m := _CONSOLE.search(line))]
+    parser = _Elements()
+    parser.feed(done.stdout)
+    return BrowserRun(done.stdout, done.stderr, console, parser.classes)
