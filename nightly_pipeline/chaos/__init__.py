@@ -1,5 +1,6 @@
-"""Fault injection (DESIGN.md §8: loopback only). Today: the TCP fault proxy and its
-faults; process faults and the docker backend come with later issues.
+"""Fault injection (DESIGN.md §8: loopback only). Today: the TCP fault proxy, its toxics
+(Toxiproxy's, with Toxiproxy's HTTP API) and :class:`ProxyControl`; process faults and the
+docker backend come with later issues.
 
 The proxy's own names are imported lazily, so ``python -m nightly_pipeline.chaos.proxy``
 does not find its module already imported by this package.
@@ -10,11 +11,12 @@ from typing import Any
 from nightly_pipeline.chaos.control import ProxyControl, ProxyControlError
 from nightly_pipeline.chaos.faults import Fault, FaultSlot, build_fault, fault_types, register
 
-_PROXY_NAMES = ("READY", "FaultProxy", "ProxyConfig", "ProxyStateError")
+_PROXY_NAMES = ("READY", "FaultExistsError", "FaultProxy", "ProxyConfig", "ProxyStateError")
 
 __all__ = [
     "READY",
     "Fault",
+    "FaultExistsError",
     "FaultProxy",
     "FaultSlot",
     "ProxyConfig",

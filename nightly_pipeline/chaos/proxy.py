@@ -1,11 +1,12 @@
 """An asyncio TCP fault proxy: listens on loopback, forwards each connection (a "link")
-to one upstream in both directions, and applies the installed faults per link.
+to one upstream in both directions, and applies the installed toxics per link.
 
-Control surface (in process: :class:`FaultProxy`; across processes: the HTTP/JSON
-endpoint in ``control_http`` and its client :class:`~nightly_pipeline.chaos.control.ProxyControl`):
-``cut()`` closes every link and refuses new ones (the listener is closed, so clients get
-ECONNREFUSED), ``restore()`` listens again on the same port, ``add_fault`` /
-``remove_fault`` install faults live (e.g. ``latency``).
+Control surface (in process: :class:`FaultProxy`; across processes: Toxiproxy's HTTP API
+in ``control_http`` and its client :class:`~nightly_pipeline.chaos.control.ProxyControl`).
+"Down" is a state, not a toxic (Toxiproxy's ``enabled``): ``cut()`` closes every link and
+refuses new ones (the listener is closed, so clients get ECONNREFUSED), ``restore()``
+listens again on the same port. ``add_fault`` / ``update_fault`` / ``remove_fault`` change
+toxics live; a removed toxic passes on what it holds.
 
 Bounded: at most ``max_connections`` links (more are accepted and closed at once, and
 counted), links idle for ``idle_timeout_s`` are closed, upstream connects time out.
@@ -13,10 +14,11 @@ counted), links idle for ``idle_timeout_s`` are closed, upstream connects time o
 As its own process::
 
     python -m nightly_pipeline.chaos.proxy --listen 127.0.0.1:0 \\
-        --upstream 127.0.0.1:5432 --control-port 0 [--exit-on-stdin-eof]
+        --upstream 127.0.0.1:5432 --control-port 0 [--name NAME] [--exit-on-stdin-eof]
 
-prints ``READY listen=127.0.0.1:P control=http://127.0.0.1:C upstream=127.0.0.1:5432``
-and runs until SIGTERM/SIGINT (or EOF on stdin with ``--exit-on-stdin-eof``).
+prints ``READY listen=127.0.0.1:P control=http://127.0.0.1:C upstream=127.0.0.1:5432``,
+serves Toxiproxy's API on the control port with this proxy under ``NAME`` (default
+``proxy``), and runs until SIGTERM/SIGINT (or EOF on stdin with ``--exit-on-stdin-eof``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import signal
 import sys
@@ -35,6 +38,28 @@ from nightly_pipeline.chaos.faults import FaultSlot
 from nightly_pipeline.chaos.link import Link
 
 READY = "READY"
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) on loopback; ``localhost`` is 127.0.0.1.
+    Raises ``ValueError`` for anything else: this proxy never leaves the machine."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"{host or 'an empty host'} is not a loopback address in {text!r}")
+    return host, int(port)
 
 
 @dataclass(frozen=True)
@@ -49,9 +74,19 @@ class ProxyConfig:
     connect_timeout_s: float = 5.0
     chunk_size: int = 64 * 1024
 
+    @property
+    def listen(self) -> str:
+        return format_address(self.listen_host, self.listen_port)
+
+    @property
+    def upstream(self) -> str:
+        return format_address(self.upstream_host, self.upstream_port)
+
     def validate(self) -> list[str]:
         """Every problem with this config (empty when valid)."""
         errors = []
+        if not self.name or "/" in self.name:
+            errors.append(f"name must be non-empty without '/', got {self.name!r}")
         for what, host in (("listen", self.listen_host), ("upstream", self.upstream_host)):
             try:
                 if not ipaddress.ip_address(host).is_loopback:
@@ -77,8 +112,12 @@ class ProxyStateError(RuntimeError):
     """A control action that does not fit the proxy's state (e.g. restore can't bind)."""
 
 
+class FaultExistsError(ProxyStateError):
+    """A toxic of that name is already installed (Toxiproxy's 409)."""
+
+
 class FaultProxy:
-    """The proxy. ``await start()``, then ``cut()``/``restore()``/faults; ``await stop()``."""
+    """The proxy. ``await start()``, then ``cut()``/``restore()``/toxics; ``await stop()``."""
 
     def __init__(self, config: ProxyConfig) -> None:
         errors = config.validate()
@@ -86,14 +125,13 @@ class FaultProxy:
             raise ValueError(f"proxy {config.name}: " + "; ".join(errors))
         self.config = config
         self.port = config.listen_port
+        self.enabled = False
         self._server: asyncio.Server | None = None
         self._links: dict[int, Link] = {}
         self._link_tasks: set[asyncio.Task[None]] = set()
         self._faults: dict[str, FaultSlot] = {}
-        self._fault_list: tuple[FaultSlot, ...] = ()
         self._next_id = 0
         self._watchdog: asyncio.Task[None] | None = None
-        self.cut_active = False
         self.counters = {
             "links_total": 0,
             "links_rejected": 0,
@@ -105,10 +143,21 @@ class FaultProxy:
             "cuts": 0,
         }
 
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def listen(self) -> str:
+        """The address listened on (the actual port once bound, kept while disabled)."""
+        return format_address(self.config.listen_host, self.port)
+
     # ------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        await self._listen()
+    async def start(self, *, enabled: bool = True) -> None:
+        if enabled:
+            await self._listen()
+        self.enabled = enabled
         self._watchdog = asyncio.create_task(self._idle_watchdog(), name="proxy-idle-watchdog")
 
     async def stop(self) -> None:
@@ -116,6 +165,7 @@ class FaultProxy:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
+        self.enabled = False
         await self._close_listener_and_links()
         if self._link_tasks:
             await asyncio.gather(*self._link_tasks, return_exceptions=True)
@@ -133,62 +183,111 @@ class FaultProxy:
         if server is not None:
             server.close()
         for link in list(self._links.values()):
-            link.close(abort=True)
+            link.close("abort")
         if server is not None:
             await server.wait_closed()
 
     # ------------------------------------------------------------ control
 
     async def cut(self) -> None:
-        """Close every link (RST) and refuse new connections until ``restore()``."""
-        self.cut_active = True
+        """Disable: close every link and refuse new connections until ``restore()``."""
+        self.enabled = False
         self.counters["cuts"] += 1
         await self._close_listener_and_links()
 
     async def restore(self) -> None:
-        """Accept connections again, on the same port."""
+        """Enable: accept connections again, on the same port."""
         if self._server is None:
             try:
                 await self._listen()
             except OSError as exc:
-                raise ProxyStateError(f"cannot listen again on port {self.port}: {exc}") from exc
-        self.cut_active = False
+                raise ProxyStateError(f"listen tcp {self.listen}: {exc.strerror or exc}") from exc
+        self.enabled = True
+
+    async def reconfigure(self, listen: tuple[str, int], upstream: tuple[str, int]) -> None:
+        """New addresses: every link is dropped and, if enabled, the proxy listens again
+        on ``listen`` (port 0: a new ephemeral port)."""
+        config = dataclasses.replace(
+            self.config,
+            listen_host=listen[0],
+            listen_port=listen[1],
+            upstream_host=upstream[0],
+            upstream_port=upstream[1],
+        )
+        errors = config.validate()
+        if errors:
+            raise ValueError("; ".join(errors))
+        was_enabled = self.enabled
+        self.enabled = False
+        await self._close_listener_and_links()
+        self.config, self.port = config, config.listen_port
+        if was_enabled:
+            await self.restore()
 
     def add_fault(self, slot: FaultSlot) -> None:
-        """Install (or replace, by name) a fault; live links see it from their next chunk."""
+        """Install a toxic; live links see it from their next chunk (timers start now)."""
+        if slot.name in self._faults:
+            raise FaultExistsError("toxic already exists")
         self._faults[slot.name] = slot
-        self._fault_list = tuple(self._faults.values())
+        for link in list(self._links.values()):
+            link.attach(slot)
+
+    def update_fault(self, slot: FaultSlot) -> bool:
+        """Replace the toxic of that name in place (same position and stream)."""
+        old = self._faults.get(slot.name)
+        if old is None or old.stream != slot.stream:
+            return False
+        self._faults[slot.name] = slot
+        for link in list(self._links.values()):
+            link.update(slot)
+        return True
 
     def remove_fault(self, name: str) -> bool:
-        removed = self._faults.pop(name, None) is not None
-        self._fault_list = tuple(self._faults.values())
-        return removed
+        """Remove a toxic; what it holds on live links goes on (never dropped)."""
+        slot = self._faults.pop(name, None)
+        if slot is None:
+            return False
+        for link in list(self._links.values()):
+            link.detach(slot)
+        return True
+
+    def clear_faults(self) -> None:
+        for name in list(self._faults):
+            self.remove_fault(name)
 
     def faults(self) -> tuple[FaultSlot, ...]:
-        return self._fault_list
+        return tuple(self._faults.values())
+
+    def to_json(self) -> dict[str, Any]:
+        """Toxiproxy's proxy JSON."""
+        return {
+            "name": self.name,
+            "listen": self.listen,
+            "upstream": self.config.upstream,
+            "enabled": self.enabled,
+            "toxics": [slot.describe() for slot in self._faults.values()],
+        }
 
     def status(self) -> dict[str, Any]:
+        """The proxy JSON plus link and byte counters (not part of Toxiproxy's API)."""
         live_up = sum(link.bytes["upstream"] for link in self._links.values())
         live_down = sum(link.bytes["downstream"] for link in self._links.values())
         return {
-            "name": self.config.name,
-            "listen": f"{self.config.listen_host}:{self.port}",
-            "upstream": f"{self.config.upstream_host}:{self.config.upstream_port}",
-            "cut": self.cut_active,
+            **self.to_json(),
+            "cut": not self.enabled,
             "links_open": len(self._links),
             **self.counters,
             "bytes_upstream": self.counters["bytes_upstream"] + live_up,
             "bytes_downstream": self.counters["bytes_downstream"] + live_down,
             "max_connections": self.config.max_connections,
             "idle_timeout_s": self.config.idle_timeout_s,
-            "faults": [slot.describe() for slot in self._fault_list],
         }
 
     # ------------------------------------------------------------ links
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.cut_active or len(self._links) >= self.config.max_connections:
-            self.counters["links_refused_cut" if self.cut_active else "links_rejected"] += 1
+        if not self.enabled or len(self._links) >= self.config.max_connections:
+            self.counters["links_rejected" if self.enabled else "links_refused_cut"] += 1
             writer.transport.abort()
             return
         cfg = self.config
@@ -201,8 +300,12 @@ class FaultProxy:
             self.counters["upstream_errors"] += 1
             writer.transport.abort()
             return
+        if not self.enabled:  # disabled while connecting
+            upstream[1].transport.abort()
+            writer.transport.abort()
+            return
         self._next_id += 1
-        link = Link(self._next_id, (reader, writer), upstream, self.faults, cfg.chunk_size)
+        link = Link(self._next_id, (reader, writer), upstream, self.faults(), cfg.chunk_size)
         self._links[link.link_id] = link
         self.counters["links_total"] += 1
         task = asyncio.current_task()
@@ -226,7 +329,7 @@ class FaultProxy:
             for link in list(self._links.values()):
                 if link.last_activity < horizon:
                     self.counters["links_idle_closed"] += 1
-                    link.close(abort=False)
+                    link.close("fin")
 
 
 # ---------------------------------------------------------------- process entry point
@@ -255,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from nightly_pipeline.chaos.control_http import ControlServer
+    from nightly_pipeline.chaos.control_http import ControlServer, ProxyCollection
 
     config = ProxyConfig(
         upstream_host=args.upstream[0],
@@ -269,8 +372,13 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     proxy = FaultProxy(config)
     await proxy.start()
-    control = ControlServer(proxy, config.listen_host, args.control_port)
-    await control.start()
+    proxies = ProxyCollection({proxy.name: proxy})
+    control = ControlServer(proxies, config.listen_host, args.control_port)
+    try:
+        await control.start()
+    except BaseException:
+        await proxies.stop_all()
+        raise
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -286,7 +394,7 @@ async def _serve(args: argparse.Namespace) -> int:
         await done.wait()
     finally:
         await control.stop()
-        await proxy.stop()
+        await proxies.stop_all()  # with any the API created
     return 0
 
 

@@ -1,30 +1,49 @@
-"""Proxy faults, one per module, registered by type name (see ``base``)."""
+"""Proxy faults (Toxiproxy's toxics), one per module, registered by type name (see ``base``)."""
 
-from nightly_pipeline.chaos.faults import latency, noop
+from nightly_pipeline.chaos.faults import (
+    bandwidth,
+    latency,
+    limit_data,
+    noop,
+    reset_peer,
+    slicer,
+    slow_close,
+    timeout,
+)
 from nightly_pipeline.chaos.faults.base import (
-    DIRECTIONS,
+    STREAMS,
     Chunk,
-    Direction,
+    Emit,
     Fault,
     FaultSlot,
     LinkAbort,
     LinkInfo,
+    Stream,
+    Stub,
     build_fault,
     fault_types,
     register,
 )
 
 __all__ = [
-    "DIRECTIONS",
+    "STREAMS",
     "Chunk",
-    "Direction",
+    "Emit",
     "Fault",
     "FaultSlot",
     "LinkAbort",
     "LinkInfo",
+    "Stream",
+    "Stub",
+    "bandwidth",
     "build_fault",
     "fault_types",
     "latency",
+    "limit_data",
     "noop",
     "register",
+    "reset_peer",
+    "slicer",
+    "slow_close",
+    "timeout",
 ]

@@ -1,51 +1,30 @@
-"""``latency``: delays each chunk to ``arrival + latency_ms ± jitter_ms``.
+"""``latency``: each chunk leaves ``latency`` ± ``jitter`` ms after it arrived.
 
 The delay counts from when the chunk was read, not from when the previous chunk was
-written, so a steady stream keeps its throughput and only gains latency.
+written, so a steady stream keeps its throughput and only gains latency (Toxiproxy's
+semantics). Removed while live, the chunk it delays goes on at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
-from nightly_pipeline.chaos.faults.base import Chunk, Fault, LinkInfo, register
+from nightly_pipeline.chaos.faults.base import Chunk, Emit, Fault, Stub, register
 
 
 @register
+@dataclass(frozen=True)
 class Latency(Fault):
-    type_name = "latency"
+    type_name: ClassVar[str] = "latency"
+    latency: float = 0  # ms
+    jitter: float = 0  # ms; the delay is drawn from [latency - jitter, latency + jitter]
 
-    def __init__(self, latency_ms: float, jitter_ms: float = 0.0) -> None:
-        self.latency_ms = latency_ms
-        self.jitter_ms = jitter_ms
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> Fault:
-        unknown = sorted(set(params) - {"latency_ms", "jitter_ms"})
-        errors = [f"unknown params {unknown}"] if unknown else []
-        try:
-            latency = float(params.get("latency_ms", 0.0))
-            jitter = float(params.get("jitter_ms", 0.0))
-        except (TypeError, ValueError):
-            raise ValueError("latency_ms and jitter_ms must be numbers") from None
-        if latency < 0 or jitter < 0:
-            errors.append("latency_ms and jitter_ms must be >= 0")
-        if jitter > latency:
-            errors.append("jitter_ms must not exceed latency_ms")
-        if errors:
-            raise ValueError(f"fault 'latency': {'; '.join(errors)}")
-        return cls(latency, jitter)
-
-    async def pipe(self, chunk: Chunk, link: LinkInfo) -> bytes:
-        delay_ms = self.latency_ms + random.uniform(-self.jitter_ms, self.jitter_ms)
-        loop = asyncio.get_running_loop()
-        wait = chunk.arrived + delay_ms / 1000.0 - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        return chunk.data
-
-    def params(self) -> dict[str, Any]:
-        return {"latency_ms": self.latency_ms, "jitter_ms": self.jitter_ms}
+    async def pipe(self, chunk: Chunk, stub: Stub, emit: Emit) -> None:
+        delay_ms = self.latency + (random.uniform(-self.jitter, self.jitter) if self.jitter else 0)
+        wait = chunk.arrived + delay_ms / 1000.0 - stub.now()
+        if wait > 0 and await stub.wait(wait):
+            # A later latency toxic counts from here, so chained delays add up.
+            chunk = Chunk(chunk.data, stub.now())
+        await emit(chunk)

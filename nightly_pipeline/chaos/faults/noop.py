@@ -1,13 +1,17 @@
-"""``noop``: forwards every chunk unchanged — the control fault."""
+"""``noop``: forwards every chunk unchanged — the control toxic."""
 
 from __future__ import annotations
 
-from nightly_pipeline.chaos.faults.base import Chunk, Fault, LinkInfo, register
+from dataclasses import dataclass
+from typing import ClassVar
+
+from nightly_pipeline.chaos.faults.base import Chunk, Emit, Fault, Stub, register
 
 
 @register
+@dataclass(frozen=True)
 class Noop(Fault):
-    type_name = "noop"
+    type_name: ClassVar[str] = "noop"
 
-    async def pipe(self, chunk: Chunk, link: LinkInfo) -> bytes:
-        return chunk.data
+    async def pipe(self, chunk: Chunk, stub: Stub, emit: Emit) -> None:
+        await emit(chunk)

@@ -1,0 +1,44 @@
+"""What the platform faults need of a platform under test (``ChaosBackend``): its
+processes by name, signalled and restarted through the platform's own handles (never by
+name lookups in the process table), the Toxiproxy-compatible control URL of the proxy
+in front of each link, and direct addresses of its datastores.
+
+The embedded reference platform implements it (``testbed.embedded.Platform``); a
+deployed platform has none, and its chaos tests run the user's own Chaos Toolkit
+activities instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class ChaosBackend(Protocol):
+    def process_names(self) -> tuple[str, ...]:
+        """Every process a fault may act on: api, dispatcher, consumer, postgres, redis..."""
+        ...
+
+    def pids(self) -> Mapping[str, int]:
+        """Name -> current pid (a restart changes it)."""
+        ...
+
+    def is_running(self, name: str) -> bool: ...
+
+    def signal(self, name: str, sig: int) -> None:
+        """Signal the process through the platform's handle; an error naming it if gone."""
+        ...
+
+    def restart(self, name: str) -> int:
+        """Start it again at the same addresses (stopping it first if alive); its new pid."""
+        ...
+
+    def link_controls(self) -> Mapping[str, str]:
+        """Link name ("postgres", "redis") -> the Toxiproxy HTTP API of its proxy."""
+        ...
+
+    def datastores(self) -> Mapping[str, str]:
+        """Direct addresses of the platform's datastores, bypassing the proxies:
+        ``postgres`` (a superuser DSN, for database faults) and ``redis`` (a URL)."""
+        ...
