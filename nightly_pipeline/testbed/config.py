@@ -20,17 +20,45 @@ class TestbedConfig:
     refresh_token_ttl_s: int = 86_400
     password_hash_n: int = 2**14  # scrypt cost: realistic (~30-50 ms), configurable
     pg_pool_size: int = 20
-    pg_pool_timeout_s: float = 2.0
+    pg_pool_timeout_s: float | None = 2.0
+    """The API's wait for a pooled PostgreSQL connection; ``pg_command_timeout_s`` bounds
+    each statement. Fault knob: ``None`` waits without bound for both (no acquire or
+    statement timeout), a pool whose exhaustion Test 10 must catch (no
+    ``storage_errors_total{type="TimeoutError"}``, no breaker transition)."""
+    pg_command_timeout_s: float = 5.0
+    http_request_timeout_s: float | None = 10.0
+    """Every HTTP answer but the WebSocket upgrade within this (else 503 ``timeout``), well
+    under a load client's 30 s: a request never hangs on a dependency."""
     max_payload_bytes: int = 128 * 1024
     stream: str = "messaging:stream"
     consumer_group: str = "delivery"
     dispatch_batch: int = 200
     dispatch_max_attempts: int = 8
     consumer_reclaim_idle_ms: int = 5_000
+    outbox_redeliver_after_s: float = 60.0
+    """A dispatched outbox row stays until the consumer delivered its message; one not
+    delivered after max(this, the message's age) is dispatched again (a stream entry lost
+    in a way the dispatcher could not see). A Redis that lost its data is replayed at once."""
     ws_heartbeat_s: float = 30.0
     ws_send_queue: int = 1_000
     breaker_failures: int = 5
     breaker_reset_s: float = 5.0
+    storage_breaker: bool = True
+    """Fault knob: ``False`` removes the API's circuit breakers (PostgreSQL, Redis, the
+    probes): they never open, so every request waits on a failing dependency; Test 10's
+    blocking breaker checks must catch it."""
+    exit_on_db_loss: bool = False
+    """Fault knob: ``True`` makes an API that exits (code 70) at the first sign that
+    PostgreSQL went away (a refused or broken connection), instead of answering 503;
+    Test 11's crash / same-pid / 503-only checks must catch it."""
+    reclaim_pending: bool = True
+    """Fault knob: ``False`` makes a consumer that never takes over pending entries (no
+    ``XAUTOCLAIM``, no reading a previous process's PEL): what a killed consumer had read
+    stays pending forever; Test 08's PEL-reclaim and loss checks must catch it."""
+    dlq_on_redis_error: bool = True
+    """Fault knob: ``False`` makes a dispatcher that deletes the outbox rows whose ``XADD``
+    failed instead of keeping them for a retry (no DLQ): a Redis partition loses messages
+    for good; Test 09's DLQ and zero-permanent-loss checks must catch it."""
     row_level_security: bool = True
     """Fault knob: ``False`` disables row-level security on the messaging tables at start,
     a platform that serves other users' conversations (Test 02 must catch it)."""

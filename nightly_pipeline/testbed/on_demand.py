@@ -3,7 +3,8 @@ attempt in its own directory, everything stopped on ``close()``.
 
 A Dagster run builds one per run (``TargetResource``) and the test's step asks for the
 target: a platform that does not start is then a failure of that step, retried per the
-test's policy, and steps that never ask start nothing.
+test's policy, and steps that never ask start nothing. ``platform()`` is the same start
+with the platform's process control (``signal``, ``restart``: the chaos tests).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from nightly_pipeline.suite.errors import ConfigurationError, InfrastructureError
 from nightly_pipeline.suite.target import Target
-from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.embedded import Platform, PlatformSettings, embedded_platform
 from nightly_pipeline.testbed.stack import StackConfig
 
 
@@ -33,15 +34,19 @@ class OnDemandPlatform:
         self.settings = settings
         self.search_path = search_path
         self.attempts = 0
-        self._target: Target | None = None
+        self._platform: Platform | None = None
         self._running = contextlib.ExitStack()
 
     def target(self) -> Target:
-        if self._target is None:
-            self._target = self._start()
-        return self._target
+        return self.platform().target()
 
-    def _start(self) -> Target:
+    def platform(self) -> Platform:
+        """The running platform, started here the first time."""
+        if self._platform is None:
+            self._platform = self._start()
+        return self._platform
+
+    def _start(self) -> Platform:
         self.attempts += 1
         suffix = "" if self.attempts == 1 else f"-attempt{self.attempts}"
         run_dir = self.stack_dir.with_name(self.stack_dir.name + suffix)
@@ -55,10 +60,10 @@ class OnDemandPlatform:
                 f"the embedded platform did not start (attempt {self.attempts}; logs in "
                 f"{run_dir / 'logs'}; everything it had started is stopped): {exc}"
             ) from exc
-        return platform.target()
+        return platform
 
     def close(self) -> None:
-        self._target = None
+        self._platform = None
         self._running.close()
 
     def __enter__(self) -> OnDemandPlatform:

@@ -43,6 +43,11 @@ class ApiStack:
     base_url: str
     ws_url: str
     users: dict[str, int]  # username -> id
+    launcher: EmbeddedStack | None = None  # to kill and restart PostgreSQL or Redis
+
+    @property
+    def pid(self) -> int:
+        return self.endpoints.pids["api"]
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -123,7 +128,8 @@ def api_stack(
     config = StackConfig(
         run_dir=run_dir, system_dir=system_dir, stop_timeout_s=5, search_path=os.environ.get("PATH")
     )
-    with EmbeddedStack(config, processes=processes) as ep:
+    launcher = EmbeddedStack(config, processes=processes)
+    with launcher as ep:
         match = re.search(READY, ep.ready_lines["api"])
         assert match is not None
         port = int(match.group(1))
@@ -133,4 +139,5 @@ def api_stack(
             base_url=f"http://127.0.0.1:{port}",
             ws_url=f"ws://127.0.0.1:{port}/v1/ws",
             users=seeded["users"],
+            launcher=launcher,
         )

@@ -244,6 +244,7 @@ class Pipeline:
     config: TestbedConfig  # as the workers see it (dispatcher's redis_url: the proxy)
     ports: dict[str, int]  # metrics port by process name
     config_dir: Path
+    launcher: EmbeddedStack | None = None  # to kill and restart PostgreSQL or Redis
 
     @property
     def dsn(self) -> str:
@@ -258,13 +259,17 @@ class Pipeline:
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.endpoints.redis_url, socket_timeout=5)
 
-    def spec(self, kind: str, name: str | None = None) -> ProcessSpec:
-        """A worker's ProcessSpec; ``name`` other than ``kind`` gets a fresh metrics port."""
+    def spec(self, kind: str, name: str | None = None, redis_url: str | None = None) -> ProcessSpec:
+        """A worker's ProcessSpec; ``name`` other than ``kind`` gets a fresh metrics port.
+        ``redis_url``: instead of the default (the consumer direct, the dispatcher through
+        the fault proxy)."""
         name = name or kind
         if name not in self.ports:
             self.ports[name] = free_port()
         config = self.config
-        if kind == "consumer":  # the consumer talks to Redis directly
+        if redis_url is not None:
+            config = dataclasses.replace(config, redis_url=redis_url)
+        elif kind == "consumer":  # the consumer talks to Redis directly
             config = dataclasses.replace(config, redis_url=self.endpoints.redis_url)
         path = self.config_dir / f"{name}.json"
         path.write_text(config.to_json())
@@ -326,5 +331,6 @@ def pipeline_stack(
     with stack as endpoints:
         pipeline = holder[0]
         pipeline.endpoints = endpoints
+        pipeline.launcher = stack
         yield pipeline
     assert all_gone(list(endpoints.pids.values())), "a process of the stack survived"

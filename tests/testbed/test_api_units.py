@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 
+import asyncpg
 import pytest
+import redis.exceptions
 
 from nightly_pipeline.testbed import metrics
 from nightly_pipeline.testbed.api.auth import sign, verify
+from nightly_pipeline.testbed.api.breaker import BreakerOpen, CircuitBreaker, error_type
 from nightly_pipeline.testbed.api.errors import BadRequest, PayloadTooLarge, Unauthorized
 from nightly_pipeline.testbed.api.messages import decode_payload
-from nightly_pipeline.testbed.api.storage import CircuitBreaker
 from nightly_pipeline.testbed.seed import hash_password, verify_password
 
 
@@ -90,6 +92,54 @@ def test_breaker_closed_open_half_open() -> None:
     assert b.state == "closed"
     text = metrics.render()
     assert 'storage_circuit_breaker_transitions_total{adapter="unit",state="open"} 2' in text
+
+
+def test_breaker_half_open_lets_one_trial_through() -> None:
+    now = [0.0]
+    b = CircuitBreaker("trial", failures=1, reset_s=5, clock=lambda: now[0])
+    b.failure()
+    now[0] = 5.0
+    b.before_call()  # the trial
+    assert b.state == "half_open"
+    with pytest.raises(BreakerOpen):
+        b.before_call()  # the others fail fast while it runs
+    now[0] = 9.9
+    with pytest.raises(BreakerOpen):
+        b.before_call()
+    now[0] = 10.0  # the trial never reported (its request was cancelled): another one
+    b.before_call()
+    b.success()
+    assert b.state == "closed"
+    b.before_call()
+    b.before_call()  # closed: everything passes
+
+
+def test_breaker_disabled_never_opens_nor_counts() -> None:
+    b = CircuitBreaker("off", failures=1, reset_s=5, enabled=False)
+    for _ in range(10):
+        b.before_call()
+        b.failure()
+    assert b.state == "closed"
+    assert 'adapter="off"' not in metrics.render()
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (TimeoutError(), "TimeoutError"),  # pool acquire, command_timeout
+        (asyncpg.exceptions.QueryCanceledError("statement timeout"), "TimeoutError"),
+        (asyncpg.exceptions.LockNotAvailableError("lock timeout"), "TimeoutError"),
+        (redis.exceptions.TimeoutError("socket"), "TimeoutError"),
+        (ConnectionRefusedError(), "ConnectionError"),
+        (asyncpg.exceptions.ConnectionDoesNotExistError("closed"), "ConnectionError"),
+        (asyncpg.exceptions.AdminShutdownError("shutdown"), "ConnectionError"),
+        (asyncpg.exceptions.TooManyConnectionsError("53300"), "ConnectionError"),
+        (redis.exceptions.ConnectionError("refused"), "ConnectionError"),
+        (BreakerOpen("pg"), "BreakerOpen"),
+    ],
+)
+def test_storage_error_types(exc: BaseException, kind: str) -> None:
+    assert error_type(exc) == kind
 
 
 def test_decode_payload() -> None:

@@ -41,9 +41,13 @@ def test_every_message_is_delivered_once_and_intact(tmp_path: Path, system_dir: 
         counts = gateway.counts()
         assert len(counts) == len(sent) and set(counts.values()) == {1}
         gateway.check_intact(sent, convs)
-        assert _outbox(p.dsn) == (0, 0)
+        # Each row is kept until its message reached a gateway, then deleted by the consumer.
+        wait_until(lambda: _outbox(p.dsn) == (0, 0), 10, "delivered rows deleted")
+        # Acknowledged entries are trimmed from the stream (whole nodes of 100: XTRIM ~).
+        trimmed = "messaging_consumer_stream_trimmed_total"
+        wait_until(lambda: p.metric("consumer", trimmed) >= 200, 10, "acknowledged trimmed")
         with p.redis() as r:
-            assert r.xlen(p.config.stream) == len(sent)
+            assert r.xlen(p.config.stream) == len(sent) - p.metric("consumer", trimmed)
 
         d, c = p.metrics("dispatcher"), p.metrics("consumer")
         assert d["messaging_dispatch_published_total"] == len(sent)
@@ -52,6 +56,9 @@ def test_every_message_is_delivered_once_and_intact(tmp_path: Path, system_dir: 
         assert c["messaging_consumer_delivered_total"] == len(sent)
         assert c["messaging_consumer_lag_distribution_seconds_count"] == len(sent)
         assert c["messaging_consumer_duplicates_total"] == 0
+        assert c["messaging_consumer_outbox_deleted_total"] == len(sent)
+        assert c["messaging_consumer_pel_reclaimed_total"] == 0
+        assert d["messaging_dispatch_replayed_total"] == 0
         assert c["messaging_consumer_participant_cache_hits_total"] > 0
         wait_until(lambda: p.metric("consumer", "messaging_consumer_pel_size") == 0, 5, "empty PEL")
 
@@ -81,12 +88,18 @@ def test_consumer_killed_mid_stream_loses_nothing(tmp_path: Path, system_dir: Pa
             wait_until(
                 lambda: p.metric("c2", "messaging_consumer_pel_size") == 0, 5, "an empty PEL"
             )
+            wait_until(
+                lambda: p.metric("c2", "messaging_consumer_pel_reclaimed_total") == 300,
+                5,
+                "300 reclaims counted",
+            )
             metrics = p.metrics("c2")
             counts = gateway.counts()
         r.close()
 
     assert pel_at_kill == 300
     assert metrics["messaging_consumer_pel_reclaimed_total"] == pel_at_kill
+    assert metrics["messaging_consumer_pel_size_at_start"] == pel_at_kill
     assert metrics["messaging_consumer_delivered_total"] == len(second) + len(third)
     assert recovery_s < 15
     assert set(counts) == {s.message_id for s in second + third}
@@ -123,9 +136,11 @@ def test_redis_cut_keeps_rows_in_the_dlq_then_drains(tmp_path: Path, system_dir:
         recovery_s = time.monotonic() - t0
 
         assert recovery_s < 10
-        assert _outbox(p.dsn) == (0, 0)
+        wait_until(lambda: _outbox(p.dsn) == (0, 0), 10, "delivered rows deleted")
         d = p.metrics("dispatcher")
         assert d[DLQ] >= 300 * 3 and d["messaging_outbox_dead_total"] == 0
+        assert d["messaging_dispatch_dropped_total"] == 0
+        assert d["messaging_dispatch_replayed_total"] == 0  # a cut loses no Redis data
         assert d["messaging_dispatch_published_total"] >= 400
         time.sleep(0.3)
         assert set(gateway.counts().values()) == {1}

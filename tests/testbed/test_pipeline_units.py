@@ -13,8 +13,11 @@ import pytest
 
 from nightly_pipeline.testbed.config import TestbedConfig
 from nightly_pipeline.testbed.consumer import ConsumerMetrics, ConsumerSettings, parse_entry
+from nightly_pipeline.testbed.consumer.outbox import DeliveredRows
 from nightly_pipeline.testbed.consumer.participants import ParticipantCache
+from nightly_pipeline.testbed.consumer.trim import trim_threshold
 from nightly_pipeline.testbed.dispatcher import DispatchSettings, stream_fields
+from nightly_pipeline.testbed.dispatcher.epoch import Epoch
 from nightly_pipeline.testbed.metrics import Registry
 
 CONV = str(uuid.uuid4())
@@ -86,6 +89,13 @@ def test_settings_from_config() -> None:
     c = ConsumerSettings.from_config(cfg, "me")
     assert (c.stream, c.group, c.name, c.reclaim_idle_ms) == ("s", "g", "me", 60_000)
     assert c.reclaim_every_s == 5.0  # bounded, however long the idle threshold
+    assert d.dlq_on_redis_error and c.reclaim_pending  # healthy by default
+    assert d.redeliver_after_s == cfg.outbox_redeliver_after_s
+    broken = TestbedConfig(
+        pg_dsn="x", redis_url="y", dlq_on_redis_error=False, reclaim_pending=False
+    )
+    assert not DispatchSettings.from_config(broken).dlq_on_redis_error
+    assert not ConsumerSettings.from_config(broken).reclaim_pending
     assert ConsumerSettings("s", "g", "n", reclaim_idle_ms=100).reclaim_every_s == 0.25
     assert ConsumerSettings.from_config(cfg).name  # defaults to host-pid
 
@@ -146,3 +156,97 @@ def test_participant_lookup_racing_an_invalidation_is_not_cached() -> None:
     pool.during_fetch = None
     asyncio.run(cache.get_many([a]))
     assert pool.queries == 2  # the raced result was used once, not kept
+
+
+class FakeDeletePool:
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+        self.fail = False
+
+    async def execute(self, _sql: str, ids: list[uuid.UUID]) -> str:
+        if self.fail:
+            raise OSError("connection refused")
+        self.deleted += [str(i) for i in ids]
+        return f"DELETE {len(ids)}"
+
+    async def expire_connections(self) -> None:
+        pass
+
+
+def test_delivered_rows_are_deleted_in_batches_and_kept_while_postgres_fails() -> None:
+    pool = FakeDeletePool()
+    metrics = ConsumerMetrics(Registry())
+    rows = DeliveredRows(pool, metrics, batch=3, max_pending=5)  # type: ignore[arg-type]
+    ids = [str(uuid.uuid4()) for _ in range(7)]
+    rows.add(ids[:4])
+    rows.add(ids[:2])  # seen twice (a redelivery): deleted once
+    assert rows.pending == 4
+    pool.fail = True
+    with pytest.raises(OSError):
+        asyncio.run(rows.flush())
+    assert rows.pending == 4  # kept for the next try
+    pool.fail = False
+    assert asyncio.run(rows.flush()) == 3
+    assert asyncio.run(rows.flush()) == 1
+    assert asyncio.run(rows.flush()) == 0
+    assert pool.deleted == ids[:4]
+    rows.add(ids)  # beyond max_pending: the oldest are forgotten (they come back later)
+    assert rows.pending == 5
+    assert metrics.outbox_deleted.value == 4
+    assert metrics.outbox_pending_deletes.value == 5
+
+
+class FakeRedis:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def pipeline(self, transaction: bool = False) -> FakeRedis:
+        self._ops: list[Callable[[], Any]] = []
+        return self
+
+    def set(self, key: str, value: str, nx: bool = False) -> None:
+        def op() -> bool:
+            if nx and key in self.data:
+                return False
+            self.data[key] = value.encode()
+            return True
+
+        self._ops.append(op)
+
+    def get(self, key: str) -> None:
+        self._ops.append(lambda: self.data.get(key))
+
+    async def execute(self) -> list[Any]:
+        return [op() for op in self._ops]
+
+
+def test_epoch_says_when_redis_lost_its_data() -> None:
+    redis = FakeRedis()
+    epoch = Epoch("s")
+    assert epoch.lost(None)  # first start on an empty Redis: replay (nothing to replay)
+    assert asyncio.run(epoch.renew(redis)) is False  # not counted as a loss
+    first = epoch.value
+    assert first and not epoch.lost(redis.data["s:epoch"])
+    redis.data["s:epoch"] = b"another dispatcher's"  # it renewed after a loss: adopt
+    assert not epoch.lost(redis.data["s:epoch"]) and epoch.value == b"another dispatcher's"
+    redis.data.clear()  # Redis restarted empty
+    assert epoch.lost(redis.data.get("s:epoch"))
+    assert asyncio.run(epoch.renew(redis)) is True
+    assert epoch.value == redis.data["s:epoch"] != first
+
+
+@pytest.mark.parametrize(
+    ("oldest_pending", "last_delivered", "threshold"),
+    [
+        (None, "0-0", None),  # nothing read yet
+        (None, b"1700-5", "1700-5"),  # all acknowledged: below the last one read
+        (b"1500-0", b"1700-5", "1500-0"),  # never at or above the oldest pending
+        ("1700-5", "1700-5", "1700-5"),
+        ("1700-2", "1700-10", "1700-2"),  # compared as numbers, not strings
+        ("999-0", "1000-0", "999-0"),
+    ],
+)
+def test_trim_threshold(
+    oldest_pending: bytes | str | None, last_delivered: bytes | str, threshold: str | None
+) -> None:
+    assert trim_threshold(oldest_pending, last_delivered) == threshold

@@ -1,6 +1,11 @@
 """The API application: shared services, error middleware, routes, lifecycle.
 
 app = build_app(cfg)    # aiohttp Application; startup opens the pool, Redis, pub/sub
+
+While PostgreSQL or Redis is down the API answers 503 (JSON naming the dependency), never
+another 5xx and never later than ``http_request_timeout_s``; ``/healthz`` stays 200 and
+``/readyz`` answers 503 naming what is down. Nothing needs restarting when a dependency
+returns: pools reconnect (``db``), breakers close after a successful trial (``breaker``).
 """
 
 from __future__ import annotations
@@ -8,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,8 +22,13 @@ from aiohttp import web
 
 from nightly_pipeline.testbed import metrics
 from nightly_pipeline.testbed.api.auth import Auth
+from nightly_pipeline.testbed.api.breaker import (
+    BreakerOpen,
+    CircuitBreaker,
+    count_error,
+)
 from nightly_pipeline.testbed.api.conversations import Conversations
-from nightly_pipeline.testbed.api.db import CONNECTION_ERRORS, Database
+from nightly_pipeline.testbed.api.db import UNAVAILABLE_ERRORS, Database
 from nightly_pipeline.testbed.api.errors import (
     ApiError,
     BadRequest,
@@ -29,13 +40,7 @@ from nightly_pipeline.testbed.api.membership import MembershipCache
 from nightly_pipeline.testbed.api.messages import Messages, too_large
 from nightly_pipeline.testbed.api.redis_pool import export as export_redis_pool
 from nightly_pipeline.testbed.api.redis_pool import watched_redis
-from nightly_pipeline.testbed.api.storage import (
-    POOL_IN_USE,
-    REDIS_ERRORS,
-    BreakerOpen,
-    CircuitBreaker,
-    StorageProbes,
-)
+from nightly_pipeline.testbed.api.storage import POOL_IN_USE, REDIS_ERRORS, StorageProbes
 from nightly_pipeline.testbed.config import TestbedConfig
 from nightly_pipeline.testbed.metrics import Counter
 
@@ -43,6 +48,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 SECURITY_DENIED = Counter("sanctum_security_denied_total", "Requests denied by authorization")
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["status"])
+HTTP_DEADLINES = Counter(
+    "http_request_deadline_total", "Requests answered 503 at http_request_timeout_s"
+)
+EXIT_ON_DB_LOSS = 70  # the exit code of the exit_on_db_loss fault knob
+
+
+def exit_on_db_loss(exc: BaseException) -> None:
+    """The fault knob ``exit_on_db_loss``: an API that dies with its database."""
+    log.critical("PostgreSQL went away (%r) and exit_on_db_loss is set: exiting", exc)
+    logging.shutdown()
+    os._exit(EXIT_ON_DB_LOSS)
 
 
 class Services:
@@ -50,8 +66,17 @@ class Services:
 
     def __init__(self, cfg: TestbedConfig) -> None:
         self.cfg = cfg
-        self.pg_breaker = CircuitBreaker("pg", cfg.breaker_failures, cfg.breaker_reset_s)
-        self.db = Database(cfg.pg_dsn, cfg.pg_pool_size, cfg.pg_pool_timeout_s, self.pg_breaker)
+        breaker = (cfg.breaker_failures, cfg.breaker_reset_s)
+        self.pg_breaker = CircuitBreaker("pg", *breaker, enabled=cfg.storage_breaker)
+        self.redis_breaker = CircuitBreaker("redis", *breaker, enabled=cfg.storage_breaker)
+        self.db = Database(
+            cfg.pg_dsn,
+            cfg.pg_pool_size,
+            cfg.pg_pool_timeout_s,
+            self.pg_breaker,
+            command_timeout_s=cfg.pg_command_timeout_s,
+            on_lost=exit_on_db_loss if cfg.exit_on_db_loss else None,
+        )
         timeouts = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
         self.redis = watched_redis(cfg.redis_url, max_connections=256, **timeouts)
         self.pubsub_redis = aioredis.Redis.from_url(
@@ -62,14 +87,30 @@ class Services:
         self.conversations = Conversations(self)
         self.messages = Messages(self)
         self.gateway = Gateway(self)
-        self.probes = StorageProbes(self.db, self.redis, cfg.breaker_failures, cfg.breaker_reset_s)
+        self.probes = StorageProbes(self.db, self.redis, *breaker, enabled=cfg.storage_breaker)
         self.tasks: list[asyncio.Task[None]] = []
 
     async def redis_call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """``fn()`` through the ``redis`` breaker; unreachable Redis → 503 ``redis``."""
+        breaker = self.redis_breaker
         try:
-            return await fn()
+            breaker.before_call()
+        except BreakerOpen as exc:
+            count_error(exc)
+            raise Unavailable("redis", "redis circuit breaker open") from exc
+        try:
+            result = await fn()
         except REDIS_ERRORS as exc:
+            breaker.failure()
+            count_error(exc)
             raise Unavailable("redis", f"redis: {type(exc).__name__}") from exc
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            breaker.success()  # an error reply (WATCH conflict...): Redis answered
+            raise
+        breaker.success()
+        return result
 
     async def json_body(self, request: web.Request) -> dict[str, Any]:
         try:
@@ -95,7 +136,7 @@ async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     try:
-        response = await handler(request)
+        response = await _within_deadline(request, handler)
     except ApiError as exc:
         response = web.json_response(exc.body(), status=exc.status)
     except BreakerOpen as exc:
@@ -109,9 +150,9 @@ async def error_middleware(
             {"error": exc.reason.lower().replace(" ", "_"), "message": exc.text or exc.reason},
             status=exc.status,
         )
-    except CONNECTION_ERRORS + REDIS_ERRORS as exc:
+    except UNAVAILABLE_ERRORS + REDIS_ERRORS as exc:
         log.warning("%s %s: dependency error %r", request.method, request.path, exc)
-        response = _json_error(Unavailable("storage", f"{type(exc).__name__}"))
+        response = _json_error(Unavailable(_dependency(exc), f"{type(exc).__name__}"))
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -119,6 +160,32 @@ async def error_middleware(
         response = web.json_response({"error": "internal", "message": "internal error"}, status=500)
     HTTP_REQUESTS.labels(status=str(response.status)).inc()
     return response
+
+
+async def _within_deadline(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The handler's answer, or 503 ``timeout`` at ``http_request_timeout_s`` (the
+    WebSocket upgrade, a long-lived connection, is exempt)."""
+    limit = request.app[SERVICES].cfg.http_request_timeout_s
+    if limit is None or request.path == "/v1/ws":
+        return await handler(request)
+    try:
+        async with asyncio.timeout(limit) as deadline:
+            return await handler(request)
+    except TimeoutError as exc:
+        if not deadline.expired():
+            raise
+        HTTP_DEADLINES.inc()
+        raise Unavailable("timeout", f"no answer within {limit:g} s") from exc
+
+
+def _dependency(exc: BaseException) -> str:
+    """Which dependency a driver error escaping the adapters came from."""
+    module = type(exc).__module__
+    return (
+        "redis" if module.startswith("redis") else "postgres" if "asyncpg" in module else "storage"
+    )
 
 
 def _json_error(exc: ApiError) -> web.Response:
@@ -150,7 +217,13 @@ async def readyz(request: web.Request) -> web.Response:
     }
     detail["pubsub"] = "ok" if s.gateway.subscribed else "down: not subscribed"
     down = [n for n, v in detail.items() if v != "ok"]
-    body = {"status": "unavailable" if down else "ready", "down": down, "detail": detail}
+    breakers = [s.pg_breaker, s.redis_breaker, s.probes.stream_breaker, s.probes.cache_breaker]
+    body = {
+        "status": "unavailable" if down else "ready",
+        "down": down,
+        "detail": detail,
+        "breakers": {b.adapter: b.state for b in breakers},
+    }
     return web.json_response(body, status=503 if down else 200)
 
 
@@ -255,11 +328,13 @@ async def _cleanup(app: web.Application) -> None:
     for _ in range(CANCEL_ROUNDS):
         pending = [t for t in s.tasks if not t.done()]
         if not pending:
-            return
+            break
         for task in pending:
             task.cancel()
         await asyncio.wait(pending, timeout=CANCEL_WAIT_S)
-    log.error("side tasks survived %d cancels: %s", CANCEL_ROUNDS, [t.get_name() for t in pending])
+    else:
+        names = [t.get_name() for t in s.tasks if not t.done()]
+        log.error("side tasks survived %d cancels: %s", CANCEL_ROUNDS, names)
     await s.db.close()
     for client in (s.redis, s.pubsub_redis):
         with contextlib.suppress(Exception):

@@ -1,11 +1,5 @@
-"""Storage adapters behind bounded retries and a circuit breaker, and the probes of
-``/v1/storage/{pg,stream,cache}`` (test 07).
-
-Breaker: ``closed`` → (``failures`` consecutive failures) → ``open`` (calls fail fast
-with :class:`BreakerOpen`) → after ``reset_s`` → ``half_open`` (calls pass; the first
-result decides: success → ``closed``, failure → ``open``). Every transition is counted in
-``storage_circuit_breaker_transitions_total{adapter,state}``.
-"""
+"""Storage adapters behind bounded retries and a circuit breaker (``breaker``), and the
+probes of ``/v1/storage/{pg,stream,cache}`` (test 07)."""
 
 from __future__ import annotations
 
@@ -18,17 +12,30 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from nightly_pipeline.testbed.api.breaker import (
+    BREAKER_TRANSITIONS,
+    ERRORS,
+    BreakerOpen,
+    CircuitBreaker,
+    count_error,
+    error_type,
+)
 from nightly_pipeline.testbed.metrics import Counter, Gauge
+
+__all__ = [
+    "BREAKER_TRANSITIONS",
+    "ERRORS",
+    "BreakerOpen",
+    "CircuitBreaker",
+    "StorageProbes",
+    "count_error",
+    "error_type",
+    "guarded",
+]
 
 T = TypeVar("T")
 
-BREAKER_TRANSITIONS = Counter(
-    "storage_circuit_breaker_transitions_total",
-    "Circuit breaker state changes",
-    ["adapter", "state"],
-)
 RETRIES = Counter("storage_retries_total", "Storage operations retried")
-ERRORS = Counter("storage_errors_total", "Storage operation failures", ["type"])
 POOL_IN_USE = Gauge("storage_pool_in_use", "PostgreSQL pool connections in use")
 CACHE_HITS = Counter("storage_cache_hits_total", "Cache probe hits")
 CACHE_MISSES = Counter("storage_cache_misses_total", "Cache probe misses")
@@ -43,57 +50,6 @@ PROBE_STREAM = "storage:probe"
 CACHE_PREFIX = "storage:cache:"
 
 
-def count_error(kind: str) -> None:
-    ERRORS.labels(type=kind).inc()
-
-
-class BreakerOpen(Exception):
-    def __init__(self, adapter: str) -> None:
-        super().__init__(f"{adapter} circuit breaker open")
-        self.adapter = adapter
-
-
-class CircuitBreaker:
-    def __init__(
-        self,
-        adapter: str,
-        failures: int,
-        reset_s: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.adapter = adapter
-        self.threshold = max(1, failures)
-        self.reset_s = reset_s
-        self.clock = clock
-        self.state = "closed"
-        self.consecutive = 0
-        self.opened_at = 0.0
-
-    def _to(self, state: str) -> None:
-        if state != self.state:
-            self.state = state
-            BREAKER_TRANSITIONS.labels(adapter=self.adapter, state=state).inc()
-
-    def before_call(self) -> None:
-        """Raise :class:`BreakerOpen` while open; move to half-open after ``reset_s``."""
-        if self.state == "open":
-            if self.clock() - self.opened_at < self.reset_s:
-                raise BreakerOpen(self.adapter)
-            self._to("half_open")
-
-    def success(self) -> None:
-        self.consecutive = 0
-        self._to("closed")
-
-    def failure(self) -> None:
-        self.consecutive += 1
-        if self.state == "half_open" or (
-            self.state == "closed" and self.consecutive >= self.threshold
-        ):
-            self.opened_at = self.clock()
-            self._to("open")
-
-
 async def guarded(
     breaker: CircuitBreaker,
     op: Callable[[], Awaitable[T]],
@@ -105,14 +61,14 @@ async def guarded(
     for attempt in range(attempts):
         try:
             breaker.before_call()
-        except BreakerOpen:
-            count_error("circuit_open")
+        except BreakerOpen as exc:
+            count_error(exc)
             raise
         try:
             result = await op()
         except transient as exc:
             breaker.failure()
-            count_error("timeout" if isinstance(exc, TimeoutError) else "connection")
+            count_error(exc)
             if attempt + 1 == attempts or breaker.state == "open":
                 raise
             RETRIES.inc()
@@ -127,12 +83,17 @@ class StorageProbes:
     """The three probes; PostgreSQL goes through the API's pool (``db``)."""
 
     def __init__(
-        self, db: Any, redis_client: aioredis.Redis, failures: int, reset_s: float
+        self,
+        db: Any,
+        redis_client: aioredis.Redis,
+        failures: int,
+        reset_s: float,
+        enabled: bool = True,
     ) -> None:
         self.db = db
         self.redis = redis_client
-        self.stream_breaker = CircuitBreaker("stream", failures, reset_s)
-        self.cache_breaker = CircuitBreaker("cache", failures, reset_s)
+        self.stream_breaker = CircuitBreaker("stream", failures, reset_s, enabled=enabled)
+        self.cache_breaker = CircuitBreaker("cache", failures, reset_s, enabled=enabled)
 
     async def pg(self) -> dict[str, Any]:
         payload = uuid.uuid4().hex

@@ -1,14 +1,13 @@
 """The delivery consumer process: Redis Stream consumer group → gateway (see ``loop``), run
 as ``python -m nightly_pipeline.testbed.consumer --config FILE --metrics-port N``."""
 
+from nightly_pipeline.testbed.consumer.entry import Entry, parse_entry
 from nightly_pipeline.testbed.consumer.loop import (
     DELIVER_CHANNEL,
     DELIVERED_KEY,
     Consumer,
     ConsumerSettings,
-    Entry,
     open_consumer,
-    parse_entry,
 )
 from nightly_pipeline.testbed.consumer.metrics import ConsumerMetrics
 from nightly_pipeline.testbed.consumer.participants import INVALIDATE_CHANNEL, ParticipantCache

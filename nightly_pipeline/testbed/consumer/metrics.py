@@ -29,9 +29,32 @@ class ConsumerMetrics:
         self.pel_size = Gauge(
             "messaging_consumer_pel_size", "Pending entries of the group (XPENDING)", registry=r
         )
+        self.pel_size_at_start = Gauge(
+            "messaging_consumer_pel_size_at_start",
+            "Pending entries of the group when this process started, before taking any over"
+            " (after a killed consumer: its PEL at the kill)",
+            registry=r,
+        )
         self.reclaimed = Counter(
             "messaging_consumer_pel_reclaimed_total",
-            "Pending entries taken over with XAUTOCLAIM (idle past consumer_reclaim_idle_ms)",
+            "Pending entries this process took over, each counted once: a previous process's"
+            " under the same name (at start) or another consumer's idle past"
+            " consumer_reclaim_idle_ms (XAUTOCLAIM)",
+            registry=r,
+        )
+        self.trimmed = Counter(
+            "messaging_consumer_stream_trimmed_total",
+            "Acknowledged entries removed from the stream (XTRIM MINID ~ below the oldest pending)",
+            registry=r,
+        )
+        self.outbox_deleted = Counter(
+            "messaging_consumer_outbox_deleted_total",
+            "Outbox rows of delivered messages deleted (the dispatcher keeps them until then)",
+            registry=r,
+        )
+        self.outbox_pending_deletes = Gauge(
+            "messaging_consumer_outbox_pending_deletes",
+            "Delivered messages whose outbox row is not deleted yet (PostgreSQL slow or down)",
             registry=r,
         )
         self.duplicates = Counter(

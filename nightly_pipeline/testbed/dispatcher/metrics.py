@@ -11,7 +11,9 @@ class DispatcherMetrics:
     def __init__(self, registry: Registry) -> None:
         r = registry
         self.published = Counter(
-            "messaging_dispatch_published_total", "Outbox rows written to the stream", registry=r
+            "messaging_dispatch_published_total",
+            "Outbox rows written to the stream (XADDs that succeeded, replays included)",
+            registry=r,
         )
         self.lag = Gauge(
             "messaging_dispatch_lag_seconds",
@@ -32,6 +34,21 @@ class DispatcherMetrics:
         )
         self.dead = Counter(
             "messaging_outbox_dead_total", "Outbox rows given up after max attempts", registry=r
+        )
+        self.dropped = Counter(
+            "messaging_dispatch_dropped_total",
+            "Outbox rows deleted although their XADD failed (fault knob dlq_on_redis_error)",
+            registry=r,
+        )
+        self.replayed = Counter(
+            "messaging_dispatch_replayed_total",
+            "Sent outbox rows made due again because Redis had lost its data",
+            registry=r,
+        )
+        self.redis_data_lost = Counter(
+            "messaging_dispatch_redis_data_lost_total",
+            "Times the stream's epoch key vanished (Redis restarted empty or was flushed)",
+            registry=r,
         )
         self.errors = Counter(
             "messaging_dispatch_errors_total",

@@ -3,6 +3,10 @@ free loopback ports, a fault proxy in front of each, extra processes after them.
 
     from nightly_pipeline.testbed.stack import EmbeddedStack, StackConfig
     with EmbeddedStack(StackConfig(run_dir=...)) as endpoints: ...
+
+A running stack kills, pauses and restarts its own processes by their handles:
+``process_names()``, ``pids()``, ``is_running(name)``, ``signal(name, sig)``,
+``restart(name)`` (``process_control``).
 """
 
 from nightly_pipeline.testbed.stack.binaries import (
@@ -15,11 +19,14 @@ from nightly_pipeline.testbed.stack.config import ProcessSpec, ReadyLine, ReadyU
 from nightly_pipeline.testbed.stack.errors import (
     BinaryNotFoundError,
     PortInUseError,
+    ProcessControlError,
+    ProcessNotRunningError,
     ReadinessTimeoutError,
     StackConfigError,
     StackError,
     StackStartError,
     TeardownError,
+    UnknownProcessError,
 )
 from nightly_pipeline.testbed.stack.launcher import EmbeddedStack, Endpoints, ProcessFactory
 from nightly_pipeline.testbed.stack.up import stack_up_main
@@ -30,7 +37,9 @@ __all__ = [
     "Endpoints",
     "PortInUseError",
     "PostgresBinaries",
+    "ProcessControlError",
     "ProcessFactory",
+    "ProcessNotRunningError",
     "ProcessSpec",
     "ReadinessTimeoutError",
     "ReadyLine",
@@ -41,6 +50,7 @@ __all__ = [
     "StackError",
     "StackStartError",
     "TeardownError",
+    "UnknownProcessError",
     "find_postgres",
     "find_redis",
     "stack_up_main",

@@ -76,7 +76,8 @@ class StackConfig:
     stop_timeout_s: float = 10.0
     proxy_max_connections: int = 1024
     proxy_idle_timeout_s: float = 1800.0
-    keep_data: bool = False  # keep the PostgreSQL data dir after a clean teardown
+    keep_data: bool = False  # keep PostgreSQL's data dir and Redis's AOF after teardown
+    redis_appendfsync: str = "always"  # always | everysec | no (see stack/redis.py)
     python: str = field(default=sys.executable)  # runs the fault proxies
 
     def __post_init__(self) -> None:
@@ -95,6 +96,10 @@ class StackConfig:
             errors.append(f"database name {self.database!r} is invalid")
         if self.max_connections < 100:
             errors.append(f"max_connections must be >= 100, got {self.max_connections}")
+        if self.redis_appendfsync not in ("always", "everysec", "no"):
+            errors.append(
+                f"redis_appendfsync must be always, everysec or no, got {self.redis_appendfsync!r}"
+            )
         if not _NAME.match(self.pg_user):
             errors.append(f"pg_user {self.pg_user!r} is invalid")
         for what, value in (

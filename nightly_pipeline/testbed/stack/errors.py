@@ -6,7 +6,11 @@ StackError                    base of everything raised by testbed.stack
 ├── PortInUseError            a requested port is taken
 ├── StackStartError           a process exited or failed while starting (log tail inside)
 │   └── ReadinessTimeoutError not ready within the bounded timeout (log tail inside)
-└── TeardownError             a process survived teardown (pids inside)
+├── TeardownError             a process survived teardown or a restart's stop (pids inside)
+└── ProcessControlError       process control (``process_control``) refused a request
+    ├── UnknownProcessError   no process of that name (also a LookupError)
+    └── ProcessNotRunningError  signal to a process that is not running; names the fix
+                              (also a ProcessLookupError, as os.kill would raise)
 
 ``StackConfigError`` and ``BinaryNotFoundError`` are also the suite's
 ``ConfigurationError``: another attempt cannot help (nightly_pipeline.suite.errors).
@@ -66,3 +70,23 @@ class TeardownError(StackError):
         self.survivors = tuple(survivors)
         shown = ", ".join(f"{name} pid {pid}" for name, pid in self.survivors)
         super().__init__(f"processes survived teardown: {shown}")
+
+
+class ProcessControlError(StackError):
+    """Process control of a running stack could not do what was asked."""
+
+
+class UnknownProcessError(ProcessControlError, LookupError):
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        names = ", ".join(known) or "none: the stack is not running (start it first)"
+        super().__init__(f"no process named {name!r} in the stack; its processes: {names}")
+
+
+class ProcessNotRunningError(ProcessControlError, ProcessLookupError):
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        super().__init__(
+            f"{name} is not running ({reason}); nothing was signalled. "
+            f"Start it again with restart({name!r}), or check is_running({name!r}) first"
+        )

@@ -10,8 +10,15 @@ fails half-way: extra processes in reverse order, proxies, Redis, PostgreSQL
 SIGTERM arriving during teardown are deferred until it is done, then re-raised.
 Signal handlers for a long-running stack are the entry point's job (``up.py``).
 
+A running stack signals and restarts its processes by their handles (``process_names()``,
+``pids()``, ``is_running()``, ``signal()``, ``restart()``; see ``process_control``);
+teardown stops whatever runs then, restarted or paused. ``Endpoints.pids`` are the pids
+of the first start; ``stack.endpoints`` and ``endpoints.json`` follow restarts.
+
 Run directory: ``logs/`` (one log per process), ``postgres/`` (data + socket, unless it
-must live under ``system_dir``; see ``privileges``), ``redis/``, ``endpoints.json``.
+must live under ``system_dir``; see ``privileges``), ``redis/`` (config and append-only
+file, see ``redis``), ``endpoints.json``. PostgreSQL's data and Redis's append-only file
+are removed after a clean teardown unless ``keep_data``.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from nightly_pipeline.testbed.stack.binaries import find_postgres, find_redis
 from nightly_pipeline.testbed.stack.config import (
@@ -52,6 +60,7 @@ from nightly_pipeline.testbed.stack.privileges import (
     readable_install,
 )
 from nightly_pipeline.testbed.stack.probes import HOST, free_port, http_ok, port_in_use
+from nightly_pipeline.testbed.stack.process_control import Handle, ProcessControl
 from nightly_pipeline.testbed.stack.procs import ManagedProcess
 from nightly_pipeline.testbed.stack.redis import RedisServer, RedisSettings
 
@@ -89,8 +98,9 @@ class Endpoints:
 ProcessFactory = Callable[[Endpoints], Sequence[ProcessSpec]]
 
 
-class EmbeddedStack:
-    """Context manager: ``__enter__`` starts everything and returns :class:`Endpoints`."""
+class EmbeddedStack(ProcessControl):
+    """Context manager: ``__enter__`` starts everything and returns :class:`Endpoints`;
+    while it runs, ``signal()`` / ``restart()`` its processes (``process_control``)."""
 
     def __init__(
         self, config: StackConfig, processes: Sequence[ProcessSpec] | ProcessFactory = ()
@@ -105,7 +115,10 @@ class EmbeddedStack:
         self._postgres: PostgresServer | None = None
         self._redis: RedisServer | None = None
         self._proxies: dict[str, ManagedProcess] = {}
+        self._proxy_ports: dict[str, tuple[int, int]] = {}  # name -> (listen, control)
         self._extras: list[tuple[ProcessSpec, ManagedProcess]] = []
+        self._control_lock = threading.RLock()
+        self._up = False  # started and not torn down: process control allowed
         self._pg_home_external = False
         self.endpoints: Endpoints | None = None
         self.start_seconds: float | None = None
@@ -122,6 +135,7 @@ class EmbeddedStack:
         t0 = time.monotonic()
         try:
             self.endpoints = self._start()
+            self._up = True
         except BaseException:
             self.stop(raise_on_survivors=False)
             raise
@@ -148,10 +162,15 @@ class EmbeddedStack:
         self._redis = RedisServer(
             redis_bin,
             cfg.run_dir / "redis",
-            RedisSettings(redis_port, ready_timeout_s=cfg.ready_timeout_s),
+            RedisSettings(
+                redis_port,
+                appendfsync=cfg.redis_appendfsync,
+                ready_timeout_s=cfg.ready_timeout_s,
+                stop_timeout_s=cfg.stop_timeout_s,
+            ),
             logs,
         )
-        self._redis.start()
+        self._redis.start(fresh=True)
         for name, upstream in (("postgres", pg_port), ("redis", redis_port)):
             self._proxies[name] = self._spawn_proxy(name, upstream, logs)
 
@@ -171,6 +190,7 @@ class EmbeddedStack:
         for name, proc in self._proxies.items():
             match = proc.wait_line(_PROXY_READY, cfg.ready_timeout_s)
             proxy_ports[name] = (int(match.group(1)), match.group(2))
+            self._proxy_ports[name] = (int(match.group(1)), urlsplit(match.group(2)).port or 0)
 
         pg, rd = self._postgres, self._redis
         assert pg.process is not None and rd.process is not None
@@ -202,10 +222,13 @@ class EmbeddedStack:
         (cfg.run_dir / "endpoints.json").write_text(json.dumps(endpoints.to_json(), indent=2))
         return endpoints
 
-    def _spawn_proxy(self, name: str, upstream: int, logs: Path) -> ManagedProcess:
+    def _spawn_proxy(
+        self, name: str, upstream: int, logs: Path, listen: int = 0, control: int = 0
+    ) -> ManagedProcess:
         cfg = self.config
-        argv = [cfg.python, "-m", "nightly_pipeline.chaos.proxy", "--listen", f"{HOST}:0"]
-        argv += ["--upstream", f"{HOST}:{upstream}", "--control-port", "0", "--name", name]
+        argv = [cfg.python, "-m", "nightly_pipeline.chaos.proxy", "--listen", f"{HOST}:{listen}"]
+        argv += ["--upstream", f"{HOST}:{upstream}", "--control-port", str(control)]
+        argv += ["--name", name]
         argv += ["--max-connections", str(cfg.proxy_max_connections)]
         argv += ["--idle-timeout", str(cfg.proxy_idle_timeout_s), "--exit-on-stdin-eof"]
         proc = ManagedProcess(f"proxy-{name}", argv, logs / f"proxy-{name}.log", stdin_pipe=True)
@@ -242,15 +265,56 @@ class EmbeddedStack:
                 spec.name, spec.argv, logs / f"{spec.name}.log", env=spec.env, cwd=spec.cwd
             )
             self._extras.append((spec, proc))
-            proc.start()
-            if isinstance(spec.ready, ReadyUrl):
-                url = spec.ready.url
-                proc.wait_ready(lambda u=url: http_ok(u), spec.ready_timeout_s, f"GET {url} 200")
-            elif isinstance(spec.ready, ReadyLine):
-                match = proc.wait_line(spec.ready.pattern, spec.ready_timeout_s)
-                lines[spec.name] = match.group(0)
+            if (line := _start_extra(spec, proc)) is not None:
+                lines[spec.name] = line
             pids[spec.name], log_paths[spec.name] = proc.pid, proc.log_path
         return dataclasses.replace(endpoints, pids=pids, logs=log_paths, ready_lines=lines)
+
+    # ------------------------------------------------------------ process control
+
+    def _handles(self) -> dict[str, Handle]:
+        """Every process the stack runs, in start order (``process_control``)."""
+        handles: dict[str, Handle] = {}
+        if not self._up:
+            return handles  # not started, or torn down
+        pg, rd = self._postgres, self._redis
+        if pg is not None:
+            handles["postgres"] = Handle(lambda: pg.process, pg.stop, pg.start)
+        if rd is not None:
+            handles["redis"] = Handle(lambda: rd.process, rd.stop, rd.restart)
+        for name in self._proxies:
+            handles[f"proxy-{name}"] = Handle(
+                lambda n=name: self._proxies[n],
+                lambda n=name: self._proxies[n].stop(self.config.stop_timeout_s),
+                lambda n=name: self._respawn_proxy(n),
+            )
+        for spec, proc in self._extras:
+            handles[spec.name] = Handle(
+                lambda p=proc: p,
+                lambda p=proc, s=spec: p.stop(s.stop_timeout_s),
+                lambda p=proc, s=spec: _start_extra(s, p),
+            )
+        return handles
+
+    def _respawn_proxy(self, name: str) -> str:
+        """Start a proxy again on the listen and control ports of its first start."""
+        listen, control = self._proxy_ports[name]
+        server = self._postgres if name == "postgres" else self._redis
+        assert server is not None
+        old = self._proxies[name]
+        proc = self._spawn_proxy(name, server.settings.port, old.log_path.parent, listen, control)
+        self._proxies[name] = proc  # tracked before the wait: teardown stops it either way
+        match = proc.wait_line(_PROXY_READY, self.config.ready_timeout_s)
+        return match.group(0)
+
+    def _restarted(self, name: str, pid: int, ready_line: str | None) -> None:
+        assert self.endpoints is not None
+        changes: dict[str, Any] = {"pids": {**self.endpoints.pids, name: pid}}
+        if ready_line is not None and name in self.endpoints.ready_lines:
+            changes["ready_lines"] = {**self.endpoints.ready_lines, name: ready_line}
+        self.endpoints = dataclasses.replace(self.endpoints, **changes)
+        path = self.config.run_dir / "endpoints.json"
+        path.write_text(json.dumps(self.endpoints.to_json(), indent=2))
 
     # ------------------------------------------------------------ stop
 
@@ -264,25 +328,39 @@ class EmbeddedStack:
             except Exception:
                 log.exception("teardown of %s failed", name)
 
-        with _deferred_signals():
+        with _deferred_signals(), self._control_lock:
             for spec, proc in reversed(self._extras):
                 step(spec.name, lambda p=proc, s=spec: p.stop(s.stop_timeout_s))
             for name, proc in self._proxies.items():
                 step(f"proxy-{name}", lambda p=proc: p.stop(self.config.stop_timeout_s))
             if self._redis is not None:
                 step("redis", self._redis.stop)
+                if not self.config.keep_data and not any(n == "redis" for n, _ in survivors):
+                    self._redis.remove_data()
             if self._postgres is not None:
                 step("postgres", self._postgres.stop)
                 if not self.config.keep_data and not any(n == "postgres" for n, _ in survivors):
                     self._postgres.remove_data()
                     if self._pg_home_external:
                         shutil.rmtree(self._postgres.home, ignore_errors=True)
-            self._extras, self._proxies = [], {}
+            self._extras, self._proxies, self._proxy_ports = [], {}, {}
             self._redis = self._postgres = None
+            self._up = False
         if survivors:
             log.error("processes survived teardown: %s", survivors)
             if raise_on_survivors:
                 raise TeardownError(survivors)
+
+
+def _start_extra(spec: ProcessSpec, proc: ManagedProcess) -> str | None:
+    """Start an extra process and wait until it is ready; its READY line, if it has one."""
+    proc.start()
+    if isinstance(spec.ready, ReadyUrl):
+        url = spec.ready.url
+        proc.wait_ready(lambda u=url: http_ok(u), spec.ready_timeout_s, f"GET {url} 200")
+    elif isinstance(spec.ready, ReadyLine):
+        return proc.wait_line(spec.ready.pattern, spec.ready_timeout_s).group(0)
+    return None
 
 
 def _free_port_except(taken: int) -> int:

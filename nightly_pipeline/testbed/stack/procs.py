@@ -1,6 +1,11 @@
 """One child process of the stack: started in its own session (so its process group can
 be killed whole), output appended to a log file, readiness polled with a bound, and a
-stop that escalates SIGTERM → SIGKILL and then verifies by pid that nothing is left."""
+stop that escalates SIGTERM → SIGKILL and then verifies by pid that nothing is left.
+
+``stop()`` first sends SIGCONT to the group: a process left paused (SIGSTOP) would
+otherwise hold a graceful stop's signal pending until the timeout. ``start()`` may be
+called again after ``stop()`` (a restart): same argv, environment and log file, the new
+start's lines appended (``log_text()`` reads only them)."""
 
 from __future__ import annotations
 
@@ -127,6 +132,7 @@ class ManagedProcess:
             return []
         tree = _tree(self.proc.pid)
         if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGCONT)  # a paused process cannot stop
             if graceful is not None:
                 try:
                     graceful()
