@@ -14,15 +14,20 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-## Headless Chromium for the report's browser test (Debian's package; installed when root)
+## Headless Chromium for the report's browser test and iptables for the partition fault's
+## (Debian's packages; installed when root)
+SYSTEM_TOOLS := chromium iptables
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@missing=""; for tool in $(SYSTEM_TOOLS); do \
+	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing chromium (apt-get)"; \
-	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	    echo "installing$$missing (apt-get)"; \
+	    apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "the report test needs Chromium: sudo apt-get install -y chromium" >&2; exit 1; \
-	  fi; }
+	    echo "the tests need$$missing: sudo apt-get install -y$$missing" >&2; exit 1; \
+	  fi; \
+	fi
 
 ## The main job: the nightly suite against the embedded stack, smoke profile
 run: setup

@@ -76,6 +76,8 @@ def write_report(store: MetricStore, night: date, out_dir: Path) -> ReportFiles:
         verdicts=verdicts,
         baselines=store.baselines(),
         series=series,
+        experiments=store.chaos_experiments(night),
+        activities=store.chaos_activities(night),
     )
     index = render_index(out_dir, store.nights())
     return ReportFiles(page, index, markdown_summary(night, results, verdicts))

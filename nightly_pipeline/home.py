@@ -7,6 +7,8 @@
       stack/<run id>/           each embedded platform's data, logs and endpoints
       runs/<run id>/            what a test run keeps beside the store
       reports/                  the nightly HTML reports and their index
+      chaos/active.json         faults injected and not reverted yet (a killed run's are
+                                reverted at the next start)
 
 A home is absolute: PostgreSQL changes into its data directory, so a relative path
 would point somewhere else once it has (its socket lock file could not be created).
@@ -67,3 +69,7 @@ class Home:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    @property
+    def chaos_ledger(self) -> Path:
+        return self.root / "chaos" / "active.json"

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -129,12 +130,10 @@ def _processes_naming(root: Path) -> list[str]:
     return found
 
 
-def test_ctrl_c_during_a_run_stops_it_tears_down_and_exits_130(tmp_path) -> None:
-    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while Test 01's
-    load runs: the load stops early, the test is not retried, no other test starts, the
-    platform is stopped (no process names the run's directory), exit status 130."""
-    home = tmp_path / "home"
-    run = ["run", "--profile", "ci", "--tests", "01,02", "--night", "2026-11-20"]
+def _interrupt_run(home: Path, tests: str, started: str, after_s: float = 0.0) -> str:
+    """``nightly run`` of ``tests`` at ci, Ctrl-C (SIGINT to the whole process group, as a
+    terminal sends it) ``after_s`` after a line containing ``started``; its output."""
+    run = ["run", "--profile", "ci", "--tests", tests, "--night", "2026-11-20"]
     child = subprocess.Popen(
         [
             sys.executable,
@@ -154,8 +153,9 @@ def test_ctrl_c_during_a_run_stops_it_tears_down_and_exits_130(tmp_path) -> None
         assert child.stdout is not None
         for line in child.stdout:  # ends at EOF if the run dies first
             seen.append(line)
-            if "msg/s" in line:  # Test 01's load has started
+            if started in line:
                 break
+        time.sleep(after_s)
         os.killpg(child.pid, signal.SIGINT)
         out, _ = child.communicate(timeout=300)  # catches a hang only
     finally:
@@ -165,9 +165,29 @@ def test_ctrl_c_during_a_run_stops_it_tears_down_and_exits_130(tmp_path) -> None
     out = "".join(seen) + out
     assert child.returncode == 130, out
     assert "nightly run: interrupted" in out
-    assert "02_conversation_crud: " not in out  # its progress line: it never started
     assert _processes_naming(home) == []
     assert MetricStore(home / "metrics.duckdb").runs()["status"].to_list() == ["canceled"]
+    return out
+
+
+def test_ctrl_c_during_a_run_stops_it_tears_down_and_exits_130(tmp_path) -> None:
+    """Ctrl-C while Test 01's load runs: the load stops early, the test is not retried, no
+    other test starts, the platform is stopped (no process names the run's directory),
+    exit status 130."""
+    out = _interrupt_run(tmp_path / "home", "01,02", "msg/s")  # Test 01's load has started
+    assert "02_conversation_crud: " not in out  # its progress line: it never started
+
+
+def test_ctrl_c_during_a_fault_reverts_it(tmp_path) -> None:
+    """Ctrl-C while Test 09 has Redis cut off from the dispatcher (0.9 s to 2.1 s of its
+    ci load): the fault is reverted and forgotten (the ledger is empty), nothing else is
+    injected, the platform is stopped, exit 130."""
+    home = tmp_path / "home"
+    # the first progress line comes 1 s into the load
+    _interrupt_run(home, "09", "09_redis_partition load 1/", after_s=0.3)
+    ledger = home / "chaos" / "active.json"
+    assert ledger.is_file()  # the fault was recorded, so it was injected
+    assert json.loads(ledger.read_text()) == {}
 
 
 def test_bad_input_is_refused_at_the_door_every_problem_once(tmp_path, capsys) -> None:

@@ -86,9 +86,10 @@ def build_test_asset(
                 current,
                 night=date.fromisoformat(context.partition_key),
                 run_id=context.run.run_id,
-                run_dir=home.runs / context.run.run_id,
+                run_dir=home.runs / context.run.run_id / spec.key,
                 progress=context.log.info,
                 watch=relay(context.log.info, PROGRESS_LOG_EVERY_S),
+                chaos_ledger=home.chaos_ledger,
             )
         opened.write_test_result(outcome.record)
         # The test runs whole; a selection of some of its assets (the UI, `dagster asset

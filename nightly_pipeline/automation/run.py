@@ -36,6 +36,7 @@ from nightly_pipeline.automation.suite_runs import (
     close_store_run,
     history_tags,
 )
+from nightly_pipeline.chaos.ledger import FaultLedger
 from nightly_pipeline.definitions import defs
 from nightly_pipeline.home import Home
 from nightly_pipeline.report.night_summary import CheckLine
@@ -164,6 +165,8 @@ def run_night(
         PID_TAG: str(os.getpid()),
         HOST_TAG: socket.gethostname(),
     }
+    for line in FaultLedger(home.chaos_ledger).revert_leftovers():
+        say(f"a dead run's fault: {line}")
     with open_instance(home) as instance:
         for line in reap_dead_runs(instance, store):
             say(line)

@@ -6,12 +6,14 @@ plotly, whose labels understand a few HTML tags; the entities render as plain te
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from html import escape as _escape
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from nightly_pipeline.report.chaos import FaultWindow
 from nightly_pipeline.report.frames import Panel, Trend
 
 FAILED_COLOUR = "#d62728"
@@ -25,6 +27,7 @@ def escape(text: str) -> str:
 
 
 LINE_COLOURS = {"p50": "#2ca02c", "p95": "#ff7f0e", "p99": "#d62728"}
+FAULT_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _LAYOUT = {
     "template": "plotly_white",
     "margin": {"l": 60, "r": 20, "t": 50, "b": 40},
@@ -33,8 +36,9 @@ _LAYOUT = {
 }
 
 
-def series_figure(test: str, panels: list[Panel]) -> go.Figure:
-    """One test's in-run per-second chart: one row per panel, seconds shared."""
+def series_figure(test: str, panels: list[Panel], windows: Sequence[FaultWindow] = ()) -> go.Figure:
+    """One test's in-run per-second chart: one row per panel, seconds shared; a chaos
+    test's fault windows shaded on every panel, named on the first."""
     titles = [f"{escape(p.title)} ({escape(p.unit)})" for p in panels]
     fig = make_subplots(
         rows=len(panels), cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.08
@@ -54,7 +58,8 @@ def series_figure(test: str, panels: list[Panel]) -> go.Figure:
                 col=1,
             )
         fig.update_yaxes(title_text=escape(panel.unit), row=row, col=1, rangemode="tozero")
-    fig.update_xaxes(title_text="second of run", row=len(panels), col=1)
+    _shade(fig, len(panels), windows)
+    fig.update_xaxes(title_text="seconds since the load started", row=len(panels), col=1)
     fig.update_layout(
         _LAYOUT,
         title=f"{escape(test)} — in-run series",
@@ -62,6 +67,24 @@ def series_figure(test: str, panels: list[Panel]) -> go.Figure:
         hovermode="x",
     )
     return fig
+
+
+def _shade(fig: go.Figure, rows: int, windows: Sequence[FaultWindow]) -> None:
+    colours: dict[str, str] = {}
+    for window in windows:
+        colour = colours.setdefault(window.fault, FAULT_COLOURS[len(colours) % len(FAULT_COLOURS)])
+        for row in range(1, rows + 1):
+            label: dict[str, object] = {}
+            if row == 1:
+                label = {
+                    "annotation_text": escape(window.label),
+                    "annotation_position": "top left",
+                    "annotation_font": {"color": colour, "size": 10},
+                }
+            fig.add_vrect(
+                x0=window.start_s, x1=window.end_s, row=row, col=1, fillcolor=colour,
+                opacity=0.18, line_width=0, layer="below", **label,
+            )  # fmt: skip
 
 
 def _vline(fig: go.Figure, night: date, *, colour: str, dash: str, text: str) -> None:

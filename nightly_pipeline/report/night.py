@@ -1,7 +1,8 @@
 """The night report: one self-contained HTML file per night (analysis/CONTRACT.md).
 
-Sections: header (counts and the verdict table), one block per test (its result and
-in-run series), and the trend of the metrics that matter across nights.
+Sections: header (counts and the verdict table), one block per test (its result, in-run
+series and, for a chaos test, its experiment: fault windows shaded on the series and the
+journal's activities), and the trend of the metrics that matter across nights.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from nightly_pipeline.report import frames
+from nightly_pipeline.report import chaos, frames
 from nightly_pipeline.report.figures import series_figure, trend_figure
 from nightly_pipeline.report.html import anchor, css_class, esc, figure_div, page, table
 
@@ -84,7 +85,53 @@ def _header(night: date, results: pl.DataFrame, verdicts: pl.DataFrame) -> str:
     )
 
 
-def _test_block(result: dict, series: pl.DataFrame | None, *, with_series: bool) -> str:
+ACTIVITY_HEADERS = ("phase", "activity", "kind", "status", "start s", "duration s", "output")
+
+
+def _experiment(journal: chaos.Journal) -> str:
+    """The experiment's verdict and its activities, under the test's heading."""
+    deviated = ' class="bad"' if journal.deviated else ""
+    error = f' <span class="detail">{esc(journal.error)}</span>' if journal.error else ""
+    what, rows = chaos.activity_table(journal)
+    cells = [
+        [
+            esc(r["phase"]), esc(r["name"]), esc(r["kind"]), esc(r["status"]),
+            "-" if r["start_s"] is None else f"{r['start_s']:.2f}",
+            "-" if r["duration_s"] is None else f"{r['duration_s']:.3f}",
+            f'<span class="detail">{esc(r["output"])}</span>',
+        ]
+        for r in rows
+    ]  # fmt: skip
+    classes = ["failed" if r["failed"] else "" for r in rows]
+    placed = "" if journal.placed else (
+        "<p>Fault windows are not shaded: this result does not record when its load "
+        "started, so the journal's times cannot be placed on the series.</p>"
+    )  # fmt: skip
+    table_html = (
+        table(ACTIVITY_HEADERS, cells, row_classes=classes, numeric=(4, 5))
+        if rows
+        else "<p>The journal records no activities.</p>"
+    )
+    return (
+        f'<p class="experiment">Chaos experiment: {esc(journal.title)} — status '
+        f"<b>{esc(journal.status)}</b>, <span{deviated}>deviated: {esc(journal.deviated)}</span>"
+        f"{error}</p>{placed}"
+        f"<p><small>start s: seconds since the {what}.</small></p>{table_html}"
+    )
+
+
+def _series_end(series: pl.DataFrame) -> float:
+    """The end of the last recorded second (its point is drawn at its start)."""
+    return float(series["second"].max()) + 1.0  # type: ignore[arg-type]
+
+
+def _test_block(
+    result: dict,
+    series: pl.DataFrame | None,
+    *,
+    with_series: bool,
+    journals: tuple[pl.DataFrame, pl.DataFrame],
+) -> str:
     status = str(result["status"])
     row = [
         f'<span class="{"good" if status == "passed" else "bad"}">{esc(status)}</span>',
@@ -99,20 +146,34 @@ def _test_block(result: dict, series: pl.DataFrame | None, *, with_series: bool)
         f"{esc(result['test'])} <small>({esc(result['profile'])})</small></h3>",
         table(headers, [row], row_classes=[css_class(status)], numeric=(1, 3)),
     ]
+    journal = chaos.journal_of(*journals, result["profile"], result["test"])
+    if journal is not None:
+        out.append(_experiment(journal))
     panels = frames.series_panels(series) if with_series else []
-    if panels:
-        out.append(figure_div(series_figure(str(result["test"]), panels)))
+    if panels and series is not None:
+        # The series shown may be another profile's (one chart per test): shade its faults.
+        profile = series["profile"][0] if "profile" in series.columns else result["profile"]
+        shown = chaos.journal_of(*journals, profile, result["test"])
+        windows = chaos.fault_windows(shown, _series_end(series)) if shown else []
+        out.append(figure_div(series_figure(str(result["test"]), panels, windows)))
     elif with_series:
         out.append("<p>No in-run series recorded.</p>")
     return "".join(out)
 
 
-def _tests_section(results: pl.DataFrame, series: Mapping[str, pl.DataFrame]) -> str:
+def _tests_section(
+    results: pl.DataFrame,
+    series: Mapping[str, pl.DataFrame],
+    journals: tuple[pl.DataFrame, pl.DataFrame],
+) -> str:
     seen: set[str] = set()
     blocks = []
     for result in results.iter_rows(named=True):
         test = result["test"]
-        blocks.append(_test_block(result, series.get(test), with_series=test not in seen))
+        block = _test_block(
+            result, series.get(test), with_series=test not in seen, journals=journals
+        )
+        blocks.append(block)
         seen.add(test)
     return "<h2>Tests</h2>" + ("".join(blocks) or "<p>No test results for this night.</p>")
 
@@ -131,6 +192,10 @@ def _trends_section(trends: list[frames.Trend], *, all_metrics: bool) -> str:
     return "".join(out)
 
 
+def _frame(frame: pl.DataFrame | None) -> pl.DataFrame:
+    return pl.DataFrame() if frame is None else frame
+
+
 def render_night_report(
     out_dir: Path,
     night: date,
@@ -140,12 +205,17 @@ def render_night_report(
     verdicts: pl.DataFrame,
     baselines: pl.DataFrame,
     series: Mapping[str, pl.DataFrame],
+    experiments: pl.DataFrame | None = None,
+    activities: pl.DataFrame | None = None,
     all_metrics: bool = False,
 ) -> Path:
     """Write ``<out_dir>/<night>.html`` and return its path.
 
-    ``all_metrics`` charts the trend of every metric instead of the key ones (p95/p99,
-    error rates, throughput) plus those with a regression or improvement verdict.
+    ``experiments`` and ``activities`` are ``MetricStore.chaos_experiments(night)`` and
+    ``.chaos_activities(night)``: a chaos test gets its activity table and its fault
+    windows shaded on its series. ``all_metrics`` charts the trend of every metric
+    instead of the key ones (p95/p99, error rates, throughput) plus those with a
+    regression or improvement verdict.
     """
     results = frames.night_results(frames.conform(results, frames.RESULTS_SCHEMA, "results"), night)
     verdicts = frames.night_verdicts(
@@ -153,6 +223,10 @@ def render_night_report(
     )
     history = frames.conform(history, frames.HISTORY_SCHEMA, "history")
     baselines = frames.conform(baselines, frames.BASELINES_SCHEMA, "baselines")
+    journals = (
+        frames.conform(_frame(experiments), chaos.EXPERIMENTS_SCHEMA, "experiments"),
+        frames.conform(_frame(activities), chaos.ACTIVITIES_SCHEMA, "activities"),
+    )
     profiles = results["profile"].unique().to_list() or None
     tests = results["test"].unique().to_list() or None
     trends = frames.trends(
@@ -161,7 +235,7 @@ def render_night_report(
     )  # fmt: skip
     body = (
         _header(night, results, verdicts)
-        + _tests_section(results, series)
+        + _tests_section(results, series, journals)
         + _trends_section(trends, all_metrics=all_metrics)
     )
     out_dir = Path(out_dir)

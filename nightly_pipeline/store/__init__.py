@@ -1,4 +1,4 @@
-"""The DuckDB metric store: history of runs, test results, metrics, series and thresholds.
+"""The DuckDB metric store: runs, test results, metrics, series, thresholds, chaos journals.
 
     from nightly_pipeline.home import Home
     from nightly_pipeline.store import MetricStore
@@ -6,6 +6,7 @@
     store = MetricStore(Home.from_env(os.environ).store)  # os.environ only at entry points
     store.write_test_result(TestResultRecord(...))        # replaces that (night, profile, test)
     store.recent_results(limit_nights=7)                  # polars DataFrame
+    store.chaos_activities(night)                         # a chaos test's journal, as rows
 
 This package does not import dagster; the Dagster resource wraps MetricStore.
 """
@@ -20,6 +21,8 @@ from nightly_pipeline.store.errors import (
 )
 from nightly_pipeline.store.migrations import latest_version
 from nightly_pipeline.store.records import (
+    ActivityRow,
+    ExperimentRow,
     MetricRow,
     RunRecord,
     RunStatus,
@@ -34,6 +37,8 @@ from nightly_pipeline.store.retry import RetryPolicy
 from nightly_pipeline.store.store import MetricStore
 
 __all__ = [
+    "ActivityRow",
+    "ExperimentRow",
     "MetricRow",
     "MetricStore",
     "RetryPolicy",

@@ -21,10 +21,16 @@ from typing import Literal, get_args
 TestStatus = Literal["passed", "failed", "error"]
 RunStatus = Literal["running", "succeeded", "failed", "canceled"]
 ThresholdScope = Literal["run", "window"]
+ActivityPhase = Literal[
+    "hypothesis_before", "method", "hypothesis_during", "hypothesis_after", "rollback"
+]
+ActivityKind = Literal["action", "probe"]
 
 TEST_STATUSES: tuple[str, ...] = get_args(TestStatus)
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 THRESHOLD_SCOPES: tuple[str, ...] = get_args(ThresholdScope)
+ACTIVITY_PHASES: tuple[str, ...] = get_args(ActivityPhase)
+ACTIVITY_KINDS: tuple[str, ...] = get_args(ActivityKind)
 
 
 def canonical_tags(tags: Mapping[str, object]) -> str:
@@ -114,6 +120,45 @@ class ThresholdRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ExperimentRow:
+    """A chaos test's Chaos Toolkit experiment as its journal ended: the verdict that the
+    activities below add up to (``unfinished``: the journal is a stub, ``error`` says why)."""
+
+    title: str
+    status: str
+    deviated: bool
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("status", self.status)
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRow:
+    """One activity of the journal, ``seq`` its place in journal order; kept so that a
+    night's faults can be placed on its series and its probes read back years later."""
+
+    seq: int
+    phase: ActivityPhase
+    kind: ActivityKind
+    name: str
+    status: str
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_s: float | None = None
+    output_json: str | None = None
+    tolerance_met: bool | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("phase", self.phase, ACTIVITY_PHASES)
+        _check_choice("kind", self.kind, ACTIVITY_KINDS)
+        _check_name("status", self.status)
+
+
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     """One execution of the suite (or of one test) for a night and profile."""
 
@@ -153,6 +198,9 @@ class TestResultRecord:
     metrics: tuple[MetricRow, ...] = ()
     series: tuple[SeriesRow, ...] = ()
     thresholds: tuple[ThresholdRow, ...] = ()
+    load_started_at: datetime | None = None  # wall time of the series' second 0
+    experiment: ExperimentRow | None = None  # chaos tests only
+    activities: tuple[ActivityRow, ...] = ()
 
     def __post_init__(self) -> None:
         _check_night(self.night)
@@ -166,8 +214,13 @@ class TestResultRecord:
                 f"{self.started_at}"
             )
         # Accept lists from callers but keep the record immutable.
-        for name in ("metrics", "series", "thresholds"):
+        for name in ("metrics", "series", "thresholds", "activities"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.activities and self.experiment is None:
+            raise ValueError(f"{self.test}: activities without the experiment they belong to")
+        seqs = [a.seq for a in self.activities]
+        if len(set(seqs)) != len(seqs):
+            raise ValueError(f"{self.test}: two activities share a seq: {sorted(seqs)}")
 
     @property
     def duration_s(self) -> float:

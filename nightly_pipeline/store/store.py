@@ -130,6 +130,31 @@ class MetricStore:
         with self._open(write=False) as conn:
             return frame(conn, "threshold_results", params)
 
+    def chaos_experiments(
+        self, night: date, profile: str | None = None, test: str | None = None
+    ) -> pl.DataFrame:
+        """The chaos experiments of one night, one row per chaos test result.
+
+        Columns: night, profile, test, run_id, title, status, deviated, started_at,
+        ended_at, error, test_started_at, load_started_at (the wall time of the test's
+        series second 0, null when not recorded); times naive UTC.
+        """
+        params = {"night": night, "profile": profile, "test": test}
+        with self._open(write=False) as conn:
+            return frame(conn, "chaos_experiments", params)
+
+    def chaos_activities(
+        self, night: date, profile: str | None = None, test: str | None = None
+    ) -> pl.DataFrame:
+        """Every activity of the night's chaos journals, in journal order per test.
+
+        Columns: night, profile, test, run_id, seq, phase, kind, name, status, started_at,
+        ended_at, duration_s, output_json, tolerance_met, error; times naive UTC.
+        """
+        params = {"night": night, "profile": profile, "test": test}
+        with self._open(write=False) as conn:
+            return frame(conn, "chaos_activities", params)
+
     def runs(self, night: date | None = None) -> pl.DataFrame:
         """Runs, newest first; ``versions`` is JSON text."""
         with self._open(write=False) as conn:

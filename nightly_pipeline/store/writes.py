@@ -1,4 +1,5 @@
-"""Writes: a whole test result replaced in one transaction, and the runs table.
+"""Writes: a whole test result (a chaos test's journal included) replaced in one
+transaction, and the runs table.
 
 Rows are built in Python before the transaction starts (so the file lock is held only for
 the database work) and bulk-loaded with DuckDB's appender: an 1,800-second series of 20
@@ -19,6 +20,7 @@ from nightly_pipeline.store.errors import RunNotFoundError, StoreWriteError
 from nightly_pipeline.store.queries import query
 from nightly_pipeline.store.records import (
     RUN_STATUSES,
+    ActivityRow,
     MetricRow,
     RunRecord,
     SeriesRow,
@@ -37,7 +39,14 @@ THRESHOLD_COLUMNS = (
     *("night", "profile", "test", "metric", "tags", "expression", "scope", "passed"),
     *("observed", "window_start", "window_end", "severity"),
 )
-_DELETES = ("delete_threshold_results", "delete_series", "delete_metrics", "delete_test_results")
+ACTIVITY_COLUMNS = (
+    *("night", "profile", "test", "run_id", "seq", "phase", "kind", "name", "status"),
+    *("started_at", "ended_at", "duration_s", "output_json", "tolerance_met", "error"),
+)
+_DELETES = (
+    *("delete_chaos_activities", "delete_chaos_experiment", "delete_threshold_results"),
+    *("delete_series", "delete_metrics", "delete_test_results"),
+)
 
 
 class _TagCache:
@@ -68,6 +77,8 @@ class PreparedResult:
     metrics: list[tuple[Any, ...]]
     series: list[tuple[Any, ...]]
     thresholds: list[tuple[Any, ...]]
+    experiment: dict[str, Any] | None
+    activities: list[tuple[Any, ...]]
 
 
 def prepare(record: TestResultRecord) -> PreparedResult:
@@ -84,6 +95,7 @@ def prepare(record: TestResultRecord) -> PreparedResult:
         "finished_at": to_utc_naive(record.finished_at),
         "duration_s": record.duration_s,
         "generator_bound": record.generator_bound,
+        "load_started_at": _naive(record.load_started_at),
     }
     return PreparedResult(
         key=key,
@@ -91,6 +103,36 @@ def prepare(record: TestResultRecord) -> PreparedResult:
         metrics=[_metric_row(head, m, tags, record.run_id) for m in record.metrics],
         series=_series_rows(record, head, tags),
         thresholds=[_threshold_row(head, t, tags) for t in record.thresholds],
+        experiment=_experiment_params(key, record),
+        activities=[_activity_row(head, a, record.run_id) for a in record.activities],
+    )
+
+
+def _naive(moment: datetime | None) -> datetime | None:
+    return None if moment is None else to_utc_naive(moment)
+
+
+def _experiment_params(key: dict[str, Any], record: TestResultRecord) -> dict[str, Any] | None:
+    e = record.experiment
+    if e is None:
+        return None
+    return {
+        **key,
+        "run_id": record.run_id,
+        "title": e.title,
+        "status": e.status,
+        "deviated": e.deviated,
+        "started_at": _naive(e.started_at),
+        "ended_at": _naive(e.ended_at),
+        "error": e.error,
+    }
+
+
+def _activity_row(head: tuple[Any, ...], a: ActivityRow, run_id: str) -> tuple[Any, ...]:
+    return (
+        *(*head, run_id, a.seq, a.phase, a.kind, a.name, a.status),
+        *(_naive(a.started_at), _naive(a.ended_at), a.duration_s, a.output_json),
+        *(a.tolerance_met, a.error),
     )
 
 
@@ -154,6 +196,9 @@ def replace_test_result(
         _append(conn, "metrics", METRIC_COLUMNS, prepared.metrics)
         _append(conn, "series", SERIES_COLUMNS, prepared.series)
         _append(conn, "threshold_results", THRESHOLD_COLUMNS, prepared.thresholds)
+        if prepared.experiment is not None:
+            conn.execute(query("insert_chaos_experiment"), prepared.experiment)
+        _append(conn, "chaos_activities", ACTIVITY_COLUMNS, prepared.activities)
         conn.commit()
     except duckdb.Error as exc:
         conn.rollback()

@@ -2,8 +2,9 @@
 ``SuiteTest`` (its ``SPEC``, ``scenario`` and optional ``derive``).
 
 A test module lives in ``suite/scenarios/<id>_<name>.py`` (see docs/adding-a-test.md);
-its file name must match its spec's key. Tests 08–14 arrive with the chaos and
-production-like issues; Test 15 is the weekly ``baseline_snapshot`` history asset.
+its file name must match its spec's key. Tests 08–11 are the chaos tests (faults injected
+by a Chaos Toolkit experiment, ``suite.chaos_run``); 12–14 arrive with the
+production-like issue; Test 15 is the weekly ``baseline_snapshot`` history asset.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ MODULES: tuple[str, ...] = (
     "05_large_payload",
     "06_sustained_login",
     "07_storage_multi_adapter",
+    "08_consumer_resilience",
+    "09_redis_partition",
+    "10_pool_exhaustion",
+    "11_cascading_failure",
 )
 
 

@@ -42,6 +42,11 @@ class ScenarioContext(Generic[K]):
     run_dir: Path
     progress: Callable[[str], None]
     watch: Watch = lambda _: None
+    chaos_ledger: Path | None = None  # where faults are recorded until reverted
+
+    def __post_init__(self) -> None:
+        if self.chaos_ledger is None:
+            object.__setattr__(self, "chaos_ledger", self.run_dir / "chaos-ledger.json")
 
     @cached_property
     def plan(self) -> RunPlan[K]:
@@ -65,11 +70,12 @@ class ScenarioContext(Generic[K]):
         *,
         max_vus: int,
         rate: float | None = None,
+        duration_s: float | None = None,
         pending: Callable[[], int] | None = None,
     ) -> LoadResult:
-        """The test's open-model load: ``scenario`` at a constant arrival ``rate`` (the
-        profile's unless given) for the profile's duration, against the target (loopback or
-        its ``allow_hosts`` only). Each second's figures go to ``watch``, with ``pending()``
+        """The test's open-model load: ``scenario`` at a constant arrival ``rate`` for
+        ``duration_s`` (the profile's unless given), against the target (loopback or its
+        ``allow_hosts`` only). Each second's figures go to ``watch``, with ``pending()``
         deliveries for a test that counts them."""
 
         def report(progress: Progress) -> None:
@@ -80,7 +86,7 @@ class ScenarioContext(Generic[K]):
             LoadTest(
                 ConstantArrivalRate(
                     rate=self.rate if rate is None else rate,
-                    bounds=RunBounds(self.duration_s),
+                    bounds=RunBounds(self.duration_s if duration_s is None else duration_s),
                     max_vus=max_vus,
                 ),
                 scenario,

@@ -3,7 +3,7 @@ plotted by the UI across partitions)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from nightly_pipeline.store import MetricRow
 
@@ -17,6 +17,9 @@ ASSET_PREFIXES: dict[str, tuple[str, ...]] = {
     "invalidation": ("invalidation_", "stale_reads", "hit_ratio_recovery"),
     "auth": ("login_", "auth_", "redis_pool"),
     "storage": ("storage_",),
+    "recovery": ("time_to_", "faults_unrecovered", "experiment_", "processes_crashed", "pel_"),
+    "degradation": ("fault_errors", "readyz_unnamed", "processes_crashed"),
+    "dispatch": ("messaging_dispatch_", "published_after_heal"),
 }
 STATS_SHOWN = (".p50", ".p95", ".p99", ".rate", ".count", ".value", ".max", ".true")
 
@@ -24,8 +27,10 @@ STATS_SHOWN = (".p50", ".p95", ".p99", ".rate", ".count", ".value", ".max", ".tr
 def figures_for(
     asset: str, metrics: Iterable[MetricRow], checked: Iterable[str] = ()
 ) -> dict[str, float]:
-    """The untagged (and ``name``-tagged) figures of ``asset``, e.g. ``http_req_duration.p95``,
-    and those of the metrics its checks judge (``checked``: k6 selectors)."""
+    """The figures of ``asset``, e.g. ``http_req_duration.p95``, ``http_req_duration.p95[login]``
+    or ``time_to_recover_s.value[fault=consumer-kill]`` (one per fault, so that Dagster
+    plots each night over night), and those of the metrics its checks judge (``checked``:
+    k6 selectors)."""
     prefixes = ASSET_PREFIXES.get(asset, ()) + tuple(
         f"{selector.split('{')[0]}." for selector in checked
     )
@@ -33,8 +38,19 @@ def figures_for(
     for m in metrics:
         if not m.metric.startswith(prefixes) or not m.metric.endswith(STATS_SHOWN):
             continue
-        if m.tags and set(m.tags) != {"name"}:
+        if not set(m.tags) <= LABELLED_BY:
             continue
-        label = m.metric if not m.tags else f"{m.metric}[{m.tags['name']}]"
-        out[label] = m.value
+        out[_label(m.metric, m.tags)] = m.value
     return out
+
+
+LABELLED_BY = frozenset({"name", "fault", "status"})
+"""The tags a figure may carry into its label (one figure per request name, per fault)."""
+
+
+def _label(metric: str, tags: Mapping[str, str]) -> str:
+    if not tags:
+        return metric
+    if set(tags) == {"name"}:
+        return f"{metric}[{tags['name']}]"
+    return metric + "[" + ",".join(f"{k}={tags[k]}" for k in sorted(tags)) + "]"

@@ -11,13 +11,16 @@ per socket (``delivery_*``, ``e2e_delivery_ms``, ``ws_disconnects``) into the re
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import itertools
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 from nightly_pipeline.loadgen import LoadResult
 from nightly_pipeline.loadgen.vu import Vu
@@ -45,6 +48,7 @@ class MessagingKnobs:
     pool: int = 13  # users logged in (capped by the target's users)
     sockets: int | None = None
     drain_s: float = 15.0  # after the load, how long deliveries may still arrive
+    drain_stall_s: float = 10.0  # ... unless none arrived for this long (lost, not late)
     max_vus: int = 1000
 
     def errors(self, users: int) -> list[str]:
@@ -128,6 +132,10 @@ class PostMessages:
         if response.status == 202:
             self.sent[response.json()["message_id"]] = Sent(conversation.id, digest, started)
             self.expected_pairs += self.fanout.get(conversation.id, 0)
+        else:  # by status, per second: what a fault's window answered (0: no answer)
+            vu.recorder.counter(
+                "post_failures_by_status", vu.now, tags={"status": str(response.status)}
+            )
 
     async def _refresh(self, vu: Vu) -> None:
         self._token_at = vu.now
@@ -171,37 +179,56 @@ def record_delivery(result: LoadResult, verdict: DeliveryVerdict, ws_disconnects
 
 
 def drain(
-    ctx: ScenarioContext[MessagingKnobs],
+    ctx: ScenarioContext[Any],
     listener: Listener,
     expected: Mapping[str, tuple[str, ...]],
     result: LoadResult,
+    drain_s: float,
+    stall_s: float,
 ) -> None:
-    """Wait, at most ``drain_s``, for every expected delivery; report it once a second
-    (with the load's errors and dropped iterations, which no longer change)."""
+    """Wait, at most ``drain_s``, for every expected delivery, and no longer than
+    ``stall_s`` without a new one; report it once a second (with the load's errors and
+    dropped iterations, which no longer change)."""
     rec = result.recorder
     errors = sum(int(rec.stats(n).get("count", 0)) for n in ("iteration_errors", "http_req_errors"))
     dropped = int(rec.stats("dropped_iterations").get("count", 0))
     total = sum(len(r) for r in expected.values())
     started = time.monotonic()
     reported = started
+
+    def report(delivered: int) -> None:
+        elapsed = time.monotonic() - started
+        progress = TestProgress(
+            ctx.spec.key, "drain", elapsed, drain_s, 0.0, None, errors, dropped, total - delivered
+        )
+        ctx.watch(progress)
+
+    last_count, last_change = -1, started
     while (delivered := listener.delivered(expected)) < total:
         now = time.monotonic()
-        if now - started >= ctx.knobs.drain_s:
+        if delivered != last_count:
+            last_count, last_change = delivered, now
+        if now - started >= drain_s or now - last_change >= stall_s:
             break
         if now - reported >= 1.0:
             reported = now
-            ctx.watch(
-                TestProgress(
-                    ctx.spec.key, "drain", now - started, ctx.knobs.drain_s, 0.0, None,
-                    errors, dropped, total - delivered,
-                )
-            )  # fmt: skip
+            report(delivered)
         time.sleep(0.1)
+    report(delivered)  # the last word: what is still missing, usually nothing
 
 
-def run_messaging_load(ctx: ScenarioContext[MessagingKnobs]) -> LoadResult:
-    """Set up, listen, post at ``ctx.rate`` for ``ctx.duration_s``, drain, and record."""
-    target, load = ctx.target, ctx.knobs
+def run_messaging_load(
+    ctx: ScenarioContext[Any],
+    load: MessagingKnobs | None = None,
+    around_load: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+    duration_s: float | None = None,
+) -> LoadResult:
+    """Set up, listen, post at ``ctx.rate`` for ``duration_s`` (the profile's unless
+    given), drain, and record. ``load`` defaults to the test's knobs; ``around_load()``
+    is entered as the load starts and left when it ends (a chaos test's experiment runs
+    inside it)."""
+    target = ctx.target
+    load = load if load is not None else ctx.knobs
     conversations, tokens = set_up(target, load)
     participants = list(dict.fromkeys(u for c in conversations for u in c.participants))
     sockets = socket_labels(participants, load.sockets)
@@ -211,7 +238,8 @@ def run_messaging_load(ctx: ScenarioContext[MessagingKnobs]) -> LoadResult:
         conversations, dict(tokens), load.payload_bytes, target.password, fanout
     )
     ctx.progress(
-        f"{ctx.spec.key}: {ctx.rate:g} msg/s of {load.payload_bytes} B for {ctx.duration_s:g} s,"
+        f"{ctx.spec.key}: {ctx.rate:g} msg/s of {load.payload_bytes} B for "
+        f"{duration_s or ctx.duration_s:g} s,"
         f" {len(sockets)} sockets"
     )
     listening = {label: tokens[user] for label, user in sockets.items()}
@@ -220,9 +248,12 @@ def run_messaging_load(ctx: ScenarioContext[MessagingKnobs]) -> LoadResult:
         def pending() -> int:  # cheap, once a second: pairs owed less pairs received
             return max(0, scenario.expected_pairs - len(listener.received))
 
-        result = ctx.load(scenario, max_vus=load.max_vus, pending=pending)
+        with around_load():
+            result = ctx.load(
+                scenario, max_vus=load.max_vus, duration_s=duration_s, pending=pending
+            )
         expected = {m: recipients[s.conversation] for m, s in scenario.sent.items()}
-        drain(ctx, listener, expected, result)
+        drain(ctx, listener, expected, result, load.drain_s, load.drain_stall_s)
     verdict = judge_delivery(scenario.sent, recipients, listener.received)
     record_delivery(result, verdict, listener.ws_disconnects)
     return result

@@ -17,14 +17,34 @@ from pathlib import Path
 
 from nightly_pipeline.analysis import leak_verdict
 from nightly_pipeline.loadgen import Recorder, ThresholdResult
-from nightly_pipeline.loadgen.thresholds import ThresholdEvaluator, parse_thresholds
+from nightly_pipeline.loadgen.thresholds import (
+    ThresholdEvaluator,
+    parse_selector,
+    parse_thresholds,
+)
 from nightly_pipeline.store import TestResultRecord
 from nightly_pipeline.suite.context import ScenarioContext, SuiteTest
 from nightly_pipeline.suite.preflight import ensure_reachable
 from nightly_pipeline.suite.profiles import Profile
 from nightly_pipeline.suite.progress import Watch
-from nightly_pipeline.suite.results import metric_rows, series_rows, threshold_rows
-from nightly_pipeline.suite.sampling import Sampler, Samples, counter_delta, gauge_max, unreadable
+from nightly_pipeline.suite.results import (
+    JOURNAL,
+    activity_rows,
+    experiment_row,
+    metric_rows,
+    read_journal,
+    series_rows,
+    threshold_rows,
+    wall_time_of,
+)
+from nightly_pipeline.suite.sampling import (
+    Sampler,
+    Samples,
+    counter_delta,
+    gauge_max,
+    labelled_growth,
+    unreadable,
+)
 from nightly_pipeline.suite.spec import Check, TestSpec
 from nightly_pipeline.suite.target import Target
 
@@ -62,23 +82,28 @@ def blocking_failed(checks: tuple[CheckOutcome, ...]) -> bool:
 def add_target_metrics(recorder: Recorder, spec: TestSpec, samples: Samples, at: float) -> None:
     """What the target reported during the run, as metrics the checks can read.
 
-    ``*_total`` counters become their growth over the run; other platform metrics their
-    maximum; ``process_rss_growth_pct`` the largest post-warm-up growth of any process.
+    ``*_total`` counters become their growth over the run (per label set when a check
+    selects labels: ``storage_errors_total{type:TimeoutError}``, a series first seen
+    mid-run counting from zero); other platform metrics their maximum;
+    ``process_rss_growth_pct`` the largest post-warm-up growth of any process.
     """
-    wanted = {c.metric.split("{")[0] for c in spec.checks}
-    for name in sorted(wanted):
+    for selector in sorted({c.metric for c in spec.checks}):
+        name, tags, _ = parse_selector(selector)
+        labels = dict(tags)
         if name == "process_rss_growth_pct":
             growth = _rss_growth(samples)
             if growth is not None:
                 recorder.gauge(name, growth, at)
         elif name.endswith("_total"):
-            delta = counter_delta(samples, name)
+            delta = (
+                labelled_growth(samples, name, **labels) if labels else counter_delta(samples, name)
+            )
             if delta is not None:
-                recorder.counter(name, at, value=delta)
+                recorder.counter(name, at, value=delta, tags=labels or None)
         elif name.startswith(("messaging_", "ws_", "storage_", "auth_")):
-            peak = gauge_max(samples, name)
+            peak = gauge_max(samples, name, **labels)
             if peak is not None:
-                recorder.gauge(name, peak, at)
+                recorder.gauge(name, peak, at, labels or None)
 
 
 def _rss_growth(samples: Samples) -> float | None:
@@ -135,13 +160,15 @@ def run_suite_test(
     run_dir: Path,
     progress: Callable[[str], None] = lambda _: None,
     watch: Watch = lambda _: None,
+    chaos_ledger: Path | None = None,
 ) -> TestOutcome:
     """Run ``test`` at ``profile`` against ``target``; the outcome holds the store record.
-    ``progress`` gets lines for the log, ``watch`` the figures of each second."""
+    ``progress`` gets lines for the log, ``watch`` the figures of each second;
+    ``chaos_ledger`` records injected faults (default: in ``run_dir``)."""
     spec = test.spec
     ensure_reachable(target)
     started = datetime.now(UTC)
-    ctx = ScenarioContext(spec, profile, target, run_dir, progress, watch)
+    ctx = ScenarioContext(spec, profile, target, run_dir, progress, watch, chaos_ledger)
     with Sampler(target.metrics_urls, target.pids) as sampler:
         result = test.scenario(ctx)
     recorder = result.recorder
@@ -152,6 +179,7 @@ def run_suite_test(
     checks, results = judge(spec, recorder)
     missing = unreadable(sampler.samples)
     severity = {(c.check.metric, c.check.expr): c.check.severity for c in checks}
+    journal = read_journal(run_dir / JOURNAL, written_since=started)  # chaos tests only
     record = TestResultRecord(
         night=night,
         profile=profile.name,
@@ -165,5 +193,8 @@ def run_suite_test(
         metrics=tuple(metric_rows(result)),
         series=tuple(series_rows(result)),
         thresholds=tuple(threshold_rows(results, severity_of=severity)),
+        load_started_at=wall_time_of(recorder.run_start),
+        experiment=experiment_row(journal) if journal is not None else None,
+        activities=activity_rows(journal) if journal is not None else (),
     )
     return TestOutcome(spec, record, checks, missing)

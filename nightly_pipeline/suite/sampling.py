@@ -164,6 +164,22 @@ def counter_delta(samples: Samples, name: str, **labels: str) -> float | None:
     return grown
 
 
+def labelled_growth(samples: Samples, name: str, **labels: str) -> float | None:
+    """Growth of a labelled counter over the run, counting a label set that first appears
+    mid-run from zero (Prometheus exports a labelled series only once it fired: a
+    breaker's first ``state="open"`` transition appears at 1).
+
+    Only scrapes where every endpoint answered count (an absent series is then really
+    zero), so an unreadable target is None rather than zero; a value that went down
+    (a restarted process) counts from zero again."""
+    values = [
+        scrape.total(name, **labels) or 0.0 for scrape in samples.scrapes if not scrape.errors
+    ]
+    if not values:
+        return None
+    return sum(b - a if b >= a else b for a, b in itertools.pairwise(values))
+
+
 def gauge_max(samples: Samples, name: str, **labels: str) -> float | None:
     values = [v for s in samples.scrapes if (v := s.total(name, **labels)) is not None]
     return max(values) if values else None

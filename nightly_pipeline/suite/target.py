@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from nightly_pipeline.chaos.backend import ChaosBackend
 from nightly_pipeline.loadgen import LoadgenError
 from nightly_pipeline.loadgen.safety import check_target
 from nightly_pipeline.suite.errors import ConfigurationError
@@ -50,6 +51,9 @@ class Target:
     pids: Mapping[str, int] = field(default_factory=dict)
     """Processes whose memory the suite samples (process name -> pid); empty for a
     deployed platform, whose memory comes from ``process_resident_memory_bytes``."""
+    chaos: ChaosBackend | None = field(default=None, compare=False, repr=False)
+    """The platform's own handles for fault injection (processes, proxies, datastores);
+    None for a deployed platform."""
 
 
 REQUIRED = ("name", "base_url", "ws_url", "users", "password_env")

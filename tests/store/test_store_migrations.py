@@ -18,6 +18,7 @@ from nightly_pipeline.store import (
     latest_version,
 )
 from nightly_pipeline.store.migrations import load_migrations, parse_migrations
+from tests.store.test_store_chaos import chaos_result
 
 MakeResult = Callable[..., TestResultRecord]
 NIGHT = date(2024, 3, 1)
@@ -79,6 +80,42 @@ def test_migrates_a_version_1_file_and_keeps_its_data(tmp_path: Path) -> None:
     rows = store.recent_results().select("test", "status", "detail", "generator_bound").rows()
     assert rows == [("a", "failed", "p95 too high", False)]
     assert store.metrics().select("metric", "value").rows() == [("p95", 120.5)]
+
+
+def test_migrates_a_version_3_file_to_the_chaos_journal(
+    tmp_path: Path, make_result: MakeResult
+) -> None:
+    path = tmp_path / "metrics.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        for version, migration in enumerate(load_migrations()[:3], start=1):
+            conn.execute(migration.sql)
+            conn.execute(
+                "INSERT INTO schema_version VALUES (?, ?)", [version, datetime(2024, 1, 1)]
+            )
+        conn.execute(
+            "INSERT INTO test_results (night, profile, test, run_id, status, detail, "
+            "started_at, finished_at, duration_s, generator_bound) VALUES (DATE '2024-03-01', "
+            "'ci', '08_consumer_resilience', 'r0', 'passed', '', "
+            "TIMESTAMP '2024-03-01 02:10:00', TIMESTAMP '2024-03-01 02:11:00', 60.0, FALSE)"
+        )
+        tables = {t for (t,) in conn.execute("SHOW TABLES").fetchall()}
+        assert "chaos_activities" not in tables
+
+    store = MetricStore(path)
+
+    assert versions_recorded(path) == list(range(1, latest_version() + 1))
+    assert store.recent_results().select("test", "status").rows() == [
+        ("08_consumer_resilience", "passed")
+    ]
+    assert store.chaos_activities(NIGHT).height == 0
+    with duckdb.connect(str(path), read_only=True) as conn:
+        (load_started,) = conn.execute("SELECT load_started_at FROM test_results").fetchone()
+    assert load_started is None  # not recorded before 0004
+
+    # The migrated file takes a chaos result, replacing the old row of that test.
+    store.write_test_result(chaos_result(make_result))
+    assert store.chaos_experiments(NIGHT)["load_started_at"].null_count() == 0
+    assert store.chaos_activities(NIGHT).height == 4
 
 
 def test_refuses_a_newer_file_without_touching_it(

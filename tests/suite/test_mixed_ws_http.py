@@ -103,7 +103,7 @@ def test_a_slow_redis_link_fails_the_e2e_latency_check_but_loses_nothing(
 ) -> None:
     """Fault: latency on the Redis proxy. The warn check ``e2e_delivery_ms p(95)<500`` fails;
     the blocking delivery checks still pass (slow is not lost)."""
-    with ProxyControl(platform.endpoints.redis_proxy_control) as proxy:
+    with ProxyControl(platform.endpoints.redis_proxy_control, proxy="redis") as proxy:
         proxy.set_latency(REDIS_LATENCY_MS)
         try:
             outcome = _run(platform, tmp_path)

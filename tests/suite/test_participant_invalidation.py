@@ -48,7 +48,7 @@ def test_participant_invalidation_passes_on_the_healthy_platform(platform, tmp_p
 
 
 def test_a_slow_redis_link_fails_the_invalidation_delay_check(platform, tmp_path) -> None:
-    with ProxyControl(platform.endpoints.redis_proxy_control) as proxy:
+    with ProxyControl(platform.endpoints.redis_proxy_control, proxy="redis") as proxy:
         proxy.set_latency(REDIS_LATENCY_MS)
         try:
             outcome = _run(platform, tmp_path)

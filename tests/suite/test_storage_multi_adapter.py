@@ -11,7 +11,7 @@ import pytest
 from nightly_pipeline.chaos import ProxyControl
 from nightly_pipeline.loadgen import Recorder
 from nightly_pipeline.suite.catalog import select_tests
-from nightly_pipeline.suite.sampling import Samples, Scrape
+from nightly_pipeline.suite.sampling import Samples, Scrape, labelled_growth
 from tests.suite.platforms import ci_platform, run_ci, scenario_module
 
 STORAGE = select_tests("07")[0]
@@ -42,11 +42,9 @@ def test_a_breaker_series_that_appears_mid_run_counts_from_zero() -> None:
             _scrape(2, opens=2, storage_retries_total=9),
         ]
     )
-    name, witness = OPEN[0], "storage_retries_total"
-    assert storage.labelled_growth(samples, name, witness, state="open") == 2
-    assert (
-        storage.labelled_growth(Samples(scrapes=[_scrape(0)]), name, witness, state="open") is None
-    )
+    assert labelled_growth(samples, OPEN[0], state="open") == 2
+    unreadable = Samples(scrapes=[Scrape(0.0, {}, {"api": "connection refused"})])
+    assert labelled_growth(unreadable, OPEN[0], state="open") is None
 
 
 def test_derive_takes_the_warm_up_out_of_the_hit_ratio() -> None:

@@ -119,7 +119,7 @@ def test_a_slow_redis_link_fails_the_token_generation_check(platform, tmp_path) 
     """Fault: 60 ms added on the API's Redis link (fault proxy). Issuing a token stores
     the session in Redis, so ``auth_token_generation_ms p(95)<50`` fails (WARN) while
     every login still succeeds."""
-    with ProxyControl(platform.endpoints.redis_proxy_control) as proxy:
+    with ProxyControl(platform.endpoints.redis_proxy_control, proxy="redis") as proxy:
         proxy.set_latency(REDIS_LATENCY_MS)
         try:
             outcome = _run(platform, tmp_path)

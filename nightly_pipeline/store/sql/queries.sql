@@ -43,11 +43,43 @@ DELETE FROM series WHERE night = $night AND profile = $profile AND test = $test;
 -- name: delete_threshold_results
 DELETE FROM threshold_results WHERE night = $night AND profile = $profile AND test = $test;
 
+-- name: delete_chaos_experiment
+DELETE FROM chaos_experiments WHERE night = $night AND profile = $profile AND test = $test;
+
+-- name: delete_chaos_activities
+DELETE FROM chaos_activities WHERE night = $night AND profile = $profile AND test = $test;
+
 -- name: insert_test_result
 INSERT INTO test_results (night, profile, test, run_id, status, detail, started_at,
-                          finished_at, duration_s, generator_bound)
+                          finished_at, duration_s, generator_bound, load_started_at)
 VALUES ($night, $profile, $test, $run_id, $status, $detail, $started_at, $finished_at,
-        $duration_s, $generator_bound);
+        $duration_s, $generator_bound, $load_started_at);
+
+-- name: insert_chaos_experiment
+INSERT INTO chaos_experiments (night, profile, test, run_id, title, status, deviated,
+                               started_at, ended_at, error)
+VALUES ($night, $profile, $test, $run_id, $title, $status, $deviated, $started_at,
+        $ended_at, $error);
+
+-- name: chaos_experiments
+-- With the test's own times: load_started_at is the wall time of its series' second 0.
+SELECT e.night, e.profile, e.test, e.run_id, e.title, e.status, e.deviated, e.started_at,
+       e.ended_at, e.error, r.started_at AS test_started_at, r.load_started_at
+FROM chaos_experiments AS e
+JOIN test_results AS r USING (night, profile, test)
+WHERE e.night = $night
+  AND ($profile IS NULL OR e.profile = $profile)
+  AND ($test IS NULL OR e.test = $test)
+ORDER BY e.profile, e.test;
+
+-- name: chaos_activities
+SELECT night, profile, test, run_id, seq, phase, kind, name, status, started_at, ended_at,
+       duration_s, output_json, tolerance_met, error
+FROM chaos_activities
+WHERE night = $night
+  AND ($profile IS NULL OR profile = $profile)
+  AND ($test IS NULL OR test = $test)
+ORDER BY profile, test, seq;
 
 -- name: nights
 SELECT night,

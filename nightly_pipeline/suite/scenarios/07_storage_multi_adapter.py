@@ -32,7 +32,7 @@ from nightly_pipeline.loadgen.recorder import Recorder
 from nightly_pipeline.loadgen.vu import Vu
 from nightly_pipeline.suite.client import PlatformClient
 from nightly_pipeline.suite.context import ScenarioContext
-from nightly_pipeline.suite.sampling import Samples, counter_delta
+from nightly_pipeline.suite.sampling import Samples, counter_delta, labelled_growth
 from nightly_pipeline.suite.spec import Check, TestSpec
 from nightly_pipeline.suite.target import Target
 
@@ -144,22 +144,6 @@ def warm_cache(target: Target, n: int) -> Warmed:
     return Warmed(keys, hits, len(keys) - hits)
 
 
-def labelled_growth(samples: Samples, name: str, witness: str, **labels: str) -> float | None:
-    """Growth of a labelled counter over the run, counting a label set that first appears
-    mid-run from zero (a labelled series is only exported once it fired).
-
-    Only scrapes that read ``witness`` (an unlabelled counter of the same exporter, always
-    exported) count, so an unreadable endpoint is None rather than zero."""
-    values = [
-        scrape.total(name, **labels) or 0.0
-        for scrape in samples.scrapes
-        if scrape.total(witness) is not None
-    ]
-    if not values:
-        return None
-    return sum(b - a if b >= a else b for a, b in itertools.pairwise(values))
-
-
 def scenario(ctx: ScenarioContext[StorageMultiAdapterKnobs]) -> LoadResult:
     knobs = ctx.knobs
     warmed = warm_cache(ctx.target, knobs.working_set)
@@ -182,12 +166,7 @@ def derive(samples: Samples, recorder: Recorder, at: float) -> None:
         misses = max(0.0, misses - recorder.stats("storage_warmup_misses").get("count", 0.0))
         if hits + misses > 0:
             recorder.gauge("storage_cache_hit_ratio", hits / (hits + misses), at)
-    opens = labelled_growth(
-        samples,
-        "storage_circuit_breaker_transitions_total",
-        "storage_retries_total",
-        state="open",
-    )
+    opens = labelled_growth(samples, "storage_circuit_breaker_transitions_total", state="open")
     if opens is not None:
         recorder.counter("storage_breaker_opens", at, value=opens)
     retries = counter_delta(samples, "storage_retries_total")

@@ -1,0 +1,51 @@
+"""Test 08 against the embedded platform (ci profile): the consumer killed mid-stream
+and restarted, every message still delivered once with the dead consumer's pending
+entries reclaimed; against a consumer that never reclaims them, the reclaim check fails.
+
+(The loss check of a kill without reclaim is not asserted: with the consumer's replies
+slowed, most entries pending at the kill were already published, and their XACK was
+what the kill cut off. Loss itself fails under a stopped consumer: Test 01's tests.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from nightly_pipeline.suite.catalog import select_tests
+from tests.suite.chaos_checks import checks, failed, journal, no_fault_left
+from tests.suite.platforms import ci_platform, metric, run_ci
+
+RESILIENCE = select_tests("08")[0]
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, system_dir):
+    with ci_platform(tmp_path_factory, system_dir, "resilience") as up:
+        yield up
+
+
+def test_a_killed_consumer_loses_nothing_and_reclaims_its_pending_list(platform, tmp_path):
+    consumer = platform.pids()["consumer"]
+    outcome = run_ci(RESILIENCE, platform.target(), tmp_path)
+    assert outcome.record.status == "passed", outcome.record.detail
+    assert metric(outcome, "pel_at_kill.value") > 0  # the kill left entries pending
+    assert checks(outcome)["pel_reclaimed_equals_pel"] == (True, 0)
+    assert checks(outcome)["zero_message_loss"] == (True, 0)
+    assert platform.pids()["consumer"] != consumer and platform.is_running("consumer")
+    names = [r["activity"]["name"] for r in journal(tmp_path)["run"]]
+    assert names[:3] == ["inject-slow-reads", "inject-consumer-kill", "pel-at-kill"]
+    no_fault_left(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def never_reclaiming(tmp_path_factory, system_dir):
+    overrides = {"reclaim_pending": False}
+    with ci_platform(tmp_path_factory, system_dir, "no-reclaim", overrides=overrides) as up:
+        yield up
+
+
+def test_a_consumer_that_never_reclaims_fails_the_reclaim_check(never_reclaiming, tmp_path):
+    outcome = run_ci(RESILIENCE, never_reclaiming.target(), tmp_path)
+    assert "pel_reclaimed_equals_pel" in failed(outcome)
+    assert checks(outcome)["pel_reclaimed_equals_pel"][1] == metric(outcome, "pel_at_kill.value")
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+    no_fault_left(tmp_path)
