@@ -26,6 +26,7 @@ import webbrowser
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nightly_pipeline.home import HOME_ENV, Home
 from nightly_pipeline.loadgen import LoadgenError, Progress
@@ -34,6 +35,9 @@ from nightly_pipeline.store import MetricStore, RunRecord, StoreError
 from nightly_pipeline.suite.errors import SelectionError
 from nightly_pipeline.suite.profiles import profile_named
 from nightly_pipeline.suite.selfcheck import SelfcheckConfig, run_selfcheck
+
+if TYPE_CHECKING:
+    from nightly_pipeline.suite.target import Target
 
 
 def _night(text: str) -> date:
@@ -238,7 +242,8 @@ def _run_problems(args: argparse.Namespace, home: Home) -> list[str]:
         lambda: check_night(args.night or latest_night()),
     ]
     if args.target != "embedded":
-        checks.append(lambda: load_target(Path(args.target), os.environ))
+        target_file = Path(args.target)
+        checks.append(lambda: _experiments_of_chaos_tests(load_target(target_file, os.environ)))
     problems = []
     for check in checks:
         try:
@@ -250,6 +255,20 @@ def _run_problems(args: argparse.Namespace, home: Home) -> list[str]:
     except StoreError as exc:
         problems.append(str(exc))
     return problems
+
+
+def _experiments_of_chaos_tests(target: Target) -> None:
+    """The target file's ``chaos_experiments`` name chaos tests only."""
+    from nightly_pipeline.suite.catalog import BY_ID
+    from nightly_pipeline.suite.errors import ConfigurationError
+
+    chaos = sorted(i for i, test in BY_ID.items() if test.spec.injects_faults)
+    wrong = sorted(set(target.experiments) - set(chaos))
+    if wrong:
+        raise ConfigurationError(
+            f"target {target.name!r}: chaos_experiments names test(s) {', '.join(wrong)}, "
+            f"which inject no faults; the chaos tests are {', '.join(chaos)}"
+        )
 
 
 def cmd_run(args: argparse.Namespace, home: Home) -> int:

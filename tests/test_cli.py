@@ -228,6 +228,33 @@ def test_bad_input_is_refused_at_the_door_every_problem_once(tmp_path, capsys) -
     assert "ws_url: target host '10.1.2.3'" in err and "Traceback" not in err
 
 
+def test_an_experiment_for_a_test_that_injects_no_faults_is_refused(tmp_path, capsys) -> None:
+    experiment = {
+        "title": "mine",
+        "description": "a user's experiment",
+        "method": [
+            {"type": "action", "name": "n", "provider": {"type": "process", "path": "true"}}
+        ],
+    }
+    (tmp_path / "mine.json").write_text(json.dumps(experiment))
+    target = tmp_path / "local.json"
+    local = {
+        "name": "local",
+        "base_url": "http://127.0.0.1:8080",
+        "ws_url": "ws://127.0.0.1:8080/v1/ws",
+        "users": ["u1"],
+        "password_env": "HOME",
+        "chaos_experiments": {"05": "mine.json", "09": "mine.json"},
+    }
+    target.write_text(json.dumps(local))
+    home = tmp_path / "home"
+    argv = ["--store", str(home / "metrics.duckdb"), "run", "--profile", "ci"]
+    assert main([*argv, "--target", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "chaos_experiments names test(s) 05, which inject no faults" in err
+    assert "the chaos tests are 08, 09, 10, 11" in err and "Traceback" not in err
+
+
 PROGRESS_LINE = re.compile(
     r"06_sustained_login load (\d+)/6 s  [\d.]+/s  p95 ([\d.]+ ms|-)  errors \d+  dropped \d+"
 )

@@ -42,3 +42,29 @@ class ChaosBackend(Protocol):
         """Direct addresses of the platform's datastores, bypassing the proxies:
         ``postgres`` (a superuser DSN, for database faults) and ``redis`` (a URL)."""
         ...
+
+
+class NoHandles:
+    """A platform that offers no handle at all (a deployed one): no process to signal, no
+    proxy, no datastore address. Only the user's own activities inject faults there."""
+
+    def process_names(self) -> tuple[str, ...]:
+        return ()
+
+    def pids(self) -> Mapping[str, int]:
+        return {}
+
+    def is_running(self, name: str) -> bool:
+        return False
+
+    def signal(self, name: str, sig: int) -> None:
+        raise ProcessLookupError(f"{name}: this platform offers no process handles")
+
+    def restart(self, name: str) -> int:
+        raise ProcessLookupError(f"{name}: this platform offers no process handles")
+
+    def link_controls(self) -> Mapping[str, str]:
+        return {}
+
+    def datastores(self) -> Mapping[str, str]:
+        return {}

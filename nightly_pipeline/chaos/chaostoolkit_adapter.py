@@ -14,8 +14,10 @@ import contextlib
 import logging
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import chaoslib.loader
 import chaoslib.run
 from chaoslib.exceptions import ChaosException
 from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
@@ -37,6 +39,22 @@ def validate(experiment: Mapping[str, Any]) -> None:
     except ChaosException as exc:
         title = experiment.get("title", "(untitled)")
         raise ExperimentInvalid(f"experiment {title!r} does not validate: {exc}") from exc
+
+
+def load_experiment(path: Path) -> dict[str, Any]:
+    """A user's experiment file (JSON or YAML, chaoslib's loader), validated by Chaos
+    Toolkit; ``ExperimentInvalid`` quoting chaoslib when it cannot be used."""
+    if not Path(path).is_file():
+        raise ExperimentInvalid(f"experiment {path}: no such file")
+    try:
+        experiment = dict(chaoslib.loader.load_experiment(str(path)))
+    except (ChaosException, ValueError, OSError) as exc:
+        raise ExperimentInvalid(f"experiment {path}: cannot load it: {exc}") from exc
+    try:
+        validate(experiment)
+    except ExperimentInvalid as exc:
+        raise ExperimentInvalid(f"{path}: {exc}") from exc
+    return experiment
 
 
 class BackgroundExperiment:

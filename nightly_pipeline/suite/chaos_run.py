@@ -10,6 +10,11 @@ run (``journal.json``). Every fault is reverted on exit, on failure and on Ctrl-
 recorded in the ledger before it touches anything (a killed run's are reverted at the
 next start).
 
+On a target whose file names its own experiment for the test (``chaos_experiments``),
+that experiment injects the faults instead (the user's activities, the suite's
+configuration added); the load, the accounting and the checks are the same, and the fault
+window is the experiment's actions, first to last (``journal_windows``).
+
 Recorded (tags ``fault``): ``time_to_detect_s``, ``time_to_recover_s`` (absent when it
 never recovered: its check then fails on no data), ``faults_unrecovered``,
 ``fault_errors`` (``status`` tag: the failed POSTs of the window, 0 = no answer),
@@ -26,10 +31,15 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from nightly_pipeline.chaos.backend import ChaosBackend
-from nightly_pipeline.chaos.chaostoolkit_adapter import BackgroundExperiment, validate
+from nightly_pipeline.chaos.backend import ChaosBackend, NoHandles
+from nightly_pipeline.chaos.chaostoolkit_adapter import (
+    BackgroundExperiment,
+    load_experiment,
+    validate,
+)
 from nightly_pipeline.chaos.ledger import FaultLedger
 from nightly_pipeline.chaos.recovery import Recovery, Sample, SteadyStateWatcher, recovery_of
 from nightly_pipeline.chaos.session import FaultWindow, open_session
@@ -156,6 +166,7 @@ def run_chaos_messaging(
     is clean when the load's last second had no new failed POST and fewer deliveries
     pending than ``clean_pending_s`` seconds of traffic."""
     backend = chaos_backend(ctx)
+    own = ctx.target.experiments.get(ctx.spec.id)
     ledger = FaultLedger(ctx.chaos_ledger)
     for line in ledger.revert_leftovers():
         ctx.progress(f"{ctx.spec.key}: a dead run's fault: {line}")
@@ -168,9 +179,16 @@ def run_chaos_messaging(
             "metrics_url": metrics_url,
             "redis_url": backend.datastores().get("redis", ""),
         }
-        experiment = build_experiment(
-            f"{ctx.spec.key}: {ctx.spec.description}", ctx.spec.description, steps, configuration
-        )
+        if own is not None:  # the user's faults; our load, probes, accounting and checks
+            ctx.progress(f"{ctx.spec.key}: faults by the target's experiment {own}")
+            experiment = with_configuration(load_experiment(own), configuration)
+        else:
+            experiment = build_experiment(
+                f"{ctx.spec.key}: {ctx.spec.description}",
+                ctx.spec.description,
+                steps,
+                configuration,
+            )
         validate(experiment)  # Chaos Toolkit's own errors, before any load
         background = BackgroundExperiment(experiment)
         watched = dataclasses.replace(ctx, watch=state.watching(ctx.watch))
@@ -181,7 +199,7 @@ def run_chaos_messaging(
             if result.aborted:  # Ctrl-C, SIGTERM: no fault after this, and no waiting
                 session.stop(f"the test stopped: {result.aborted}")
             journal = background.journal(STOPPED_GRACE_S if result.aborted else EXPERIMENT_GRACE_S)
-            windows = list(session.windows)
+            windows = list(session.windows) or journal_windows(journal)
             watcher.wait(lambda s: all(recovered(w, s) for w in windows), RECOVERY_WATCH_S)
     (ctx.run_dir / "journal.json").parent.mkdir(parents=True, exist_ok=True)
     (ctx.run_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
@@ -196,13 +214,88 @@ def recovered(window: FaultWindow, samples: Sequence[Sample]) -> bool:
 
 
 def chaos_backend(ctx: ScenarioContext[Any]) -> ChaosBackend:
-    """The target's fault handles; a ``ConfigurationError`` for a platform without."""
-    if ctx.target.chaos is None:
-        raise ConfigurationError(
-            f"target {ctx.target.name!r}: test {ctx.spec.key} injects faults through the "
-            "platform's own handles, which only the embedded platform offers"
+    """The target's fault handles; none on a target whose own experiment injects this
+    test's faults; a ``ConfigurationError`` naming the fix for a platform without either."""
+    if ctx.target.chaos is not None:
+        return ctx.target.chaos
+    if ctx.spec.id in ctx.target.experiments:
+        return NoHandles()
+    raise ConfigurationError(
+        f"target {ctx.target.name!r}: test {ctx.spec.key} injects faults through the "
+        "platform's own handles, which only the embedded platform offers; name your own "
+        f'Chaos Toolkit experiment for it in the target file: "chaos_experiments": '
+        f'{{"{ctx.spec.id}": "experiment.json"}}'
+    )
+
+
+def with_configuration(experiment: Mapping[str, Any], ours: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's experiment with the suite's configuration added (the session token, the
+    target's URLs), so that it may call the suite's activities; what we do not know (an
+    empty value) is left to the user's own configuration."""
+    theirs = dict(experiment.get("configuration") or {})
+    return {**experiment, "configuration": {**theirs, **{k: v for k, v in ours.items() if v}}}
+
+
+def journal_windows(journal: Mapping[str, Any]) -> list[FaultWindow]:
+    """The fault window of an experiment whose faults are not the suite's (the user's own
+    activities): from its first action's start to its last action's end, rollbacks
+    included; no window when it ran no action."""
+    actions = [
+        r
+        for r in [*(journal.get("run") or ()), *(journal.get("rollbacks") or ())]
+        if r.get("activity", {}).get("type") == "action" and r.get("start") and r.get("end")
+    ]
+    if not actions:
+        return []
+    first = _wall(min(r["start"] for r in actions))
+    last = _wall(max(r["end"] for r in actions))
+    to_perf = time.perf_counter() - time.time()
+    return [
+        FaultWindow(
+            name="experiment",
+            type="experiment",
+            params={"title": str(journal.get("experiment", {}).get("title", ""))},
+            injected_at=first.timestamp() + to_perf,
+            injected_wall=first,
+            reverted_at=last.timestamp() + to_perf,
+            reverted_wall=last,
         )
-    return ctx.target.chaos
+    ]
+
+
+def _wall(iso: str) -> datetime:
+    """A journal time (chaoslib writes naive UTC) as an aware datetime."""
+    stamp = datetime.fromisoformat(iso)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def record_crashes(
+    ctx: ScenarioContext[Any],
+    run: ChaosRun,
+    backend: ChaosBackend,
+    before: Mapping[str, int],
+    names: Sequence[str],
+) -> None:
+    """``processes_crashed``: how many of ``names`` crashed under the faults, by the
+    platform's handles, else the output of the experiment's probe ``processes-crashed``
+    (a deployed platform's own count: restarted pods, ...). Neither: not recorded, and
+    the check says so (never a pass by default)."""
+    if backend.process_names():
+        down = crashed(backend, before, names)
+        if down:
+            ctx.progress(f"{ctx.spec.key}: crashed under the faults: {', '.join(down)}")
+        count: float | None = float(len(down))
+    else:
+        told = run.probe_output("processes-crashed")
+        number = isinstance(told, int | float) and not isinstance(told, bool)
+        count = float(told) if number else None
+        if count is None:
+            ctx.progress(
+                f"{ctx.spec.key}: crashes not measured: this target has no process handles "
+                "and its experiment no probe named 'processes-crashed'"
+            )
+    if count is not None:
+        run.result.recorder.counter("processes_crashed", time.perf_counter(), value=count)
 
 
 def crashed(backend: ChaosBackend, before: Mapping[str, int], names: Sequence[str]) -> list[str]:

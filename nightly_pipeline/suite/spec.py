@@ -99,6 +99,11 @@ class TestSpec(Generic[K]):
     def key(self) -> str:
         return f"{self.id}_{self.name}"
 
+    @property
+    def injects_faults(self) -> bool:
+        """A chaos test (08–11): it records its faults' recovery."""
+        return "recovery" in self.assets
+
     def check(self, name: str) -> Check:
         for check in self.checks:
             if check.name == name:

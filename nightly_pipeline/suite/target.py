@@ -18,6 +18,11 @@ JSON file (external target mode), for example::
 The password is never in the file: ``password_env`` names the environment variable that
 holds it, read by the entry point. Hosts other than loopback must be listed in
 ``allow_hosts`` or the load engine refuses them before any request.
+
+A deployed platform offers no process handles to inject faults with; the chaos tests
+(08–11) run there with the user's own Chaos Toolkit experiment, one per test, named by
+``"chaos_experiments": {"09": "experiments/redis-partition.json"}`` (paths relative to
+the target file; JSON or YAML; validated by Chaos Toolkit when the file is read).
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ class Target:
     chaos: ChaosBackend | None = field(default=None, compare=False, repr=False)
     """The platform's own handles for fault injection (processes, proxies, datastores);
     None for a deployed platform."""
+    experiments: Mapping[str, Path] = field(default_factory=dict)
+    """Test id -> the user's Chaos Toolkit experiment that injects that chaos test's
+    faults instead of the suite's own (``chaos_experiments`` in the target file)."""
 
 
 REQUIRED = ("name", "base_url", "ws_url", "users", "password_env")
@@ -76,6 +84,8 @@ def load_target(path: Path, env: Mapping[str, str]) -> Target:
             problems.append("users must list at least one seeded user")
         if raw["password_env"] not in env:
             problems.append(f"environment variable {raw['password_env']} (password_env) is unset")
+    experiments, experiment_problems = _experiments(Path(path), raw.get("chaos_experiments", {}))
+    problems += experiment_problems
     if problems:
         raise TargetConfigError(_listing(path, problems))
     target = Target(
@@ -86,11 +96,33 @@ def load_target(path: Path, env: Mapping[str, str]) -> Target:
         users=tuple(raw["users"]),
         password=env[raw["password_env"]],
         allow_hosts=tuple(raw.get("allow_hosts", ())),
+        experiments=experiments,
     )
     refused = unreachable_by_policy(target)
     if refused:
         raise TargetConfigError(_listing(path, refused))
     return target
+
+
+def _experiments(path: Path, raw: object) -> tuple[dict[str, Path], list[str]]:
+    """``chaos_experiments``: test id -> experiment file, each loaded and validated."""
+    from nightly_pipeline.chaos.chaostoolkit_adapter import ExperimentInvalid, load_experiment
+
+    if not isinstance(raw, dict):
+        return {}, ['chaos_experiments must map test ids to files: {"09": "partition.json"}']
+    found, problems = {}, []
+    for test_id, name in raw.items():
+        if not (isinstance(test_id, str) and len(test_id) == 2 and test_id.isdigit()):
+            problems.append(f"chaos_experiments: {test_id!r} is not a test id such as '09'")
+            continue
+        file = path.parent / str(name)
+        try:
+            load_experiment(file)
+        except ExperimentInvalid as exc:
+            problems.append(f"chaos_experiments[{test_id!r}]: {exc}")
+            continue
+        found[test_id] = file
+    return found, problems
 
 
 def unreachable_by_policy(target: Target) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nightly_pipeline.chaos import FaultProxy, FaultSlot, ProxyConfig, build_fault
+from nightly_pipeline.chaos.backend import NoHandles
 from nightly_pipeline.chaos.control_http import ControlServer, ProxyCollection
 
 GUARD_S = 30.0  # a hang guard, far above anything expected: never a latency assertion
@@ -162,30 +163,12 @@ def server_thread() -> Iterator[ServerThread]:
         loop.close()
 
 
-class ProxyBackend:
+class ProxyBackend(NoHandles):
     """The platform's address book and nothing more: a real proxy's control URL (the
     link faults need no process handle)."""
 
     def __init__(self, control: str) -> None:
         self.control = control
 
-    def process_names(self) -> tuple[str, ...]:
-        return ()
-
-    def pids(self) -> Mapping[str, int]:
-        return {}
-
-    def is_running(self, name: str) -> bool:
-        return False
-
-    def signal(self, name: str, sig: int) -> None:
-        raise ProcessLookupError(name)
-
-    def restart(self, name: str) -> int:
-        raise ProcessLookupError(name)
-
     def link_controls(self) -> Mapping[str, str]:
         return {"redis": self.control}
-
-    def datastores(self) -> Mapping[str, str]:
-        return {}

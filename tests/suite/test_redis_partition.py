@@ -5,10 +5,16 @@ outbox rows when Redis errors, the loss and dead-letter checks fail."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
+
 import pytest
 
 from nightly_pipeline.chaos.control import ProxyControl
 from nightly_pipeline.suite.catalog import select_tests
+from nightly_pipeline.suite.errors import ConfigurationError
+from nightly_pipeline.suite.target import load_target
 from tests.suite.chaos_checks import checks, failed, journal, no_fault_left
 from tests.suite.platforms import ci_platform, run_ci
 
@@ -39,6 +45,97 @@ def test_a_partitioned_dispatcher_keeps_its_outbox_and_publishes_after_healing(
     journal(tmp_path)
     no_fault_left(tmp_path)
     _proxies_healthy(platform)
+
+
+def _python(kind: str, title: str, module: str, func: str, /, **arguments: object) -> dict:
+    provider = {"type": "python", "module": module, "func": func, "arguments": arguments}
+    return {"type": kind, "name": title, "provider": provider}
+
+
+def _own_experiment(dispatcher_proxy: str, dispatcher_metrics: str) -> dict:
+    """What a user of a deployed platform writes: chaostoolkit-toxiproxy's actions cut
+    and heal the dispatcher's link; the suite's probe, under the names Test 09 reads,
+    shows publishing resuming."""
+    cut, heal = (
+        _python(
+            "action",
+            f"{verb}-dispatcher",
+            "chaostoxi.proxy.actions",
+            f"{verb}_proxy",
+            proxy_name="redis-dispatcher",
+        )
+        for verb in ("disable", "enable")
+    )
+    cut["pauses"] = {"before": 1.0, "after": 1.5}
+    published = [
+        _python(
+            "probe",
+            f"published-{n}",
+            "nightly_pipeline.chaos.activities",
+            "metric_value",
+            name="messaging_dispatch_published_total",
+            url=dispatcher_metrics,
+        )
+        for n in (0, 1)
+    ]
+    published[1]["pauses"] = {"before": 1.0}
+    return {
+        "version": "1.0.0",
+        "title": "the dispatcher cut off from Redis by our own Toxiproxy",
+        "description": "a user's experiment for Test 09",
+        "configuration": {"toxiproxy_url": dispatcher_proxy},
+        "method": [cut, heal, *published],
+        "rollbacks": [heal],
+    }
+
+
+def test_a_target_files_own_experiment_injects_the_faults_and_the_suites_checks_judge(
+    platform, tmp_path, monkeypatch
+) -> None:
+    """External target mode: the platform described by a target file (no process or
+    proxy handles), Test 09's faults injected by the user's experiment through
+    chaostoolkit-toxiproxy; the suite's load, accounting and checks unchanged."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # requests-based activities
+    embedded = platform.target()
+    controls = platform.link_controls()
+    experiment = _own_experiment(controls["redis-dispatcher"], embedded.metrics_urls["dispatcher"])
+    (tmp_path / "partition.json").write_text(json.dumps(experiment))
+    described = {
+        "name": "deployed",
+        "base_url": embedded.base_url,
+        "ws_url": embedded.ws_url,
+        "metrics_urls": dict(embedded.metrics_urls),
+        "users": list(embedded.users),
+        "password_env": "PLATFORM_PASSWORD",
+        "chaos_experiments": {"09": "partition.json"},
+    }
+    (tmp_path / "target.json").write_text(json.dumps(described))
+    target = load_target(tmp_path / "target.json", {"PLATFORM_PASSWORD": embedded.password})
+    assert target.chaos is None and target.pids == {}
+
+    outcome = run_ci(PARTITION, target, tmp_path / "run")
+
+    assert outcome.record.status == "passed", outcome.record.detail
+    assert checks(outcome)["dlq_writes_during_partition"][1] > 0
+    assert checks(outcome)["publishing_resumes"][1] > 0
+    assert checks(outcome)["zero_message_loss"] == (True, 0)
+    names = [r["activity"]["name"] for r in journal(tmp_path / "run")["run"]]
+    assert names == ["disable-dispatcher", "enable-dispatcher", "published-0", "published-1"]
+    assert {
+        m.tags.get("fault")
+        for m in outcome.record.metrics
+        if m.metric.startswith("time_to_recover_s") and m.tags
+    } == {"experiment"}  # one window: the experiment's actions, first to last
+    _proxies_healthy(platform)
+
+
+def test_a_deployed_target_without_an_experiment_is_told_how_to_name_one(
+    platform, tmp_path
+) -> None:
+    bare = dataclasses.replace(platform.target(), chaos=None)
+    fix = re.escape('"chaos_experiments": {"09": "experiment.json"}')
+    with pytest.raises(ConfigurationError, match=fix):
+        run_ci(PARTITION, bare, tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -46,3 +46,51 @@ def test_a_file_that_is_not_json_is_named(tmp_path) -> None:
     path.write_text("name: staging")
     with pytest.raises(TargetConfigError, match="cannot read it as JSON"):
         load_target(path, {})
+
+
+EXPERIMENT = {
+    "version": "1.0.0",
+    "title": "our own partition",
+    "description": "the user's faults, with the suite's load and checks",
+    "method": [
+        {
+            "type": "action",
+            "name": "noop",
+            "provider": {
+                "type": "python",
+                "module": "nightly_pipeline.chaos.activities",
+                "func": "revert_all",
+            },
+        }
+    ],
+}
+
+
+def test_chaos_experiments_are_resolved_beside_the_target_file(tmp_path) -> None:
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "partition.yaml").write_text(json.dumps(EXPERIMENT))
+    path = tmp_path / "target.json"
+    path.write_text(json.dumps({**GOOD, "chaos_experiments": {"09": "experiments/partition.yaml"}}))
+    target = load_target(path, {"NIGHTLY_TARGET_PASSWORD": "s3cret"})
+    assert target.experiments == {"09": tmp_path / "experiments" / "partition.yaml"}
+    assert target.chaos is None
+
+
+def test_an_experiment_that_does_not_validate_is_refused_with_chaos_toolkits_words(
+    tmp_path,
+) -> None:
+    broken = {**EXPERIMENT, "method": [{"type": "action", "name": "x", "provider": {}}]}
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    path = tmp_path / "target.json"
+    path.write_text(
+        json.dumps(
+            {**GOOD, "chaos_experiments": {"09": "broken.json", "10": "absent.json", "x": "y"}}
+        )
+    )
+    with pytest.raises(TargetConfigError) as err:
+        load_target(path, {"NIGHTLY_TARGET_PASSWORD": "s3cret"})
+    message = str(err.value)
+    assert "chaos_experiments['09']" in message and "does not validate" in message
+    assert "an activity requires a provider" in message  # chaoslib's own words
+    assert "absent.json: no such file" in message
+    assert "'x' is not a test id" in message

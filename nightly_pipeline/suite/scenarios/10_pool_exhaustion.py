@@ -9,14 +9,13 @@ acknowledged message delivered.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from nightly_pipeline.loadgen import LoadResult
 from nightly_pipeline.suite.chaos_run import (
     FaultStep,
     chaos_backend,
-    crashed,
+    record_crashes,
     run_chaos_messaging,
 )
 from nightly_pipeline.suite.context import ScenarioContext
@@ -122,8 +121,5 @@ def scenario(ctx: ScenarioContext[PoolExhaustionKnobs]) -> LoadResult:
     backend = chaos_backend(ctx)
     before = dict(backend.pids())
     run = run_chaos_messaging(ctx, knobs.messaging, [lock], duration_s=length)
-    down = crashed(backend, before, ["api"])
-    run.result.recorder.counter("processes_crashed", time.perf_counter(), value=float(len(down)))
-    if down:
-        ctx.progress(f"{ctx.spec.key}: crashed under the fault: {', '.join(down)}")
+    record_crashes(ctx, run, backend, before, ["api"])
     return run.result

@@ -16,8 +16,8 @@ from nightly_pipeline.suite.chaos_run import (
     ChaosRun,
     FaultStep,
     chaos_backend,
-    crashed,
     python_activity,
+    record_crashes,
     run_chaos_messaging,
 )
 from nightly_pipeline.suite.context import ScenarioContext
@@ -119,10 +119,8 @@ def scenario(ctx: ScenarioContext[CascadingFailureKnobs]) -> LoadResult:
     backend = chaos_backend(ctx)
     before = dict(backend.pids())
     run = run_chaos_messaging(ctx, knobs.messaging, steps)
-    down = crashed(backend, before, PLATFORM)
-    if down:
-        ctx.progress(f"{ctx.spec.key}: crashed while a datastore was down: {', '.join(down)}")
-    record_degradation(run, len(down))
+    record_crashes(ctx, run, backend, before, PLATFORM)
+    record_degradation(run)
     return run.result
 
 
@@ -132,7 +130,7 @@ def _kill(name: str, at_s: float, hold_s: float, probe_after_s: float) -> FaultS
     return FaultStep(f"{name}-down", "kill", {"process": name}, at_s, hold_s, [probe])
 
 
-def record_degradation(run: ChaosRun, crashed_count: int) -> None:
+def record_degradation(run: ChaosRun) -> None:
     rec, at = run.result.recorder, time.perf_counter()
     not_503 = sum(
         rec.stats(key.name, dict(key.tags), exact=True).get("count", 0)
@@ -146,4 +144,3 @@ def record_degradation(run: ChaosRun, crashed_count: int) -> None:
         if run.probe_output(f"readyz-names-{name}") is not True
     ]
     rec.counter("readyz_unnamed", at, value=float(len(unnamed)))
-    rec.counter("processes_crashed", at, value=float(crashed_count))
