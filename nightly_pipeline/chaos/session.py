@@ -84,7 +84,9 @@ class ChaosSession:
         return window.to_json()
 
     def revert(self, name: str) -> dict[str, Any]:
-        """Revert ``name``; a fault that will not revert is recorded and re-raised."""
+        """Revert ``name``; a fault that will not revert is recorded, stays active (the
+        rollback and the session's exit try again; the ledger keeps it for the next
+        start) and the error is re-raised."""
         with self._lock:
             found = self._active.pop(name, None)
         if found is None:
@@ -94,9 +96,12 @@ class ChaosSession:
             fault.revert()
         except BaseException as exc:
             window.revert_error = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self._active[name] = found
             raise
         finally:
             window.reverted_at, window.reverted_wall = time.perf_counter(), _now()
+        window.revert_error = None
         self.ledger.forget(entry)
         return window.to_json()
 

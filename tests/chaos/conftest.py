@@ -1,13 +1,10 @@
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
-from tests.chaos.helpers import ServerThread, server_thread
+from tests.chaos.helpers import ServerThread, proxy_process, server_thread
 
 
 @pytest.fixture
@@ -19,23 +16,8 @@ def api_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerThread]:
         yield server
 
 
-PROXY_ARGS = ("--name", "redis", "--upstream", "127.0.0.1:9", "--exit-on-stdin-eof")
-
-
 @pytest.fixture
 def proxy() -> Iterator[str]:
     """A fault proxy process named ``redis`` (its upstream need not answer); its control URL."""
-    child = subprocess.Popen(
-        [sys.executable, "-m", "nightly_pipeline.chaos.proxy", *PROXY_ARGS],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    ready = re.search(r"control=(\S+)", child.stdout.readline())
-    assert ready, "the proxy did not print its READY line"
-    try:
-        yield ready.group(1)
-    finally:
-        child.terminate()
-        child.wait(timeout=10)
+    with proxy_process() as (control, _):
+        yield control

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -172,3 +175,26 @@ class ProxyBackend(NoHandles):
 
     def link_controls(self) -> Mapping[str, str]:
         return {"redis": self.control}
+
+
+PROXY_ARGS = ("--name", "redis", "--upstream", "127.0.0.1:9", "--exit-on-stdin-eof")
+
+
+@contextlib.contextmanager
+def proxy_process() -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """A fault proxy process named ``redis`` (its upstream need not answer): its control
+    URL and the process (stopped on exit, if still running)."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "nightly_pipeline.chaos.proxy", *PROXY_ARGS],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    ready = re.search(r"control=(\S+)", child.stdout.readline())
+    assert ready, "the proxy did not print its READY line"
+    try:
+        yield ready.group(1), child
+    finally:
+        child.terminate()
+        child.wait(timeout=10)

@@ -14,12 +14,12 @@ import psutil
 import pytest
 
 from nightly_pipeline.chaos.chaostoolkit_adapter import ExperimentInvalid, validate
-from nightly_pipeline.chaos.control import ProxyControl
+from nightly_pipeline.chaos.control import ProxyControl, ProxyControlError
 from nightly_pipeline.chaos.ledger import FaultLedger
 from nightly_pipeline.chaos.platform_faults import FaultError
-from nightly_pipeline.chaos.session import open_session, session_of
+from nightly_pipeline.chaos.session import FaultNotRevertedError, open_session, session_of
 from nightly_pipeline.suite.chaos_run import FaultStep, build_experiment, python_activity
-from tests.chaos.helpers import ProxyBackend
+from tests.chaos.helpers import ProxyBackend, proxy_process
 
 
 def _enabled(control: str) -> bool:
@@ -71,6 +71,25 @@ with open_session(ProxyBackend({control!r}), FaultLedger(Path({ledger!r})), "run
     s.inject("slow", "link_toxic", {{"proxy": "redis", "toxic": "latency"}})
     os.kill(os.getpid(), signal.SIGKILL)
 """
+
+
+def test_a_fault_that_cannot_be_reverted_fails_loudly_and_stays_in_the_ledger(tmp_path) -> None:
+    """The proxy dies with its link down: the revert fails with the cause, the session's
+    exit raises naming the fault, and the ledger keeps it for the next start."""
+    ledger = FaultLedger(tmp_path / "active.json")
+    with (
+        proxy_process() as (control, child),
+        pytest.raises(FaultNotRevertedError, match=r"left in place.*cut: POST .*refused"),
+        open_session(ProxyBackend(control), ledger, "run-1") as session,
+    ):
+        session.inject("cut", "link_down", {"proxy": "redis"})
+        child.kill()
+        child.wait(timeout=10)
+        with pytest.raises(ProxyControlError):
+            session.revert("cut")
+        assert session.windows[0].revert_error
+    (entry,) = ledger.active().values()
+    assert entry["type"] == "link_down" and entry["run_id"] == "run-1"
 
 
 def test_a_killed_runs_faults_are_reverted_at_the_next_start(proxy, tmp_path) -> None:
