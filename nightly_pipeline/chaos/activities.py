@@ -113,6 +113,31 @@ def stream_pending(stream: str, group: str, configuration: Mapping[str, Any] | N
         client.close()
 
 
+def wait_for_pending(
+    stream: str,
+    group: str,
+    minimum: int = 1,
+    timeout_s: float = 10.0,
+    configuration: Mapping[str, Any] | None = None,
+) -> int:
+    """Poll ``XPENDING`` (every 5 ms, at most ``timeout_s``) until at least ``minimum``
+    entries are pending: the moment a consumer kill leaves a pending list behind. The
+    count seen, or -1 if it never came."""
+    client = redis.Redis.from_url(
+        _config(configuration, "redis_url"), socket_timeout=PROBE_TIMEOUT_S
+    )
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            pending = int(client.xpending(stream, group)["pending"])
+            if pending >= minimum:
+                return pending
+            time.sleep(0.005)
+        return -1
+    finally:
+        client.close()
+
+
 def _config(configuration: Mapping[str, Any] | None, key: str) -> str:
     value = (configuration or {}).get(key)
     if not value:

@@ -79,6 +79,8 @@ class FaultStep:
     hold_s: float = 1.0
     probes: Sequence[Mapping[str, Any]] = ()
     after_revert: Sequence[Mapping[str, Any]] = ()
+    before: Sequence[Mapping[str, Any]] = ()
+    """Activities right before the injection (a probe that waits for the moment)."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,9 @@ def build_experiment(
             fault_type=step.fault_type,
             params=dict(step.params),
         )
-        events.append((step.at_s, order, [inject, *map(dict, step.probes)]))
+        events.append(
+            (step.at_s, order, [*map(dict, step.before), inject, *map(dict, step.probes)])
+        )
         revert = python_activity("action", f"revert-{step.name}", "revert_fault", fault=step.name)
         events.append((step.at_s + step.hold_s, order, [revert, *map(dict, step.after_revert)]))
     method: list[dict[str, Any]] = []

@@ -45,6 +45,7 @@ KINDS: dict[str, str] = {
     # the chaos tests (suite/chaos_run.py and their modules)
     "time_to_recover_s": GAUGE,
     "pel_reclaim_gap": GAUGE,
+    "pel_at_kill": GAUGE,
     "published_after_heal": COUNTER,
     "processes_crashed": COUNTER,
     "fault_errors_not_503": COUNTER,

@@ -32,7 +32,12 @@ def test_a_killed_consumer_loses_nothing_and_reclaims_its_pending_list(platform,
     assert checks(outcome)["zero_message_loss"] == (True, 0)
     assert platform.pids()["consumer"] != consumer and platform.is_running("consumer")
     names = [r["activity"]["name"] for r in journal(tmp_path)["run"]]
-    assert names[:3] == ["inject-slow-reads", "inject-consumer-kill", "pel-at-kill"]
+    assert names[:4] == [
+        "inject-slow-reads",
+        "pending-before-kill",
+        "inject-consumer-kill",
+        "pel-at-kill",
+    ]
     no_fault_left(tmp_path)
 
 

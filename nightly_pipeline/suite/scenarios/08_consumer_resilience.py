@@ -11,9 +11,12 @@ slow (``read_delay_ms`` on what Redis sends it): entries Redis has handed out (p
 from then on) take that long to reach the consumer, so the kill leaves a real pending
 list behind, as a consumer killed under load does (a healthy, fast consumer at a low
 rate may have none at that instant).
-``pel_at_kill`` is ``XPENDING`` read right after the kill (nothing reads the stream
-then); ``pel_reclaim_gap`` is its distance to the growth of
-``messaging_consumer_pel_reclaimed_total``.
+The kill waits for the moment entries are pending (``XPENDING`` polled every 5 ms: even
+with slow replies a consumer's pending list is empty between its acknowledgement and its
+next read, measured up to 0.75 s at a time at 500 msg/s). ``pel_at_kill`` is
+``XPENDING`` read right after the kill (nothing reads the stream then; it must be > 0,
+or the reclaim check would prove nothing); ``pel_reclaim_gap`` is its distance to the
+growth of ``messaging_consumer_pel_reclaimed_total``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class ConsumerResilienceKnobs:
     down_s: float = 5.0  # the consumer stays dead this long
     slow_reads_s: float = 2.5
     read_delay_ms: int = 200
+    wait_pending_s: float = 10.0  # the kill waits (at most this) for entries pending
     stream: str = "messaging:stream"  # the platform's (CONTRACT.md)
     group: str = "delivery"
     messaging: MessagingKnobs = field(
@@ -96,6 +100,15 @@ SPEC = TestSpec(
             unit="s",
         ),
         Check(
+            "kill_left_pending_entries",
+            on="recovery",
+            metric="pel_at_kill",
+            expr="value>0",
+            severity="error",
+            plan="PEL size at the kill (XPENDING): a kill that leaves none proves no reclaim",
+            unit="count",
+        ),
+        Check(
             "pel_reclaimed_equals_pel",
             on="recovery",
             metric="pel_reclaim_gap",
@@ -117,6 +130,16 @@ def scenario(ctx: ScenarioContext[ConsumerResilienceKnobs]) -> LoadResult:
         {"process": "consumer"},
         at_s=knobs.kill_at * length,
         hold_s=knobs.down_s,
+        before=[
+            python_activity(
+                "probe",
+                "pending-before-kill",
+                "wait_for_pending",
+                stream=knobs.stream,
+                group=knobs.group,
+                timeout_s=knobs.wait_pending_s,
+            )
+        ],
         probes=[
             python_activity(
                 "probe", "pel-at-kill", "stream_pending", stream=knobs.stream, group=knobs.group
