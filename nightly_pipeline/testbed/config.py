@@ -55,6 +55,11 @@ class TestbedConfig:
     """Fault knob: ``False`` makes a consumer that never takes over pending entries (no
     ``XAUTOCLAIM``, no reading a previous process's PEL): what a killed consumer had read
     stays pending forever; Test 08's PEL-reclaim and loss checks must catch it."""
+    ack_on_read: bool = False
+    """Fault knob: ``True`` makes an at-most-once consumer that reads with ``XREADGROUP
+    … NOACK`` (acknowledged as read, before delivering): its pending list stays empty,
+    and a kill loses the batch it was delivering (until the outbox's redelivery); Test
+    08's pending-at-the-kill check must catch it."""
     dlq_on_redis_error: bool = True
     """Fault knob: ``False`` makes a dispatcher that deletes the outbox rows whose ``XADD``
     failed instead of keeping them for a retry (no DLQ): a Redis partition loses messages

@@ -54,3 +54,27 @@ def test_a_consumer_that_never_reclaims_fails_the_reclaim_check(never_reclaiming
     assert checks(outcome)["pel_reclaimed_equals_pel"][1] == metric(outcome, "pel_at_kill.value")
     assert outcome.blocking_failed and outcome.record.status == "failed"
     no_fault_left(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def acking_on_read(tmp_path_factory, system_dir):
+    with ci_platform(
+        tmp_path_factory, system_dir, "ack-on-read", overrides={"ack_on_read": True}
+    ) as up:
+        yield up
+
+
+def test_an_at_most_once_consumer_fails_the_pending_at_the_kill_check(
+    acking_on_read, tmp_path
+) -> None:
+    """A consumer that acknowledges what it reads before delivering it has no pending
+    list for the kill to leave (the kill waits for one, in vain): the reclaim check would
+    prove nothing, and the check that the kill left entries pending fails."""
+    outcome = run_ci(RESILIENCE, acking_on_read.target(), tmp_path)
+    assert checks(outcome)["kill_left_pending_entries"] == (False, 0)
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+    pending = [
+        r for r in journal(tmp_path)["run"] if r["activity"]["name"] == "pending-before-kill"
+    ]
+    assert pending[0]["output"] == -1  # no entry was ever seen pending
+    no_fault_left(tmp_path)

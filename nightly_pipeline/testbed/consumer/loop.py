@@ -19,6 +19,7 @@ restarted after a kill ends with it equal to ``…_pel_size_at_start``. Bound: a
 consumer's entries are taken over ``consumer_reclaim_idle_ms`` after it last read them,
 plus at most ``reclaim_every_s`` (5 s + 2.5 s by default); under the same name, at once.
 Fault knob ``reclaim_pending = false``: neither 1 nor the start's take-over happen.
+Fault knob ``ack_on_read = true``: 3 reads with ``NOACK`` (acknowledged as read, never pending).
 
 Delivering a batch: skip (just ``XACK``) entries whose ``messaging:delivered:<message_id>``
 key exists; resolve recipients (participants, cached); ``PUBLISH messaging:deliver`` the
@@ -84,6 +85,7 @@ class ConsumerSettings:
     error_pause_s: float = 0.5
     cache_ttl_s: float = 5.0
     reclaim_pending: bool = True  # fault knob
+    ack_on_read: bool = False  # fault knob
 
     @property
     def reclaim_every_s(self) -> float:
@@ -97,6 +99,7 @@ class ConsumerSettings:
             name=name or f"{socket.gethostname()}-{os.getpid()}",
             reclaim_idle_ms=cfg.consumer_reclaim_idle_ms,
             reclaim_pending=cfg.reclaim_pending,
+            ack_on_read=cfg.ack_on_read,
         )
 
 
@@ -274,7 +277,12 @@ class Consumer:
     async def _read_and_deliver(self, start: str, block_ms: int | None) -> None:
         s = self.settings
         reply = await self._redis.xreadgroup(
-            s.group, s.name, {s.stream: start}, count=s.count, block=block_ms
+            s.group,
+            s.name,
+            {s.stream: start},
+            count=s.count,
+            block=block_ms,
+            noack=s.ack_on_read and start == ">",  # the fault knob: at most once
         )
         for _stream, entries in reply or []:
             if start == ">":
