@@ -73,8 +73,9 @@ class ChaosSession:
             entry = self.ledger.record(self.run_id, type_name, fault.describe())
         try:
             fault.inject()
-        except BaseException:
+        except BaseException as exc:
             self.ledger.forget(entry)
+            self.stop(f"fault {name!r} could not be injected ({exc})")  # nothing else is
             raise
         self.ledger.update(entry, fault.leftover())
         window = FaultWindow(name, type_name, dict(params), time.perf_counter(), _now())

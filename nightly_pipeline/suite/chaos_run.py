@@ -41,6 +41,7 @@ from nightly_pipeline.chaos.chaostoolkit_adapter import (
     validate,
 )
 from nightly_pipeline.chaos.ledger import FaultLedger
+from nightly_pipeline.chaos.platform_faults import FaultError
 from nightly_pipeline.chaos.recovery import Recovery, Sample, SteadyStateWatcher, recovery_of
 from nightly_pipeline.chaos.session import FaultWindow, open_session
 from nightly_pipeline.loadgen import LoadResult
@@ -210,7 +211,24 @@ def run_chaos_messaging(
     recoveries = [recovery_of(w, watcher.samples, RECOVERED_AFTER) for w in windows]
     run = ChaosRun(result, journal, windows, recoveries)
     record_recovery(result.recorder, run)
+    failed = failed_actions(journal)
+    if failed and not result.aborted:  # the faults were not what the test claims
+        raise FaultError(
+            f"{ctx.spec.key}: the experiment's faults did not all apply (its journal: "
+            f"{ctx.run_dir / 'journal.json'}): " + "; ".join(failed)
+        )
     return run
+
+
+def failed_actions(journal: Mapping[str, Any]) -> list[str]:
+    """The method's actions that failed, each with the last line of its error."""
+    out = []
+    for run in journal.get("run") or ():
+        activity = run.get("activity", {})
+        if activity.get("type") == "action" and run.get("status") == "failed":
+            lines = [line.strip() for line in run.get("exception") or [] if line.strip()]
+            out.append(f"{activity.get('name')}: {lines[-1] if lines else 'failed'}")
+    return out
 
 
 def recovered(window: FaultWindow, samples: Sequence[Sample]) -> bool:

@@ -43,18 +43,30 @@ def test_a_link_fault_is_recorded_while_injected_and_reverted_on_exit(proxy, tmp
     assert all(w.reverted_at is not None for w in session.windows)
 
 
-def test_a_fault_that_cannot_be_injected_leaves_nothing_recorded(tmp_path) -> None:
-    """A pid that is gone: the fault fails with its cause, and no ledger entry stays."""
-    backend = ProxyBackend("http://127.0.0.1:9")
+def test_a_fault_that_cannot_be_injected_leaves_nothing_recorded_and_stops_the_rest(
+    proxy, tmp_path
+) -> None:
+    """A pid that is gone: the fault fails with its cause, no ledger entry stays, and the
+    session injects nothing after it (the experiment's later faults are refused)."""
+    backend = ProxyBackend(proxy)
     backend.process_names = lambda: ("consumer",)  # type: ignore[method-assign]
     ledger = FaultLedger(tmp_path / "active.json")
     with open_session(backend, ledger, "run-1") as session:
         with pytest.raises(FaultError, match="consumer is not running"):
             session.inject("kill", "kill", {"process": "consumer"})
-        with pytest.raises(ValueError, match="no proxy 'postgres'; known: redis"):
-            session.inject("cut", "link_down", {"proxy": "postgres"})
-        with pytest.raises(ValueError, match="unknown platform fault 'flood'"):
-            session.inject("x", "flood", {})
+        with pytest.raises(RuntimeError, match="'cut' not injected: fault 'kill' could not be"):
+            session.inject("cut", "link_down", {"proxy": "redis"})
+    assert _enabled(proxy) and ledger.active() == {}
+    with (
+        open_session(backend, ledger, "run-2") as session,
+        pytest.raises(ValueError, match="no proxy 'postgres'; known: redis"),
+    ):
+        session.inject("cut", "link_down", {"proxy": "postgres"})
+    with (
+        open_session(backend, ledger, "run-3") as session,
+        pytest.raises(ValueError, match="unknown platform fault 'flood'"),
+    ):
+        session.inject("x", "flood", {})
     assert ledger.active() == {}
 
 

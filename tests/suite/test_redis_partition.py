@@ -12,9 +12,10 @@ import re
 import pytest
 
 from nightly_pipeline.chaos.control import ProxyControl
+from nightly_pipeline.chaos.platform_faults import FaultError
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.errors import ConfigurationError
-from nightly_pipeline.suite.target import load_target
+from nightly_pipeline.suite.target import Target, load_target
 from tests.suite.chaos_checks import checks, failed, journal, no_fault_left
 from tests.suite.platforms import ci_platform, run_ci
 
@@ -52,7 +53,9 @@ def _python(kind: str, title: str, module: str, func: str, /, **arguments: objec
     return {"type": kind, "name": title, "provider": provider}
 
 
-def _own_experiment(dispatcher_proxy: str, dispatcher_metrics: str) -> dict:
+def _own_experiment(
+    dispatcher_proxy: str, dispatcher_metrics: str, proxy_name: str = "redis-dispatcher"
+) -> dict:
     """What a user of a deployed platform writes: chaostoolkit-toxiproxy's actions cut
     and heal the dispatcher's link; the suite's probe, under the names Test 09 reads,
     shows publishing resuming."""
@@ -62,7 +65,7 @@ def _own_experiment(dispatcher_proxy: str, dispatcher_metrics: str) -> dict:
             f"{verb}-dispatcher",
             "chaostoxi.proxy.actions",
             f"{verb}_proxy",
-            proxy_name="redis-dispatcher",
+            proxy_name=proxy_name,
         )
         for verb in ("disable", "enable")
     )
@@ -89,16 +92,12 @@ def _own_experiment(dispatcher_proxy: str, dispatcher_metrics: str) -> dict:
     }
 
 
-def test_a_target_files_own_experiment_injects_the_faults_and_the_suites_checks_judge(
-    platform, tmp_path, monkeypatch
-) -> None:
-    """External target mode: the platform described by a target file (no process or
-    proxy handles), Test 09's faults injected by the user's experiment through
-    chaostoolkit-toxiproxy; the suite's load, accounting and checks unchanged."""
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # requests-based activities
+def _described_with_experiment(platform, tmp_path, proxy_name: str) -> Target:
+    """The embedded platform described by a target file, as a deployed one is, with the
+    user's experiment for Test 09 cutting ``proxy_name``."""
     embedded = platform.target()
-    controls = platform.link_controls()
-    experiment = _own_experiment(controls["redis-dispatcher"], embedded.metrics_urls["dispatcher"])
+    dispatcher = platform.link_controls()["redis-dispatcher"]
+    experiment = _own_experiment(dispatcher, embedded.metrics_urls["dispatcher"], proxy_name)
     (tmp_path / "partition.json").write_text(json.dumps(experiment))
     described = {
         "name": "deployed",
@@ -110,7 +109,17 @@ def test_a_target_files_own_experiment_injects_the_faults_and_the_suites_checks_
         "chaos_experiments": {"09": "partition.json"},
     }
     (tmp_path / "target.json").write_text(json.dumps(described))
-    target = load_target(tmp_path / "target.json", {"PLATFORM_PASSWORD": embedded.password})
+    return load_target(tmp_path / "target.json", {"PLATFORM_PASSWORD": embedded.password})
+
+
+def test_a_target_files_own_experiment_injects_the_faults_and_the_suites_checks_judge(
+    platform, tmp_path, monkeypatch
+) -> None:
+    """External target mode: the platform described by a target file (no process or
+    proxy handles), Test 09's faults injected by the user's experiment through
+    chaostoolkit-toxiproxy; the suite's load, accounting and checks unchanged."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # requests-based activities
+    target = _described_with_experiment(platform, tmp_path, "redis-dispatcher")
     assert target.chaos is None and target.pids == {}
 
     outcome = run_ci(PARTITION, target, tmp_path / "run")
@@ -136,6 +145,21 @@ def test_a_deployed_target_without_an_experiment_is_told_how_to_name_one(
     fix = re.escape('"chaos_experiments": {"09": "experiment.json"}')
     with pytest.raises(ConfigurationError, match=fix):
         run_ci(PARTITION, bare, tmp_path)
+
+
+def test_an_experiment_whose_fault_fails_fails_the_test_with_its_cause(
+    platform, tmp_path, monkeypatch
+) -> None:
+    """The user's action cannot apply (no such proxy): the test fails with the action's
+    name and chaostoolkit-toxiproxy's own error, the journal kept beside the run."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    target = _described_with_experiment(platform, tmp_path, "no-such-proxy")
+    with pytest.raises(
+        FaultError, match=r"did not all apply .*disable-dispatcher: .*AssertionError"
+    ):
+        run_ci(PARTITION, target, tmp_path / "run")
+    assert (tmp_path / "run" / "journal.json").is_file()
+    _proxies_healthy(platform)
 
 
 @pytest.fixture(scope="module")
