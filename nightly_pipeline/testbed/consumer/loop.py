@@ -59,6 +59,7 @@ from nightly_pipeline.testbed.consumer.entry import Entry, entry_key, parse_entr
 from nightly_pipeline.testbed.consumer.metrics import ConsumerMetrics
 from nightly_pipeline.testbed.consumer.outbox import DeliveredRows
 from nightly_pipeline.testbed.consumer.participants import ParticipantCache
+from nightly_pipeline.testbed.pg_errors import PG_UNAVAILABLE
 from nightly_pipeline.testbed.service import (
     close_pool,
     interruptible_sleep,
@@ -70,7 +71,6 @@ DELIVER_CHANNEL = "messaging:deliver"
 DELIVERED_KEY = "messaging:delivered:{}"
 DELIVERED_TTL_S = 86_400
 _REDIS_DOWN = (RedisError, OSError, TimeoutError)
-_PG_DOWN = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ class Consumer:
                         self._own.clear()
                     self._retry_own = True
                     await interruptible_sleep(stop, self.settings.error_pause_s)
-                except _PG_DOWN as exc:
+                except PG_UNAVAILABLE as exc:
                     self._error("postgres", exc)
                     self._retry_own = True
                     await interruptible_sleep(stop, self.settings.error_pause_s)

@@ -21,10 +21,10 @@ from collections.abc import Iterable
 import asyncpg
 
 from nightly_pipeline.testbed.consumer.metrics import ConsumerMetrics
+from nightly_pipeline.testbed.pg_errors import PG_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 DELETE_SQL = "DELETE FROM outbox WHERE message_id = ANY($1::uuid[])"
-_PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 class DeliveredRows:
@@ -82,12 +82,12 @@ class DeliveredRows:
             try:
                 while await self.flush() == self.batch:
                     pass
-            except _PG_ERRORS as exc:
+            except PG_UNAVAILABLE as exc:
                 log.warning("deleting delivered outbox rows failed: %r", exc)
                 self._metrics.pg_errors.inc()
                 await self._pool.expire_connections()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.error_pause_s)
-        with contextlib.suppress(*_PG_ERRORS):
+        with contextlib.suppress(*PG_UNAVAILABLE):
             while await self.flush():
                 pass

@@ -49,6 +49,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from nightly_pipeline.testbed.config import TestbedConfig
 from nightly_pipeline.testbed.dispatcher.epoch import Epoch
 from nightly_pipeline.testbed.dispatcher.metrics import DispatcherMetrics
+from nightly_pipeline.testbed.pg_errors import PG_UNAVAILABLE
 from nightly_pipeline.testbed.service import (
     close_pool,
     interruptible_sleep,
@@ -57,7 +58,6 @@ from nightly_pipeline.testbed.service import (
 
 log = logging.getLogger(__name__)
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
-_PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 def _sql(name: str) -> str:
@@ -151,7 +151,7 @@ class Dispatcher:
                 claimed = await self.dispatch_once()
                 if claimed == 0:
                     await self.check_epoch()
-            except _PG_ERRORS as exc:
+            except PG_UNAVAILABLE as exc:
                 self.last_error = f"postgres: {exc!r}"
                 self.metrics.pg_errors.inc()
                 log.warning("dispatch iteration failed: %r", exc)
