@@ -104,13 +104,8 @@ def metric_value(
 def stream_pending(stream: str, group: str, configuration: Mapping[str, Any] | None = None) -> int:
     """``XPENDING`` of ``group`` on ``stream`` at ``{redis_url}``: entries delivered to a
     consumer and not acknowledged (a killed consumer's are reclaimed from here)."""
-    client = redis.Redis.from_url(
-        _config(configuration, "redis_url"), socket_timeout=PROBE_TIMEOUT_S
-    )
-    try:
-        return int(client.xpending(stream, group)["pending"])
-    finally:
-        client.close()
+    with _redis(configuration) as client:
+        return _pending(client, stream, group)
 
 
 def wait_for_pending(
@@ -123,19 +118,23 @@ def wait_for_pending(
     """Poll ``XPENDING`` (every 5 ms, at most ``timeout_s``) until at least ``minimum``
     entries are pending: the moment a consumer kill leaves a pending list behind. The
     count seen, or -1 if it never came."""
-    client = redis.Redis.from_url(
-        _config(configuration, "redis_url"), socket_timeout=PROBE_TIMEOUT_S
-    )
     deadline = time.monotonic() + timeout_s
-    try:
+    with _redis(configuration) as client:
         while time.monotonic() < deadline:
-            pending = int(client.xpending(stream, group)["pending"])
+            pending = _pending(client, stream, group)
             if pending >= minimum:
                 return pending
             time.sleep(0.005)
         return -1
-    finally:
-        client.close()
+
+
+def _redis(configuration: Mapping[str, Any] | None) -> redis.Redis:
+    """A client of ``{redis_url}`` (closed on leaving its ``with``)."""
+    return redis.Redis.from_url(_config(configuration, "redis_url"), socket_timeout=PROBE_TIMEOUT_S)
+
+
+def _pending(client: redis.Redis, stream: str, group: str) -> int:
+    return int(client.xpending(stream, group)["pending"])
 
 
 def _config(configuration: Mapping[str, Any] | None, key: str) -> str:
