@@ -103,6 +103,15 @@ class LoadResult:
     aborted: str | None
     scheduling_lag_p99_ms: float
     generator_bound: bool
+    evidence: dict[str, list[str]] = field(default_factory=dict)
+    """What a scenario saw behind a metric (the leaked frame, the blocking statement),
+    by metric name: a failing check on that metric names it in its detail."""
+
+    def add_evidence(self, metric: str, line: str, keep: int = 5) -> None:
+        """Note ``line`` behind ``metric``; the first ``keep`` lines are kept."""
+        lines = self.evidence.setdefault(metric, [])
+        if len(lines) < keep:
+            lines.append(line)
 
     @property
     def passed(self) -> bool:

@@ -10,7 +10,7 @@ unreadable endpoints: only the checks that need them fail.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -121,9 +121,10 @@ def _rss_growth(samples: Samples) -> float | None:
 
 
 def judge(
-    spec: TestSpec, recorder: Recorder
+    spec: TestSpec, recorder: Recorder, evidence: Mapping[str, Sequence[str]] | None = None
 ) -> tuple[tuple[CheckOutcome, ...], list[ThresholdResult]]:
-    """Every check of ``spec`` over the whole run; the outcomes and the raw results."""
+    """Every check of ``spec`` over the whole run; the outcomes and the raw results. A
+    failing check's detail carries the scenario's ``evidence`` for its metric."""
     results = ThresholdEvaluator(parse_thresholds(spec.thresholds()), recorder).final()
     by_key: dict[tuple[str, str], list[ThresholdResult]] = {}
     for r in results:
@@ -134,6 +135,9 @@ def judge(
         passed = bool(found) and all(r.passed for r in found)
         observed = found[0].observed if found else float("nan")
         detail = "; ".join(r.detail for r in found if r.detail)
+        seen = (evidence or {}).get(parse_selector(check.metric)[0], ())
+        if not passed and seen:
+            detail = "; ".join(filter(None, (detail, *seen)))
         outcomes.append(CheckOutcome(check, passed, observed, detail))
     return tuple(outcomes), results
 
@@ -176,7 +180,7 @@ def run_suite_test(
     add_target_metrics(recorder, spec, sampler.samples, at)
     if test.derive is not None:
         test.derive(sampler.samples, recorder, at)
-    checks, results = judge(spec, recorder)
+    checks, results = judge(spec, recorder, result.evidence)
     missing = unreadable(sampler.samples)
     severity = {(c.check.metric, c.check.expr): c.check.severity for c in checks}
     journal = read_journal(run_dir / JOURNAL, written_since=started)  # chaos tests only

@@ -211,3 +211,16 @@ def test_target_metrics_are_recorded_by_the_runner_as_the_kind_assumed_here(case
     rec = Recorder(0.0)
     add_target_metrics(rec, spec, _target_samples(name), AT)
     assert rec.kind(name) == TARGET_KINDS[name]
+
+
+def test_a_failing_check_names_the_scenarios_evidence_and_a_passing_one_does_not() -> None:
+    spec, check = next((s, c) for s, c in CHECKS if c.metric == "delivery_lost")
+    rec = Recorder(0.0)
+    evidence = {"delivery_lost": ["message m1 never reached alice#0"]}
+    rec.counter("delivery_lost", AT, value=1.0)
+    failing = next(o for o in judge(spec, rec, evidence)[0] if o.check == check)
+    assert not failing.passed and "message m1 never reached alice#0" in failing.detail
+    rec = Recorder(0.0)
+    rec.counter("delivery_lost", AT, value=0.0)
+    passing = next(o for o in judge(spec, rec, evidence)[0] if o.check == check)
+    assert passing.passed and "m1" not in passing.detail
