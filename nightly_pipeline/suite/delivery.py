@@ -8,7 +8,8 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,88 +25,145 @@ class Sent:
 
 @dataclass
 class Listener:
-    """One WebSocket per label in a child process (``suite.ws_listen``, its own GIL and
-    core); its receipts are folded here, per (message, label), as they arrive.
+    """One WebSocket per label, in ``processes`` child processes (``suite.ws_listen``,
+    each with its own GIL and core; labels dealt round-robin); their receipts are folded
+    here, per (message, label), as they arrive.
 
-    ``ws_disconnects`` counts sockets the server closed before the listener did.
+    ``layout`` (conversation -> its labels) stores receipts per conversation (see
+    ``Receipts``), for many sockets that each hear a few conversations.
+    ``ws_disconnects`` counts sockets the server closed before the listener did; with
+    ``ping_every_s`` every socket pings at that interval: ``ping_rtts_ms`` holds the round
+    trips, ``missed_pongs`` the pings unanswered within the interval.
     """
 
     ws_url: str
     tokens: Mapping[str, str]  # socket label -> access token
+    processes: int = 1
+    ping_every_s: float | None = None
+    layout: Mapping[str, Sequence[str]] | None = None
     received: Receipts = field(init=False)
     ws_disconnects: int = 0
-    _ready: threading.Event = field(default_factory=threading.Event)
-    _proc: subprocess.Popen[str] | None = None
-    _thread: threading.Thread | None = None
-    _error: str | None = None
+    missed_pongs: int = 0
+    ping_rtts_ms: list[float] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+    _children: list[_Child] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.received = Receipts(tuple(self.tokens))  # a column per socket, sized up front
+        self.received = Receipts(tuple(self.tokens), self.layout)  # sized up front
 
     def __enter__(self) -> Listener:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "nightly_pipeline.suite.ws_listen"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self._proc.stdin is not None
-        self._proc.stdin.write(json.dumps({"ws_url": self.ws_url, "tokens": dict(self.tokens)}))
-        self._proc.stdin.write("\n")
-        self._proc.stdin.flush()
-        self._thread = threading.Thread(target=self._pump, name="ws-receipts", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(30):
+        labels = list(self.tokens)
+        shares = [labels[i :: self.processes] for i in range(max(1, self.processes))]
+        try:
+            for share in filter(None, shares):
+                child = _Child(
+                    {
+                        "ws_url": self.ws_url,
+                        "tokens": {lb: self.tokens[lb] for lb in share},
+                        "ping_every_s": self.ping_every_s,
+                    },
+                    self.on_record,
+                )
+                self._children.append(child)
+                self.pids.append(child.pid)
+            deadline = time.monotonic() + 30.0 + len(labels) / 20.0  # ~5 ms a handshake
+            for child in self._children:
+                child.wait_ready(max(0.0, deadline - time.monotonic()), self.ws_url)
+        except BaseException:
             self._shutdown()
-            raise RuntimeError(f"WebSocket listeners for {self.ws_url} not connected in 30 s")
-        if self._error is not None:
-            self._shutdown()
-            raise RuntimeError(f"WebSocket listener failed: {self._error}")
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._shutdown()
 
     def _shutdown(self) -> None:
-        """Close the child's stdin (its stop signal), then collect its last receipts."""
-        if self._proc is None:
-            return
-        with contextlib.suppress(OSError):
-            self._proc.stdin.close()  # type: ignore[union-attr]
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-
-    def _pump(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for line in self._proc.stdout:
-            with contextlib.suppress(ValueError):
-                self.on_record(json.loads(line))
-        if not self._ready.is_set():  # the child died before it was ready
-            self._error = self._error or f"exited with {self._proc.wait()}"
-            self._ready.set()
+        for child in self._children:
+            child.close_stdin()
+        for child in self._children:
+            child.join()
 
     def on_record(self, record: list[Any]) -> None:
-        """Fold one record of ``ws_listen``'s protocol."""
+        """Fold one record of ``ws_listen``'s protocol (from any child's pump thread)."""
         kind = record[0]
-        if kind == "m":
-            _, label, message_id, digest, matches, at = record
-            self.received.add(message_id, label, digest, matches, at)
-        elif kind == "d":
-            self.ws_disconnects += 1
-        elif kind == "ready":
-            self._ready.set()
-        elif kind == "error":
-            self._error = str(record[1])
-            self._ready.set()
+        with self._lock:
+            if kind == "m":
+                _, label, message_id, digest, matches, at, *rest = record
+                conversation = rest[0] if rest else None
+                self.received.add(message_id, label, digest, matches, at, conversation)
+            elif kind == "p":
+                self.ping_rtts_ms.append(float(record[2]))
+            elif kind == "pm":
+                self.missed_pongs += 1
+            elif kind == "d":
+                self.ws_disconnects += 1
 
     def delivered(self, expected: Mapping[str, tuple[str, ...]]) -> int:
         """How many of the expected (message, recipient) pairs have arrived."""
-        return sum(1 for msg, users in expected.items() for u in users if (msg, u) in self.received)
+        with self._lock:
+            return sum(
+                1 for msg, users in expected.items() for u in users if (msg, u) in self.received
+            )
+
+
+class _Child:
+    """One ``ws_listen`` process and the thread that reads its records."""
+
+    def __init__(self, config: Mapping[str, Any], on_record: Callable[[list[Any]], None]) -> None:
+        self.on_record = on_record
+        self.ready = threading.Event()
+        self.error: str | None = None
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nightly_pipeline.suite.ws_listen"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.pid = self.proc.pid
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(config) + "\n")
+        self.proc.stdin.flush()
+        self.thread = threading.Thread(target=self._pump, name="ws-receipts", daemon=True)
+        self.thread.start()
+
+    def wait_ready(self, timeout_s: float, ws_url: str) -> None:
+        if not self.ready.wait(timeout_s):
+            raise RuntimeError(
+                f"WebSocket listeners for {ws_url} not connected in {timeout_s:.0f} s"
+            )
+        if self.error is not None:
+            raise RuntimeError(f"WebSocket listener failed: {self.error}")
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if record[0] == "ready":
+                    self.ready.set()
+                elif record[0] == "error":
+                    self.error = str(record[1])
+                    self.ready.set()
+                else:
+                    self.on_record(record)
+        if not self.ready.is_set():  # the child died before it was ready
+            self.error = self.error or f"exited with {self.proc.wait()}"
+            self.ready.set()
+
+    def close_stdin(self) -> None:
+        """The child's stop signal."""
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # type: ignore[union-attr]
+
+    def join(self) -> None:
+        """Its last receipts, then its exit (killed if it does not go)."""
+        self.thread.join(timeout=10)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,17 @@ numpy arrays: frame count, frames whose body did not match their own hash, first
 arrival. Bodies are compared by digest: each message keeps the first digest seen; a cell
 remembers whether it saw that digest, and the (rare) other digests go to a side dict, so
 the verdict stays exact.
+
+With a ``layout`` (conversation -> the labels its messages must reach), a row is only as
+wide as the widest conversation and a label's column is its place in the row's
+conversation (the one the message's first frame names): Test 12's 1,000 sockets, 100 of
+them per conversation, take 100 columns, not 1,000. A frame at a label outside that
+conversation is kept aside, exactly, as a *stray*: what a leak judge reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,18 +40,36 @@ class Received:
 class Receipts:
     """Mapping-like ``(message_id, label) -> Received`` over compact storage."""
 
-    def __init__(self, labels: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, labels: tuple[str, ...] = (), layout: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
         self._rows: dict[str, int] = {}
         self._labels: dict[str, int] = {}
         self._odd: dict[tuple[int, int], set[str]] = {}  # other digests of a cell
-        self._width = max(1, len(labels))
         self._chunks: list[dict[str, np.ndarray]] = []
         self._pairs = 0
+        self._layout: dict[str, dict[str, int]] | None = None
+        self._row_conversation: list[str | None] = []  # layout only: per row
+        self._strays: dict[tuple[str, str], Received] = {}
+        if layout is not None:
+            self._layout = {c: {lb: i for i, lb in enumerate(lbs)} for c, lbs in layout.items()}
+            self._width = max([len(lbs) for lbs in layout.values()] + [1])
+            return
+        self._width = max(1, len(labels))
         for label in labels:
             self._column(label)
 
-    def add(self, message_id: str, label: str, digest: str, matches: bool, at: float) -> None:
-        """Fold one frame: ``matches`` is whether its body hashed to its own sha256."""
+    def add(
+        self,
+        message_id: str,
+        label: str,
+        digest: str,
+        matches: bool,
+        at: float,
+        conversation: str | None = None,
+    ) -> None:
+        """Fold one frame: ``matches`` is whether its body hashed to its own sha256;
+        ``conversation`` the one the frame names (read with a ``layout`` only)."""
         raw = _raw(digest)
         row = self._rows.get(message_id)
         if row is None:
@@ -53,7 +77,16 @@ class Receipts:
             if row % CHUNK_ROWS == 0:
                 self._chunks.append(self._new_chunk())
             self._chunks[-1]["reference"][row % CHUNK_ROWS] = np.frombuffer(raw.ljust(32), np.uint8)
-        col = self._column(label)
+            if self._layout is not None:
+                self._row_conversation.append(conversation)
+        if self._layout is None:
+            col = self._column(label)
+        else:
+            found = self._layout_column(row, label)
+            if found is None:
+                self._add_stray(message_id, label, digest, matches, at)
+                return
+            col = found
         chunk, i = self._chunks[row // CHUNK_ROWS], row % CHUNK_ROWS
         if chunk["count"][i, col] == 0:
             chunk["first_at"][i, col] = at
@@ -65,7 +98,33 @@ class Receipts:
         else:
             self._odd.setdefault((row, col), set()).add(digest)
 
+    def _layout_column(self, row: int, label: str) -> int | None:
+        columns = self._layout.get(self._row_conversation[row] or "", {})  # type: ignore[union-attr]
+        return columns.get(label)
+
+    def _add_stray(
+        self, message_id: str, label: str, digest: str, matches: bool, at: float
+    ) -> None:
+        got = self._strays.get((message_id, label))
+        if got is None:
+            got = self._strays[(message_id, label)] = Received(first_at=at)
+        got.count += 1
+        got.corrupted += not matches
+        got.digests.add(digest)
+
+    def strays(self) -> Mapping[tuple[str, str], Received]:
+        """Layout only: the pairs whose label is not one of its conversation's."""
+        return self._strays
+
+    def conversation_of(self, message_id: str) -> str | None:
+        """Layout only: the conversation a message's first frame named."""
+        row = self._rows.get(message_id)
+        return None if row is None or self._layout is None else self._row_conversation[row]
+
     def get(self, key: tuple[str, str], default: Received | None = None) -> Received | None:
+        stray = self._strays.get(key)
+        if stray is not None:
+            return stray
         cell = self._cell(key)
         if cell is None:
             return default
@@ -88,23 +147,37 @@ class Receipts:
 
     def __contains__(self, key: object) -> bool:
         """Without building a ``Received``: the drain loop asks this of every pair."""
-        return isinstance(key, tuple) and self._cell(key) is not None  # type: ignore[arg-type]
+        if not isinstance(key, tuple):
+            return False
+        return self._cell(key) is not None or key in self._strays  # type: ignore[arg-type]
 
     def __len__(self) -> int:
-        return self._pairs
+        return self._pairs + len(self._strays)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        labels = list(self._labels)
-        for message_id, row in self._rows.items():
-            chunk, i = self._chunks[row // CHUNK_ROWS], row % CHUNK_ROWS
-            for col in np.flatnonzero(chunk["count"][i, : len(labels)]):
-                yield message_id, labels[col]
+        if self._layout is None:
+            labels = list(self._labels)
+            for message_id, row in self._rows.items():
+                chunk, i = self._chunks[row // CHUNK_ROWS], row % CHUNK_ROWS
+                for col in np.flatnonzero(chunk["count"][i, : len(labels)]):
+                    yield message_id, labels[col]
+        else:
+            by_column = {c: list(lbs) for c, lbs in self._layout.items()}
+            for message_id, row in self._rows.items():
+                chunk, i = self._chunks[row // CHUNK_ROWS], row % CHUNK_ROWS
+                labels = by_column.get(self._row_conversation[row] or "", [])
+                for col in np.flatnonzero(chunk["count"][i, : len(labels)]):
+                    yield message_id, labels[col]
+        yield from self._strays
 
     def _cell(self, key: tuple[str, str]) -> tuple[dict[str, np.ndarray], int, int, int] | None:
         """(chunk, index in it, row, column) of a pair that received a frame, else None."""
         message_id, label = key
-        row, col = self._rows.get(message_id), self._labels.get(label)
-        if row is None or col is None:
+        row = self._rows.get(message_id)
+        if row is None:
+            return None
+        col = self._labels.get(label) if self._layout is None else self._layout_column(row, label)
+        if col is None:
             return None
         chunk, i = self._chunks[row // CHUNK_ROWS], row % CHUNK_ROWS
         return (chunk, i, row, col) if chunk["count"][i, col] else None

@@ -5,11 +5,19 @@ process of its own because checking 300 frames/s of ~87 KB (JSON, base64, sha256
 thread of the load generator shared its GIL: the sockets went unread for seconds, the
 backlog piled up in the platform's send buffers and its RSS grew (Test 05).
 
-Protocol (JSON lines). stdin: one line ``{"ws_url": .., "tokens": {label: token}}``, then
-EOF means stop. stdout: ``["ready"]`` once every socket is open, or ``["error", why]``;
-``["m", label, message_id, sha256 of the ciphertext, it matches the frame's sha256, at]``
-per message frame (``at``: ``time.perf_counter()``, CLOCK_MONOTONIC, the same clock as
-the parent's); ``["d", label]`` when the server ended a socket; ``["end"]`` last.
+Several of these processes may share one listener's sockets (``delivery.Listener``'s
+``processes``: Test 12's 1,000 sockets). Sockets connect without permessage-deflate
+(~14 KiB a socket instead of ~50 KiB with websockets 17) and, when the parent asks for
+pings, without websockets' own keepalive (the test's heartbeat is the only one).
+
+Protocol (JSON lines). stdin: one line ``{"ws_url": .., "tokens": {label: token},
+"ping_every_s": null or seconds}``, then EOF means stop. stdout: ``["ready"]`` once every
+socket is open, or ``["error", why]``; ``["m", label, message_id, sha256 of the
+ciphertext, it matches the frame's sha256, at, conversation_id]`` per message frame
+(``at``: ``time.perf_counter()``, CLOCK_MONOTONIC, the same clock as the parent's);
+``["p", label, round trip ms]`` per answered ping, ``["pm", label]`` per ping with no
+pong within the interval; ``["d", label]`` when the server ended a socket; ``["end"]``
+last.
 """
 
 from __future__ import annotations
@@ -26,8 +34,8 @@ import time
 from collections.abc import AsyncIterable, Callable, Mapping
 from typing import Any
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosedError
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 Emit = Callable[[list[Any]], None]
 FLUSH_S = 0.02  # receipts reach the parent within this
@@ -39,7 +47,8 @@ def receipt_of(label: str, frame: str | bytes, at: float) -> list[Any] | None:
     if data.get("type") != "message":
         return None
     digest = hashlib.sha256(base64.b64decode(data["ciphertext"])).hexdigest()
-    return ["m", label, data["message_id"], digest, digest == data.get("sha256"), at]
+    matches = digest == data.get("sha256")
+    return ["m", label, data["message_id"], digest, matches, at, data.get("conversation_id")]
 
 
 async def read_socket(
@@ -57,17 +66,49 @@ async def read_socket(
         emit(["d", label])
 
 
-async def listen(ws_url: str, tokens: Mapping[str, str], emit: Emit, stop: asyncio.Event) -> None:
-    sockets = {}
+async def ping_socket(label: str, ws: ClientConnection, every_s: float, emit: Emit) -> None:
+    """A ping every ``every_s``; its round trip, or a miss when no pong came within the
+    interval. Ends when the socket does."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            pong = await ws.ping()
+            rtt_s = await asyncio.wait_for(pong, every_s)
+        except TimeoutError:
+            emit(["pm", label])
+            continue
+        except ConnectionClosed:
+            return
+        emit(["p", label, rtt_s * 1000.0])
+
+
+async def listen(
+    ws_url: str,
+    tokens: Mapping[str, str],
+    emit: Emit,
+    stop: asyncio.Event,
+    ping_every_s: float | None = None,
+) -> None:
+    sockets: dict[str, ClientConnection] = {}
+    keepalive = {"ping_interval": None} if ping_every_s else {}
     try:
         for label, token in tokens.items():
             sockets[label] = await connect(
-                ws_url, additional_headers={"Authorization": f"Bearer {token}"}, proxy=None
+                ws_url,
+                additional_headers={"Authorization": f"Bearer {token}"},
+                proxy=None,
+                compression=None,
+                **keepalive,
             )
         emit(["ready"])
         readers = [
             asyncio.create_task(read_socket(lb, ws, emit, stop)) for lb, ws in sockets.items()
         ]
+        if ping_every_s:
+            readers += [
+                asyncio.create_task(ping_socket(lb, ws, ping_every_s, emit))
+                for lb, ws in sockets.items()
+            ]
         await stop.wait()
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets.values()), return_exceptions=True)
@@ -97,7 +138,7 @@ async def _main(config: Mapping[str, Any], out: Any) -> None:
     threading.Thread(target=watch_stdin, name="stdin-eof", daemon=True).start()
     flusher = asyncio.create_task(_flush(out))
     try:
-        await listen(config["ws_url"], config["tokens"], emit, stop)
+        await listen(config["ws_url"], config["tokens"], emit, stop, config.get("ping_every_s"))
     except Exception as exc:  # reported to the parent, which raises it
         emit(["error", f"{type(exc).__name__}: {exc}"])
     finally:

@@ -7,8 +7,14 @@ import asyncio
 import base64
 import hashlib
 import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
+import psutil
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Close
 
@@ -112,7 +118,26 @@ def test_listener_process_reports_a_target_it_cannot_reach() -> None:
     listener = Listener("ws://127.0.0.1:1/v1/ws", {"u0#0": "token"})
     with pytest.raises(RuntimeError, match="WebSocket listener failed"):
         listener.__enter__()
-    assert listener._proc is not None and listener._proc.poll() is not None  # not left behind
+    assert listener.pids and all(not psutil.pid_exists(p) for p in listener.pids)  # reaped
+
+
+def test_a_listener_split_over_processes_opens_every_socket_once_and_reaps_them() -> None:
+    """A real WebSocket server (websockets) that answers every connection with one frame
+    naming the socket's token: three processes hold five sockets, each socket hears
+    its own frame once, and no process is left after the listener."""
+    frames_sent = _serve_frames_in_thread()
+    tokens = {f"u{i}#0": f"t{i}" for i in range(5)}
+    with Listener(frames_sent.url, tokens, processes=3) as listener:
+        assert len(listener.pids) == 3
+        expected = {f"m-t{i}": (f"u{i}#0",) for i in range(5)}
+        deadline = 200
+        while listener.delivered(expected) < 5 and deadline:  # bounded: 200 x 50 ms
+            deadline -= 1
+            time.sleep(0.05)
+        assert listener.delivered(expected) == 5
+        assert all(listener.received[(m, lb[0])].count == 1 for m, lb in expected.items())
+    assert all(not psutil.pid_exists(p) for p in listener.pids)
+    frames_sent.stop()
 
 
 def test_a_body_swapped_with_its_hash_still_counts_as_corrupted() -> None:
@@ -122,3 +147,66 @@ def test_a_body_swapped_with_its_hash_still_counts_as_corrupted() -> None:
     swapped = Received(count=1, corrupted=0, first_at=0.01, digests={"b" * 64})
     verdict = judge_delivery(sent, {"c1": ("u1",)}, {("m1", "u1"): swapped})
     assert verdict.corrupted == 1 and verdict.lost == 0
+
+
+def test_a_listener_pings_each_socket_and_reports_the_round_trips() -> None:
+    """websockets' server answers pings: two sockets pinging every 0.1 s report round
+    trips (at least one each), and no miss on a healthy loopback server."""
+    server = _serve_frames_in_thread()
+    with Listener(server.url, {"a#0": "ta", "b#0": "tb"}, ping_every_s=0.1) as listener:
+        deadline = 200
+        while len(listener.ping_rtts_ms) < 4 and deadline:  # bounded: 200 x 50 ms
+            deadline -= 1
+            time.sleep(0.05)
+    server.stop()
+    assert len(listener.ping_rtts_ms) >= 4 and all(r >= 0 for r in listener.ping_rtts_ms)
+    assert listener.missed_pongs == 0
+
+
+@dataclass
+class _FrameServer:
+    url: str
+    stop: Callable[[], None]
+
+
+def _serve_frames_in_thread() -> _FrameServer:
+    """A real WebSocket server on a free loopback port: each connection gets one message
+    frame whose id names its bearer token, then stays open until the client leaves."""
+    started = threading.Event()
+    state: dict[str, object] = {}
+
+    async def handler(ws: ServerConnection) -> None:
+        token = ws.request.headers["Authorization"].removeprefix("Bearer ")  # type: ignore[union-attr]
+        body = b"x"
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "message",
+                    "message_id": f"m-{token}",
+                    "conversation_id": "c",
+                    "ciphertext": base64.b64encode(body).decode(),
+                    "sha256": hashlib.sha256(body).hexdigest(),
+                }
+            )
+        )
+        await ws.wait_closed()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            state["url"] = f"ws://127.0.0.1:{port}/v1/ws"
+            state["stop"] = lambda: loop.call_soon_threadsafe(stop.set)
+            started.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert started.wait(10)
+
+    def stop() -> None:
+        state["stop"]()  # type: ignore[operator]
+        thread.join(10)
+
+    return _FrameServer(str(state["url"]), stop)

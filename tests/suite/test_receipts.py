@@ -63,3 +63,30 @@ def test_the_verdict_is_the_same_on_both() -> None:
     got = judge_delivery(sent, {"c1": ("u1",)}, compact)
     assert (got.lost, got.duplicated, got.corrupted) == (1, 2, 1)
     assert got == want
+
+
+def test_with_a_layout_rows_are_as_wide_as_a_conversation_and_strays_are_kept_aside() -> None:
+    """Ten conversations of three labels each out of 30: the same answers as the dict,
+    frames at labels outside their conversation listed as strays, rows 3 cells wide."""
+    rng = random.Random(11)
+    layout = {f"c{c}": tuple(f"u{3 * c + k}#0" for k in range(3)) for c in range(10)}
+    everyone = [lb for lbs in layout.values() for lb in lbs]
+    frames, conversation_of, strays = [], {}, set()
+    for n in range(CHUNK_ROWS + 200):
+        message_id, conversation = f"m{n}", f"c{n % 10}"
+        conversation_of[message_id] = conversation
+        for label in layout[conversation]:
+            frames.append((message_id, label, _digest(message_id), rng.random() > 0.01, float(n)))
+        if n % 997 == 0:  # a frame at someone else's socket
+            outsider = next(lb for lb in everyone if lb not in layout[conversation])
+            frames.append((message_id, outsider, _digest(message_id), True, float(n) + 0.1))
+            strays.add((message_id, outsider))
+    compact, expected = Receipts(layout=layout), _reference_fold(frames)
+    for frame in frames:
+        compact.add(*frame, conversation=conversation_of[frame[0]])
+    assert len(compact) == len(expected) and set(compact) == set(expected)
+    for key, want in expected.items():
+        assert compact[key] == want, key
+    assert set(compact.strays()) == strays
+    assert compact.conversation_of("m5") == "c5" and compact.conversation_of("nope") is None
+    assert compact._chunks[0]["count"].shape[1] == 3  # not 30
