@@ -40,6 +40,13 @@ class TestbedConfig:
     delivered after max(this, the message's age) is dispatched again (a stream entry lost
     in a way the dispatcher could not see). A Redis that lost its data is replayed at once."""
     ws_heartbeat_s: float = 30.0
+    ws_heartbeat_timeout_s: float | None = None
+    """A socket with no frame from its client (a pong, a ping, a text frame) for this long
+    is terminated (close 1001, ``ws_heartbeat_terminate_total``); ``None``: 1.5 ×
+    ``ws_heartbeat_s`` (``heartbeat_timeout_s``). Fault knob: a timeout shorter than the
+    interval at which a healthy client's frames arrive (its own pings, or the pongs to the
+    server's pings) terminates healthy sockets; Test 14's disconnect and heartbeat
+    checks must catch it."""
     ws_send_queue: int = 1_000
     breaker_failures: int = 5
     breaker_reset_s: float = 5.0
@@ -74,6 +81,13 @@ class TestbedConfig:
     """Fault knob: the API keeps this many bytes for good per accepted message, a leak
     the suite's memory checks (Tests 01, 05) must catch."""
     version: str = "testbed-0.1.0"
+
+    @property
+    def heartbeat_timeout_s(self) -> float:
+        """How long a WebSocket may stay silent before the gateway terminates it."""
+        if self.ws_heartbeat_timeout_s is not None:
+            return self.ws_heartbeat_timeout_s
+        return 1.5 * self.ws_heartbeat_s
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

@@ -5,8 +5,11 @@ Per socket: a bounded send queue (``ws_send_queue``) drained by a sender task; t
 waiting in all of them are the gauge ``ws_send_queue_frames``. A full
 queue counts the frame in ``ws_overload_total``; a socket still overloaded after
 ``OVERLOAD_GRACE_S`` is closed with 1013 (try again later). The server pings every
-``ws_heartbeat_s``; no frame (pong or other) for 1.5 intervals terminates the socket
-(``ws_heartbeat_terminate_total``, close code 1001). A close the peer does not
+``ws_heartbeat_s``; a socket with no frame from its client (a pong, a ping of its own, a
+text frame) for ``heartbeat_timeout_s`` (1.5 intervals unless ``ws_heartbeat_timeout_s``
+is set) is terminated (``ws_heartbeat_terminate_total``, close code 1001), measured to
+the moment, not at the next ping. A timeout shorter than the interval at which a client's
+frames arrive is the fault knob Test 14 must catch. A close the peer does not
 answer within ``CLOSE_TIMEOUT_S`` aborts the connection. Client ``{"type": "ping"}`` frames
 are answered ``{"type": "pong"}``. Messages are de-duplicated by message_id.
 
@@ -137,17 +140,26 @@ class Gateway:
             await self._close(sock, 1011, b"send failed")
 
     async def _heartbeat(self, sock: Socket) -> None:
-        interval = self.cfg.ws_heartbeat_s
+        """Ping every ``ws_heartbeat_s``; terminate the socket once its client has been
+        silent for ``heartbeat_timeout_s`` (woken at that deadline, not at the next ping,
+        so a timeout shorter than the interval means what it says)."""
+        interval, timeout = self.cfg.ws_heartbeat_s, self.cfg.heartbeat_timeout_s
+        next_ping = time.monotonic() + interval
         while True:
-            await asyncio.sleep(interval)
-            if time.monotonic() - sock.last_seen > 1.5 * interval:
+            await asyncio.sleep(
+                max(0.0, min(next_ping, sock.last_seen + timeout) - time.monotonic())
+            )
+            now = time.monotonic()
+            if now - sock.last_seen >= timeout:
                 HEARTBEAT_TERMINATES.inc()
                 await self._close(sock, 1001, b"heartbeat timeout")
                 return
-            try:
-                await sock.ws.ping()
-            except (ConnectionError, RuntimeError):
-                return
+            if now >= next_ping:
+                next_ping = now + interval
+                try:
+                    await sock.ws.ping()
+                except (ConnectionError, RuntimeError):
+                    return
 
     async def _close(self, sock: Socket, code: int, reason: bytes) -> None:
         if sock.closing:
