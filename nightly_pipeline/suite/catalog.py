@@ -29,6 +29,7 @@ MODULES: tuple[str, ...] = (
     "09_redis_partition",
     "10_pool_exhaustion",
     "11_cascading_failure",
+    "12_multi_user_conversation",
 )
 
 

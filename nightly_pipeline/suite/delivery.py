@@ -78,6 +78,13 @@ class Listener:
     def __exit__(self, *exc: object) -> None:
         self._shutdown()
 
+    def memory_per_socket_kib(self) -> float | None:
+        """The listeners' RSS growth from before to after opening their sockets, per
+        socket (what a socket costs the generator, the interpreter not counted)."""
+        if not self.tokens or not self._children:
+            return None
+        return sum(c.socket_bytes for c in self._children) / len(self.tokens) / 1024.0
+
     def _shutdown(self) -> None:
         for child in self._children:
             child.close_stdin()
@@ -114,6 +121,7 @@ class _Child:
         self.on_record = on_record
         self.ready = threading.Event()
         self.error: str | None = None
+        self.socket_bytes = 0  # its RSS growth from before to after opening its sockets
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "nightly_pipeline.suite.ws_listen"],
             stdin=subprocess.PIPE,
@@ -141,6 +149,8 @@ class _Child:
             with contextlib.suppress(ValueError):
                 record = json.loads(line)
                 if record[0] == "ready":
+                    if len(record) == 3:
+                        self.socket_bytes = max(0, int(record[2]) - int(record[1]))
                     self.ready.set()
                 elif record[0] == "error":
                     self.error = str(record[1])

@@ -50,6 +50,7 @@ class MessagingKnobs:
     drain_s: float = 15.0  # after the load, how long deliveries may still arrive
     drain_stall_s: float = 10.0  # ... unless none arrived for this long (lost, not late)
     max_vus: int = 1000
+    listener_processes: int = 1  # the sockets are dealt over this many listener processes
 
     def errors(self, users: int) -> list[str]:
         problems = []
@@ -59,6 +60,8 @@ class MessagingKnobs:
             problems.append(f"needs {self.participants} users, the target has {users}")
         if self.sockets is not None and self.sockets < 1:
             problems.append(f"sockets must be >= 1, got {self.sockets}")
+        if self.listener_processes < 1:
+            problems.append(f"listener_processes must be >= 1, got {self.listener_processes}")
         return problems
 
 
@@ -217,16 +220,39 @@ def drain(
     report(delivered)  # the last word: what is still missing, usually nothing
 
 
+@dataclass
+class MessagingRun:
+    """One messaging run as its hooks see it: who is where, what was sent, what arrived."""
+
+    conversations: list[Conversation]
+    tokens: dict[str, str]  # username -> access token
+    sockets: dict[str, str]  # listening socket label -> username
+    recipients: dict[str, tuple[str, ...]]  # conversation id -> socket labels
+    posts: PostMessages
+    listener: Listener
+
+
+Observe = Callable[[MessagingRun], AbstractContextManager[object]]
+Judge = Callable[[MessagingRun, LoadResult], None]
+
+
 def run_messaging_load(
     ctx: ScenarioContext[Any],
     load: MessagingKnobs | None = None,
     around_load: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     duration_s: float | None = None,
+    *,
+    rate: float | None = None,
+    ping_every_s: float | None = None,
+    observe: Observe | None = None,
+    judge_more: Judge | None = None,
 ) -> LoadResult:
-    """Set up, listen, post at ``ctx.rate`` for ``duration_s`` (the profile's unless
-    given), drain, and record. ``load`` defaults to the test's knobs; ``around_load()``
+    """Set up, listen, post at ``rate`` (the profile's unless given) for ``duration_s``
+    (likewise), drain, and record. ``load`` defaults to the test's knobs; ``around_load()``
     is entered as the load starts and left when it ends (a chaos test's experiment runs
-    inside it)."""
+    inside it). A test that watches more gets ``observe(run)``, entered once every
+    socket is open and left after the drain, and ``judge_more(run, result)`` after the
+    delivery verdict; ``ping_every_s`` makes every socket ping (``Listener``)."""
     target = ctx.target
     load = load if load is not None else ctx.knobs
     conversations, tokens = set_up(target, load)
@@ -234,26 +260,36 @@ def run_messaging_load(
     sockets = socket_labels(participants, load.sockets)
     recipients = recipients_by_socket(conversations, sockets)
     fanout = {conversation: len(labels) for conversation, labels in recipients.items()}
-    scenario = PostMessages(
-        conversations, dict(tokens), load.payload_bytes, target.password, fanout
-    )
+    posts = PostMessages(conversations, dict(tokens), load.payload_bytes, target.password, fanout)
     ctx.progress(
-        f"{ctx.spec.key}: {ctx.rate:g} msg/s of {load.payload_bytes} B for "
+        f"{ctx.spec.key}: {rate or ctx.rate:g} msg/s of {load.payload_bytes} B for "
         f"{duration_s or ctx.duration_s:g} s,"
         f" {len(sockets)} sockets"
+        + (f" over {load.listener_processes} processes" if load.listener_processes > 1 else "")
     )
     listening = {label: tokens[user] for label, user in sockets.items()}
-    with Listener(target.ws_url, listening) as listener:
+    listener = Listener(
+        target.ws_url,
+        listening,
+        processes=load.listener_processes,
+        ping_every_s=ping_every_s,
+        layout=recipients,
+    )
+    with listener:
+        run = MessagingRun(conversations, dict(tokens), sockets, recipients, posts, listener)
+        with observe(run) if observe is not None else contextlib.nullcontext():
 
-        def pending() -> int:  # cheap, once a second: pairs owed less pairs received
-            return max(0, scenario.expected_pairs - len(listener.received))
+            def pending() -> int:  # cheap, once a second: pairs owed less pairs received
+                return max(0, posts.expected_pairs - len(listener.received))
 
-        with around_load():
-            result = ctx.load(
-                scenario, max_vus=load.max_vus, duration_s=duration_s, pending=pending
-            )
-        expected = {m: recipients[s.conversation] for m, s in scenario.sent.items()}
-        drain(ctx, listener, expected, result, load.drain_s, load.drain_stall_s)
-    verdict = judge_delivery(scenario.sent, recipients, listener.received)
+            with around_load():
+                result = ctx.load(
+                    posts, max_vus=load.max_vus, rate=rate, duration_s=duration_s, pending=pending
+                )
+            expected = {m: recipients[s.conversation] for m, s in posts.sent.items()}
+            drain(ctx, listener, expected, result, load.drain_s, load.drain_stall_s)
+    verdict = judge_delivery(posts.sent, recipients, listener.received)
     record_delivery(result, verdict, listener.ws_disconnects)
+    if judge_more is not None:
+        judge_more(run, result)
     return result

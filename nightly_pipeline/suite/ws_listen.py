@@ -11,9 +11,10 @@ Several of these processes may share one listener's sockets (``delivery.Listener
 pings, without websockets' own keepalive (the test's heartbeat is the only one).
 
 Protocol (JSON lines). stdin: one line ``{"ws_url": .., "tokens": {label: token},
-"ping_every_s": null or seconds}``, then EOF means stop. stdout: ``["ready"]`` once every
-socket is open, or ``["error", why]``; ``["m", label, message_id, sha256 of the
-ciphertext, it matches the frame's sha256, at, conversation_id]`` per message frame
+"ping_every_s": null or seconds}``, then EOF means stop. stdout: ``["ready", RSS before,
+RSS after connecting (bytes)]`` once every socket is open, or ``["error", why]``;
+``["m", label, message_id, sha256 of the ciphertext, it matches the frame's sha256, at,
+conversation_id]`` per message frame
 (``at``: ``time.perf_counter()``, CLOCK_MONOTONIC, the same clock as the parent's);
 ``["p", label, round trip ms]`` per answered ping, ``["pm", label]`` per ping with no
 pong within the interval; ``["d", label]`` when the server ended a socket; ``["end"]``
@@ -34,8 +35,11 @@ import time
 from collections.abc import AsyncIterable, Callable, Mapping
 from typing import Any
 
+import psutil
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
+
+from nightly_pipeline.suite.file_limits import FILES_TO_SPARE, raise_soft_limit
 
 Emit = Callable[[list[Any]], None]
 FLUSH_S = 0.02  # receipts reach the parent within this
@@ -91,6 +95,7 @@ async def listen(
 ) -> None:
     sockets: dict[str, ClientConnection] = {}
     keepalive = {"ping_interval": None} if ping_every_s else {}
+    rss_before = psutil.Process().memory_info().rss
     try:
         for label, token in tokens.items():
             sockets[label] = await connect(
@@ -100,7 +105,7 @@ async def listen(
                 compression=None,
                 **keepalive,
             )
-        emit(["ready"])
+        emit(["ready", rss_before, psutil.Process().memory_info().rss])
         readers = [
             asyncio.create_task(read_socket(lb, ws, emit, stop)) for lb, ws in sockets.items()
         ]
@@ -115,6 +120,12 @@ async def listen(
     for task in readers:
         task.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
+
+
+def raise_file_limit(sockets: int) -> None:
+    """Open files for ``sockets`` and some to spare: the soft limit raised up to the hard
+    one if needed; ``file_limits.FileLimitError`` when even that is too low."""
+    raise_soft_limit(sockets + FILES_TO_SPARE)
 
 
 async def _flush(out: Any) -> None:
@@ -138,6 +149,7 @@ async def _main(config: Mapping[str, Any], out: Any) -> None:
     threading.Thread(target=watch_stdin, name="stdin-eof", daemon=True).start()
     flusher = asyncio.create_task(_flush(out))
     try:
+        raise_file_limit(len(config["tokens"]))
         await listen(config["ws_url"], config["tokens"], emit, stop, config.get("ping_every_s"))
     except Exception as exc:  # reported to the parent, which raises it
         emit(["error", f"{type(exc).__name__}: {exc}"])

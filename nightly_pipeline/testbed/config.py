@@ -74,12 +74,27 @@ class TestbedConfig:
     row_level_security: bool = True
     """Fault knob: ``False`` disables row-level security on the messaging tables at start,
     a platform that serves other users' conversations (Test 02 must catch it)."""
+    access_control: bool = True
+    """Fault knob: ``False`` makes a platform with no access control at all: row-level
+    security off (as ``row_level_security``) and no membership check before a post, so
+    no foreign read or post is ever refused; Test 12's blocking ``foreign_access_denied``
+    (ACL denials > 0) and ``no_foreign_access_allowed`` checks must catch it."""
     cache_invalidation: bool = True
     """Fault knob: ``False`` makes a membership cache that never invalidates (no local
     drop, no Redis delete, no Pub/Sub), the broken target Test 03 must catch."""
+    ws_misroute_every: int = 0
+    """Fault knob: every N-th message the gateway delivers also goes to one socket of a
+    user who is not among its recipients (a fan-out to a wrong conversation); 0: never.
+    Test 12's blocking ``cross_conversation_leaks`` check must catch it."""
     leak_bytes_per_message: int = 0
     """Fault knob: the API keeps this many bytes for good per accepted message, a leak
     the suite's memory checks (Tests 01, 05) must catch."""
+    next_migration: str = "0003_message_size"
+    """The schema change this platform ships next (``testbed/next_migrations/``), which
+    Test 13 applies under load and rolls back; the launcher never applies it. Fault knob:
+    ``"0003_message_size_unsafe"`` ships the same change written unsafely (no
+    ``lock_timeout``, one-statement backfill, a plain ``CREATE INDEX`` that blocks every
+    write to messages while it builds); Test 13's p95 check must catch it and name it."""
     version: str = "testbed-0.1.0"
 
     @property

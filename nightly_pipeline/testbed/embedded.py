@@ -179,7 +179,7 @@ class PlatformProcesses:
         self.config = dataclasses.replace(config, **s.overrides)
         if not self.config.http_port:  # pinned, so a restarted API answers at the same URL
             self.config = dataclasses.replace(self.config, http_port=self._free_port())
-        if not self.config.row_level_security:
+        if not (self.config.row_level_security and self.config.access_control):
             migrate.disable_row_level_security(ep.postgres_dsn)
         config_dir = ep.run_dir / "config"
         config_dir.mkdir(exist_ok=True)

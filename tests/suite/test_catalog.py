@@ -46,7 +46,9 @@ def _spec(*checks: Check, **changes) -> TestSpec:
 
 def test_every_module_of_the_catalog_loads_as_its_own_test() -> None:
     assert [t.spec.key for t in TESTS] == list(MODULES)
-    assert [t.spec.id for t in TESTS] == [f"{n:02d}" for n in range(1, 12)]
+    ids = [t.spec.id for t in TESTS]
+    assert ids == sorted(set(ids))  # in id order, each once
+    assert set(ids) >= {f"{n:02d}" for n in range(1, 12)}
     for test in TESTS:
         assert callable(test.scenario), test.spec.key
         assert dataclasses.is_dataclass(test.spec.knobs), test.spec.key
@@ -205,4 +207,4 @@ def test_unknown_ids_and_profiles_are_refused_with_the_valid_ones() -> None:
     with pytest.raises(SelectionError, match="valid: ci, smoke, nightly"):
         profile_named("weekly")
     assert [t.spec.id for t in select_tests("04, 01")] == ["01", "04"]
-    assert len(select_tests(None)) == 11
+    assert len(select_tests(None)) == len(MODULES)

@@ -50,6 +50,9 @@ KINDS: dict[str, str] = {
     "processes_crashed": COUNTER,
     "fault_errors_not_503": COUNTER,
     "readyz_unnamed": COUNTER,
+    # Test 12's isolation and sockets (suite/scenarios/12_multi_user_conversation.py)
+    "cross_conversation_leaks": COUNTER,
+    "ws_sockets_missing": GAUGE,
 }
 TARGET_KINDS: dict[str, str] = {
     # the runner's add_target_metrics, from the target's /metrics and processes

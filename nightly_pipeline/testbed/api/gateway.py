@@ -80,6 +80,8 @@ class Gateway:
         self.recent: set[int | str] = set()
         self.recent_order: deque[int | str] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.delivered = 0  # messages fanned out (fault knob ws_misroute_every)
+        self.misrouted_to = -1
 
     # ------------------------------------------------------------ connections
 
@@ -214,7 +216,22 @@ class Gateway:
             for sock in list(self.sockets.get(int(uid), ())):
                 self._enqueue(sock, frame)
                 queued += 1
+        self.delivered += 1
+        every = self.cfg.ws_misroute_every
+        if every and self.delivered % every == 0:
+            queued += self._misroute(frame, {int(uid) for uid in payload["recipients"]})
         return queued
+
+    def _misroute(self, frame: str, recipients: set[int]) -> int:
+        """Fault knob ``ws_misroute_every``: the frame also goes to one socket of a user
+        who is not a recipient (the next such user after the last one chosen)."""
+        outsiders = sorted(uid for uid in self.sockets if uid not in recipients)
+        if not outsiders:
+            return 0
+        uid = next((u for u in outsiders if u > self.misrouted_to), outsiders[0])
+        self.misrouted_to = uid
+        self._enqueue(next(iter(self.sockets[uid])), frame)
+        return 1
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

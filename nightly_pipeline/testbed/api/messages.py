@@ -71,7 +71,8 @@ class Messages:
         me = self.s.auth.principal(request).user_id
         body = await self.s.json_body(request)
         conv, client_msg_id, ciphertext, digest = decode_payload(body, self.s.cfg.max_payload_bytes)
-        if me not in await self.s.membership.members(conv, me):
+        checked = self.s.cfg.access_control  # fault knob: False checks nobody
+        if checked and me not in await self.s.membership.members(conv, me):
             raise self.s.deny("not a participant (post message)")
         row = await self._post(me, conv, client_msg_id, ciphertext, digest)
         if not row["duplicate"]:

@@ -1,0 +1,128 @@
+"""Test 12 end to end against the embedded platform (ci profile, the plan's 1,000 sockets
+over four listener processes): healthy, it passes with no leak and every socket open;
+on a platform whose gateway misroutes frames and which has no access control, the
+leak and foreign-access checks fail, naming what leaked; the leak judge on fabricated
+receipts."""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+
+from nightly_pipeline.suite.catalog import select_tests
+from nightly_pipeline.suite.delivery import Sent
+from nightly_pipeline.suite.file_limits import FileLimitError, check_socket_limits
+from nightly_pipeline.suite.leaks import judge_leaks
+from nightly_pipeline.suite.receipts import Receipts
+from tests.suite.platforms import ci_platform, metric, run_ci
+
+MULTI = select_tests("12")[0]
+KNOBS = MULTI.spec.knobs
+SOCKETS = KNOBS.sockets
+MISROUTE_EVERY = 7
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory, system_dir):
+    with ci_platform(tmp_path_factory, system_dir, "multi", users=KNOBS.pool) as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def leaky(tmp_path_factory, system_dir):
+    """A gateway that sends every 7th message to one socket of a non-member too, and an
+    API with no access control (foreign reads and posts served)."""
+    overrides = {"ws_misroute_every": MISROUTE_EVERY, "access_control": False}
+    with ci_platform(
+        tmp_path_factory, system_dir, "leaky", users=KNOBS.pool, overrides=overrides
+    ) as up:
+        yield up
+
+
+def _checks(outcome):
+    return {c.check.name: c for c in outcome.checks}
+
+
+def test_multi_user_conversations_pass_on_the_healthy_platform(healthy, tmp_path) -> None:
+    outcome = run_ci(MULTI, healthy.target(), tmp_path)
+    checks = _checks(outcome)
+    assert outcome.record.status == "passed", outcome.record.detail
+    for name in (
+        "zero_cross_conversation_leaks",
+        "no_foreign_access_allowed",
+        "all_sockets_stay_open",
+        "zero_ws_disconnects",
+        "zero_message_loss",
+    ):
+        assert checks[name].passed and checks[name].observed == 0, (name, outcome.record.detail)
+    assert checks["foreign_access_denied"].observed >= 2 * KNOBS.pool  # a read and a post each
+    # every message reached 10 users x 10 devices: ~30 messages at ci
+    assert metric(outcome, "delivery_expected.count") >= 20 * 100
+    api_kib = metric(outcome, "api_kib_per_socket.value")
+    listener_kib = metric(outcome, "listener_kib_per_socket.value")
+    print(f"12 memory per socket: api {api_kib:.1f} KiB, listener {listener_kib:.1f} KiB")
+    assert api_kib > 0 and listener_kib > 0
+    assert not any(
+        p.info["cmdline"] and "nightly_pipeline.suite.ws_listen" in p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+    ), "a listener process was left behind"
+
+
+def test_a_misrouting_gateway_without_row_security_fails_the_isolation_checks(
+    leaky, tmp_path
+) -> None:
+    outcome = run_ci(MULTI, leaky.target(), tmp_path)
+    checks = _checks(outcome)
+    leaks = checks["zero_cross_conversation_leaks"]
+    assert not leaks.passed and leaks.observed > 0, outcome.record.detail
+    assert "reached socket" in leaks.detail and "is not a participant" in leaks.detail
+    assert not checks["no_foreign_access_allowed"].passed
+    assert "could read conversation" in checks["no_foreign_access_allowed"].detail
+    assert "could post into conversation" in checks["no_foreign_access_allowed"].detail
+    denied = checks["foreign_access_denied"]
+    assert not denied.passed and denied.observed == 0  # no 403 without access control
+    for truthful in ("zero_message_loss", "each_message_delivered_once", "all_sockets_stay_open"):
+        assert checks[truthful].passed, (truthful, outcome.record.detail)
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+    assert "zero_cross_conversation_leaks" in outcome.record.detail
+
+
+def _receipts(frames, layout) -> Receipts:
+    received = Receipts(layout=layout)
+    for message_id, label, conversation in frames:
+        received.add(message_id, label, "a" * 64, True, 1.0, conversation)
+    return received
+
+
+def test_a_frame_at_a_non_members_socket_is_a_leak_and_one_at_a_members_is_not() -> None:
+    layout = {"c1": ("alice#0", "bob#0"), "c2": ("bob#0", "carol#0")}
+    user_of = {"alice#0": "alice", "bob#0": "bob", "carol#0": "carol"}
+    members = {"c1": frozenset({"alice", "bob"}), "c2": frozenset({"bob", "carol"})}
+    sent = {"m1": Sent("c1", "a" * 64, 0.0), "m2": Sent("c2", "a" * 64, 0.0)}
+    frames = [
+        ("m1", "alice#0", "c1"),
+        ("m1", "bob#0", "c1"),
+        ("m1", "carol#0", "c1"),  # carol is not in c1
+        ("m2", "bob#0", "c2"),
+        ("m2", "carol#0", "c2"),
+    ]
+    leaks = judge_leaks(_receipts(frames, layout), sent, members, user_of, layout)
+    assert [(x.message_id, x.label, x.conversation) for x in leaks] == [("m1", "carol#0", "c1")]
+    assert "carol is not a participant" in leaks[0].describe()
+
+
+def test_a_frame_that_names_another_conversation_is_judged_by_the_one_it_was_posted_to() -> None:
+    """m1 was posted to c1 (alice, bob) but its frames claim c2: filed under c2's
+    sockets (bob, carol), carol's frame is a leak, bob's is not."""
+    layout = {"c1": ("alice#0", "bob#0"), "c2": ("bob#0", "carol#0")}
+    user_of = {"alice#0": "alice", "bob#0": "bob", "carol#0": "carol"}
+    members = {"c1": frozenset({"alice", "bob"}), "c2": frozenset({"bob", "carol"})}
+    sent = {"m1": Sent("c1", "a" * 64, 0.0)}
+    frames = [("m1", "bob#0", "c2"), ("m1", "carol#0", "c2")]
+    leaks = judge_leaks(_receipts(frames, layout), sent, members, user_of, layout)
+    assert [(x.label, x.conversation) for x in leaks] == [("carol#0", "c1")]
+
+
+def test_more_sockets_than_the_file_limit_is_refused_naming_the_limit_and_the_fix() -> None:
+    with pytest.raises(FileLimitError, match=r"hard limit here is \d+.*ulimit -n"):
+        check_socket_limits(10**9, 10, {})
