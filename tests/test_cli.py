@@ -190,6 +190,19 @@ def test_ctrl_c_during_a_fault_reverts_it(tmp_path) -> None:
     assert json.loads(ledger.read_text()) == {}
 
 
+def test_ctrl_c_during_test_12_leaves_none_of_its_1000_sockets_listeners(tmp_path) -> None:
+    """Ctrl-C while Test 12's 1,000 sockets are open (its load has started): exit 130,
+    the platform stopped, and none of the four listener processes left."""
+    _interrupt_run(tmp_path / "home", "12", "12_multi_user_conversation load 1/")
+    listeners = [
+        p.pid
+        for p in psutil.process_iter(["cmdline", "status"])
+        if "nightly_pipeline.suite.ws_listen" in " ".join(p.info["cmdline"] or ())
+        and p.info["status"] != psutil.STATUS_ZOMBIE
+    ]
+    assert listeners == []
+
+
 def test_bad_input_is_refused_at_the_door_every_problem_once(tmp_path, capsys) -> None:
     """A target file missing keys (and naming a host that is not allowed), an unknown
     profile and an unknown test: all listed once, exit 2, no traceback, nothing started
