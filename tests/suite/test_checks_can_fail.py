@@ -53,6 +53,10 @@ KINDS: dict[str, str] = {
     # Test 12's isolation and sockets (suite/scenarios/12_multi_user_conversation.py)
     "cross_conversation_leaks": COUNTER,
     "ws_sockets_missing": GAUGE,
+    # Test 14's heartbeats and frame linearity (suite/scenarios/14_ws_longevity.py)
+    "ws_missed_pongs": COUNTER,
+    "ws_ping_rtt_ms": TREND,
+    "frame_growth_residual_pct": GAUGE,
 }
 TARGET_KINDS: dict[str, str] = {
     # the runner's add_target_metrics, from the target's /metrics and processes
@@ -67,6 +71,7 @@ TARGET_KINDS: dict[str, str] = {
     "messaging_dispatch_dlq_total": COUNTER,
     "storage_errors_total": COUNTER,
     "storage_circuit_breaker_transitions_total": COUNTER,
+    "ws_heartbeat_terminate_total": COUNTER,
 }
 RATE_SAMPLES = 10_000  # resolution 1e-4: enough for "rate>0.999"
 TREND_SAMPLES = 20
