@@ -413,6 +413,32 @@ def test_ws_without_pong_is_terminated(api: ApiStack, tokens: dict[str, str]) ->
         _wait_metric(api, "ws_heartbeat_terminate_total", before + 1, 3 * api.config.ws_heartbeat_s)
 
 
+def _ping_frame(payload: bytes) -> bytes:
+    """A masked client ping frame (all-zero mask key), payload < 126 bytes."""
+    return bytes([0x89, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+def test_a_client_that_pings_on_its_own_is_not_terminated(
+    api: ApiStack, tokens: dict[str, str]
+) -> None:
+    """The heartbeat timeout counts any frame from the client: a peer that never answers
+    the server's pings but sends its own more often than the timeout (Test 14's
+    listener pings on its own heartbeat) outlives two timeouts and still gets a pong."""
+    before = api.metric("ws_heartbeat_terminate_total")
+    every_s = api.config.heartbeat_timeout_s / 3
+    with _raw_ws(api, tokens["user0001"]) as sock:
+        for _ in range(6):  # two timeouts of the client's own cadence
+            sock.sendall(_ping_frame(b"hb"))
+            time.sleep(every_s)
+        sock.sendall(_frame(b'{"type":"ping"}'))
+        seen = b""
+        while b"pong" not in seen:  # the JSON pong; protocol pongs carry b"hb"
+            chunk = sock.recv(4096)
+            assert chunk, "the server closed a socket whose client kept pinging"
+            seen += chunk
+    assert api.metric("ws_heartbeat_terminate_total") == before
+
+
 def test_slow_consumer_is_counted_then_closed_1013(api: ApiStack, tokens: dict[str, str]) -> None:
     overload0 = api.metric("ws_overload_total")
     closed0 = api.metric('ws_close_total{code="1013"}')
