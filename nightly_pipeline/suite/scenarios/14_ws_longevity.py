@@ -5,25 +5,30 @@ within the heartbeat (``ws_missed_pongs``; round trips ``ws_ping_rtt_ms``), memo
 stay flat, and the frames the platform sends must grow like the load: a straight line
 (``frame_growth_residual_pct``).
 
-Layout: one user per socket (the sockets scale with the load: 100, 20 at ci); each user
-owns one conversation with the next user (a ring), so a message reaches two sockets.
-The load posts one message per socket per message interval (``sockets / interval``
-messages a second, round-robin over the conversations): each socket sends one message
-an interval and receives two (its own and its neighbour's).
+Layout: one user per socket (the sockets scale with the load: 100, 20 at ci; a target
+with fewer users gives some users several sockets); each user owns one conversation with
+the next user (a ring), so a message reaches two sockets. The load posts one message per
+socket per message interval (``sockets / interval`` messages a second, round-robin over
+the conversations): each socket sends one message an interval and receives two (its own
+and its neighbour's). Delivery by message id is recorded as figures (the ``delivery``
+asset); loss and duplicates are judged by Tests 01 and 04.
 
 The heartbeat is the client's: one platform serves the whole night with its own
 ``ws_heartbeat_s`` (30 s), so each socket pings at the test's heartbeat and times the
-pong. A profile shorter than the plan scales the intervals with the run, never the
-checks: heartbeat = min(30 s, duration / 12), message interval = min(60 s, duration / 6)
-(nightly 30 s / 60 s over 30 min; smoke 5 s / 10 s over 60 s; ci 0.5 s / 1 s over 6 s).
+pong: a pong later than the heartbeat is a missed pong (blocking), a p99 round trip
+over 100 ms a warning. A profile shorter than the plan scales the intervals with the
+run, never the checks: heartbeat = min(30 s, duration / 12), message interval =
+min(60 s, duration / 6) (nightly 30 s / 60 s over 30 min; smoke 5 s / 10 s over 60 s;
+ci 0.5 s / 1 s over 6 s).
 
 Frame linearity: ``ws_frame_sent_total`` from the target's /metrics (one scrape a
 second), fitted by least squares over the scrapes strictly inside its growth (the first
 one after it started growing up to the last one before it stopped, so the seconds the
 load began and ended in are left out); the RMS of the residuals as a percentage of the
-growth over that window. A warning, not a blocking check: a stall or a burst (the
-delivery path pausing, then catching up) shows here, while the losses and disconnects
-it might cause are blocking elsewhere.
+growth over that window (the fitted frames a second are kept as ``frame_growth_per_s``).
+A warning, not a blocking check: a stall or a burst (the delivery path pausing, then
+catching up) shows here, while what it breaks for the sockets (disconnects, missed
+pongs) is blocking here and lost messages in Tests 01 and 04.
 """
 
 from __future__ import annotations
