@@ -23,6 +23,11 @@ A deployed platform offers no process handles to inject faults with; the chaos t
 (08–11) run there with the user's own Chaos Toolkit experiment, one per test, named by
 ``"chaos_experiments": {"09": "experiments/redis-partition.json"}`` (paths relative to
 the target file; JSON or YAML; validated by Chaos Toolkit when the file is read).
+
+Test 13 applies a real migration under load: ``"migration": {"up": ..., "down": ...,
+"dsn_env": ...}`` (SQL files in the step format, paths relative to the target file) or
+``{"command": [...], "down_command": [...], "dsn_env": ...}`` (``suite.migration.source``);
+validated when the file is read.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from nightly_pipeline.chaos.backend import ChaosBackend
 from nightly_pipeline.loadgen import LoadgenError
 from nightly_pipeline.loadgen.safety import check_target
 from nightly_pipeline.suite.errors import ConfigurationError
+from nightly_pipeline.suite.migration.source import MigrationSource, source_from_file
 
 
 class TargetConfigError(ConfigurationError):
@@ -62,6 +68,9 @@ class Target:
     experiments: Mapping[str, Path] = field(default_factory=dict)
     """Test id -> the user's Chaos Toolkit experiment that injects that chaos test's
     faults instead of the suite's own (``chaos_experiments`` in the target file)."""
+    migration: MigrationSource | None = field(default=None, compare=False, repr=False)
+    """The migration Test 13 applies under load and rolls back, and its database: the
+    embedded platform's next migration, or the target file's ``migration``."""
 
 
 REQUIRED = ("name", "base_url", "ws_url", "users", "password_env")
@@ -86,6 +95,10 @@ def load_target(path: Path, env: Mapping[str, str]) -> Target:
             problems.append(f"environment variable {raw['password_env']} (password_env) is unset")
     experiments, experiment_problems = _experiments(Path(path), raw.get("chaos_experiments", {}))
     problems += experiment_problems
+    migration = None
+    if "migration" in raw:
+        migration, migration_problems = source_from_file(Path(path).parent, raw["migration"], env)
+        problems += migration_problems
     if problems:
         raise TargetConfigError(_listing(path, problems))
     target = Target(
@@ -97,6 +110,7 @@ def load_target(path: Path, env: Mapping[str, str]) -> Target:
         password=env[raw["password_env"]],
         allow_hosts=tuple(raw.get("allow_hosts", ())),
         experiments=experiments,
+        migration=migration,
     )
     refused = unreachable_by_policy(target)
     if refused:
