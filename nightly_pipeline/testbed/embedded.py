@@ -44,6 +44,7 @@ from nightly_pipeline.chaos.control import ProxyControl
 from nightly_pipeline.suite.target import Target
 from nightly_pipeline.testbed import migrate
 from nightly_pipeline.testbed.config import TestbedConfig
+from nightly_pipeline.testbed.next_migration import next_migration
 from nightly_pipeline.testbed.seed import seed_users
 from nightly_pipeline.testbed.stack import (
     EmbeddedStack,
@@ -104,6 +105,7 @@ class Platform:
             versions=self.versions,
             pids={name: pid for name, pid in self.pids().items() if name in WATCHED_PROCESSES},
             chaos=self if self.stack is not None else None,
+            migration=next_migration(self.config.next_migration, self.endpoints.postgres_dsn),
         )
 
     # ------------------------------------------------------------ process control
