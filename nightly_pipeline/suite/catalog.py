@@ -30,6 +30,7 @@ MODULES: tuple[str, ...] = (
     "10_pool_exhaustion",
     "11_cascading_failure",
     "12_multi_user_conversation",
+    "13_migration_under_load",
     "14_ws_longevity",
 )
 

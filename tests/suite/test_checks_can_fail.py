@@ -50,6 +50,9 @@ KINDS: dict[str, str] = {
     "processes_crashed": COUNTER,
     "fault_errors_not_503": COUNTER,
     "readyz_unnamed": COUNTER,
+    # Test 13 (suite/scenarios/13_migration_under_load.py)
+    "migration_p95_ratio": GAUGE,
+    "migration_duration_s": GAUGE,
     # Test 12's isolation and sockets (suite/scenarios/12_multi_user_conversation.py)
     "cross_conversation_leaks": COUNTER,
     "ws_sockets_missing": GAUGE,

@@ -1,0 +1,157 @@
+"""Test 13 against the embedded platform (ci profile): the testbed's next migration under
+load passes and is rolled back; the same change written unsafely (a plain CREATE INDEX,
+no lock_timeout) fails the p95 check, naming the statement; a migration file that fails
+stops the test with PostgreSQL's error and the statement, rolled back, nothing after it run."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from nightly_pipeline.suite.catalog import select_tests
+from nightly_pipeline.suite.context import SuiteTest
+from nightly_pipeline.suite.migration import MigrationFailed, MigrationSource
+from nightly_pipeline.testbed.next_migration import UNSAFE, migrations_dir
+from tests.suite.platforms import ci_platform, metric, run_ci, scenario_module
+
+MIGRATION = select_tests("13")[0]
+MODULE = scenario_module("13")
+
+
+def schema(dsn: str) -> tuple[list[tuple[str, str]], list[str], int]:
+    """messages' columns and indexes, and how many rows it has."""
+
+    async def read() -> tuple[list[tuple[str, str]], list[str], int]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            columns = await conn.fetch(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_name = 'messages' ORDER BY column_name"
+            )
+            indexes = await conn.fetch(
+                "SELECT indexdef FROM pg_indexes WHERE tablename = 'messages' ORDER BY 1"
+            )
+            rows = await conn.fetchval("SELECT count(*) FROM messages")
+            return [tuple(c) for c in columns], [i[0] for i in indexes], rows
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def no_migration_left() -> None:
+    assert not [t for t in threading.enumerate() if t.name == "migration-under-load"]
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, system_dir):
+    with ci_platform(tmp_path_factory, system_dir, "migration") as up:
+        yield up
+
+
+def test_the_next_migration_under_load_passes_and_is_rolled_back(platform, tmp_path) -> None:
+    dsn = platform.datastores()["postgres"]
+    columns, indexes, _ = schema(dsn)
+    outcome = run_ci(MIGRATION, platform.target(), tmp_path)
+    assert outcome.record.status == "passed", outcome.record.detail
+    assert metric(outcome, "http_reqs.count") > 100  # the load really ran
+    assert metric(outcome, "migration_batches.count") >= 10  # a batched backfill
+    assert metric(outcome, "lock_samples.count") > 5
+    assert metric(outcome, "migration_p95_ratio.value") <= 2
+    assert metric(outcome, "migration_duration_s.max") < 60
+    phases = {m.metric for m in outcome.record.metrics if m.metric.startswith("create_index")}
+    assert phases, "pg_stat_progress_create_index never seen"
+    after_columns, after_indexes, _ = schema(dsn)
+    assert (after_columns, after_indexes) == (columns, indexes)
+    no_migration_left()
+
+
+def test_an_unsafe_migration_fails_the_p95_check_and_names_the_statement(
+    tmp_path_factory, system_dir, tmp_path
+) -> None:
+    overrides = {"next_migration": UNSAFE}
+    with ci_platform(tmp_path_factory, system_dir, "unsafe", overrides=overrides) as up:
+        dsn = up.datastores()["postgres"]
+        before = schema(dsn)
+        outcome = run_ci(MIGRATION, up.target(), tmp_path)
+        after = schema(dsn)
+    failed = {c.check.name: c for c in outcome.checks if not c.passed}
+    assert "p95_during_migration_under_2x" in failed, outcome.record.detail
+    assert outcome.blocking_failed
+    detail = failed["p95_during_migration_under_2x"].detail
+    assert "ALTER TABLE messages" in detail, detail
+    assert metric(outcome, "lock_blocked_sessions.value") > 0
+    assert metric(outcome, "lock_wait_longest_ms.value") > 0
+    assert before[:2] == after[:2]
+    no_migration_left()
+
+
+def test_a_failing_migration_stops_the_test_with_the_error_and_is_rolled_back(
+    platform, tmp_path
+) -> None:
+    dsn = platform.datastores()["postgres"]
+    bad = tmp_path / "bad.up.sql"
+    bad.write_text(
+        "-- migrate:settings lock_timeout=500ms retries=2\n"
+        "-- migrate:step add_column\n"
+        "ALTER TABLE messages ADD COLUMN IF NOT EXISTS size_bytes INTEGER NOT NULL DEFAULT 0;\n"
+        "-- migrate:step broken\n"
+        "ALTER TABLE messages ADD COLUMN sender_ref BIGINT REFERENCES no_such_table (id);\n"
+        "-- migrate:step never\n"
+        "CREATE TABLE nightly13_never_run (id INT);\n"
+    )
+    source = MigrationSource(dsn, up=bad, down=migrations_dir() / "0003_message_size.down.sql")
+    target = dataclasses.replace(platform.target(), migration=source)
+    knobs = dataclasses.replace(MODULE.KNOBS, min_length_s=4.0, before_s=1.0)
+    quick = SuiteTest(dataclasses.replace(MIGRATION.spec, knobs=knobs), MIGRATION.scenario)
+    before = schema(dsn)
+    with pytest.raises(MigrationFailed) as failure:
+        run_ci(quick, target, tmp_path)
+    message = str(failure.value)
+    assert 'relation "no_such_table" does not exist' in message
+    assert "REFERENCES no_such_table (id)" in message and "step broken" in message
+    assert schema(dsn)[:2] == before[:2]
+
+    async def never_run() -> object:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetchval("SELECT to_regclass('nightly13_never_run')")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(never_run()) is None
+    no_migration_left()
+
+
+def test_the_windows_are_the_seconds_before_and_during_the_migration() -> None:
+    base, during = MODULE.windows(100.0, 110.4, 113.2, 20, before_s=30, settle_s=1.0)
+    assert base == (1, 10) and during == (10, 15)
+    base, during = MODULE.windows(100.0, 130.0, 200.0, 60, before_s=10, settle_s=1.0)
+    assert base == (20, 30) and during == (30, 60)  # clipped to the load's end
+
+
+def test_a_target_without_a_migration_is_refused_naming_the_fix(platform, tmp_path) -> None:
+    target = dataclasses.replace(platform.target(), migration=None)
+    with pytest.raises(ValueError, match='"migration": '):
+        run_ci(MIGRATION, target, tmp_path)
+
+
+def test_the_shipped_migrations_read_as_steps() -> None:
+    from nightly_pipeline.testbed.next_migration import SAFE, next_migration
+
+    safe = next_migration(SAFE, "postgresql://u@127.0.0.1/db")
+    unsafe = next_migration(UNSAFE, "postgresql://u@127.0.0.1/db")
+    assert safe.errors() == [] and unsafe.errors() == []
+    up = safe.up_migration()
+    assert up is not None and up.lock_timeout == "500ms" and up.retries > 0
+    assert [s.name for s in up.steps] == ["add_column", "backfill", "index"]
+    assert up.steps[1].batch and not up.steps[2].transaction and up.steps[2].concurrent
+    bad = unsafe.up_migration()
+    assert bad is not None and bad.lock_timeout is None
+    assert not any(s.concurrent for s in bad.steps)
+    assert Path(safe.down or "") == Path(unsafe.down or "")
