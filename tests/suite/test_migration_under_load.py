@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 import threading
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -16,8 +19,10 @@ import pytest
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.context import SuiteTest
 from nightly_pipeline.suite.migration import MigrationFailed, MigrationSource
+from nightly_pipeline.suite.profiles import PROFILES
+from nightly_pipeline.suite.runner import run_suite_test
 from nightly_pipeline.testbed.next_migration import UNSAFE, migrations_dir
-from tests.suite.platforms import ci_platform, metric, run_ci, scenario_module
+from tests.suite.platforms import NIGHT, ci_platform, metric, run_ci, scenario_module
 
 MIGRATION = select_tests("13")[0]
 MODULE = scenario_module("13")
@@ -89,6 +94,86 @@ def test_an_unsafe_migration_fails_the_p95_check_and_names_the_statement(
     assert metric(outcome, "lock_wait_longest_ms.value") > 0
     assert before[:2] == after[:2]
     no_migration_left()
+
+
+async def sql(dsn: str, query: str) -> object:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(query)
+    finally:
+        await conn.close()
+
+
+def migration_sessions(dsn: str) -> int:
+    """Sessions other than this one still running a statement on size_bytes."""
+    return asyncio.run(
+        sql(
+            dsn,
+            "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+            " AND state = 'active' AND query LIKE '%size_bytes%'",
+        )
+    )
+
+
+def test_a_crashed_runs_leftovers_are_undone_before_the_migration(platform, tmp_path) -> None:
+    """A run killed mid-migration left the column, an index and the prefilled rows: the
+    next run rolls them back first, then passes, and leaves the schema it found before."""
+    dsn = platform.datastores()["postgres"]
+    clean = schema(dsn)
+    conversation = uuid.UUID(MODULE.PREFILL_CONVERSATION)
+
+    async def crash_leftovers() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            owner = await conn.fetchval("SELECT id FROM users ORDER BY id LIMIT 1")
+            await conn.execute(
+                "INSERT INTO conversations (id, owner_id) VALUES ($1, $2)", conversation, owner
+            )
+            await conn.execute("ALTER TABLE messages ADD COLUMN size_bytes INTEGER DEFAULT 0")
+            await conn.execute("CREATE INDEX messages_size_idx ON messages (size_bytes)")
+        finally:
+            await conn.close()
+
+    asyncio.run(crash_leftovers())
+    outcome = run_ci(MIGRATION, platform.target(), tmp_path)
+    assert outcome.record.status == "passed", outcome.record.detail
+    assert schema(dsn)[:2] == clean[:2]
+    left = asyncio.run(sql(dsn, f"SELECT count(*) FROM conversations WHERE id = '{conversation}'"))
+    assert left == 0
+
+
+def test_ctrl_c_during_the_migration_cancels_it_and_rolls_it_back(platform, tmp_path) -> None:
+    """SIGINT while the backfill runs: the load stops, the interrupt reaches the caller,
+    the migration's statement is cancelled on the server, the schema is the one before
+    and the prefilled rows are gone; no migration thread is left."""
+    dsn = platform.datastores()["postgres"]
+    clean = schema(dsn)
+    sent = threading.Event()
+
+    def progress(line: str) -> None:
+        if "migration step backfill" in line and not sent.is_set():
+            sent.set()
+            os.kill(os.getpid(), signal.SIGINT)  # as a terminal's Ctrl-C
+
+    with pytest.raises(KeyboardInterrupt):
+        run_suite_test(
+            MIGRATION,
+            PROFILES["ci"],
+            platform.target(),
+            night=NIGHT,
+            run_id="interrupted",
+            run_dir=tmp_path,
+            progress=progress,
+        )
+    assert sent.is_set()
+    no_migration_left()
+    assert migration_sessions(dsn) == 0
+    assert schema(dsn)[:2] == clean[:2]
+    prefill = MODULE.PREFILL_CONVERSATION
+    prefilled = asyncio.run(
+        sql(dsn, f"SELECT count(*) FROM messages WHERE conversation_id = '{prefill}'")
+    )
+    assert prefilled == 0
 
 
 def test_a_failing_migration_stops_the_test_with_the_error_and_is_rolled_back(

@@ -10,7 +10,7 @@ Timeline (one load, ``ctx.duration_s`` long, at least ``min_length_s``): the fir
 migration starts, in a thread of its own, while lock waits (``pg_stat_activity`` with
 ``pg_blocking_pids()``) and ``pg_stat_progress_create_index`` are sampled every 200 ms
 on another connection. The plan's 120 s is 30 s before and up to 90 s for the
-migration; at smoke (60 s) 30 s and 30 s; at ci the 20 s minimum, 10 s and 10 s.
+migration; at smoke (60 s) 30 s and 30 s; at ci the 30 s minimum, 15 s and 15 s.
 
 What it migrates is the target's (``Target.migration``): on the embedded platform its
 next migration (``testbed/next_migrations``; ``TestbedConfig.next_migration``), whose
