@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import psutil
 import pytest
 
 from nightly_pipeline.suite.migration import (
@@ -219,6 +220,31 @@ def test_a_migration_command_gets_the_dsn_and_fails_with_its_output(dsn) -> None
     bad = (sys.executable, "-c", "import sys; print('boom: no such column'); sys.exit(3)")
     with pytest.raises(MigrationFailed, match="exit 3: boom: no such column"):
         run(run_command(bad, dsn, 60))
+
+
+def test_a_cancelled_migration_command_is_killed_with_its_children(dsn, tmp_path) -> None:
+    """Ctrl-C or a stopped test while the platform's migration tool runs: the command and
+    what it started are killed (its own session), nothing keeps running."""
+    pidfile = tmp_path / "child.pid"
+    script = (
+        "import subprocess, sys, time; "
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
+        f"open({str(pidfile)!r}, 'w').write(str(c.pid)); time.sleep(300)"
+    )
+
+    async def go() -> None:
+        task = asyncio.create_task(run_command((sys.executable, "-c", script), dsn, 600))
+        for _ in range(POLLS):
+            if pidfile.exists() and pidfile.read_text():
+                break
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(go())
+    child = int(pidfile.read_text())
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
 
 
 def target_file(tmp_path: Path, migration: object) -> Path:

@@ -9,11 +9,14 @@ import asyncio
 import dataclasses
 import os
 import signal
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
 
 import asyncpg
+import psutil
 import pytest
 
 from nightly_pipeline.suite.catalog import select_tests
@@ -240,3 +243,39 @@ def test_the_shipped_migrations_read_as_steps() -> None:
     assert bad is not None and bad.lock_timeout is None
     assert not any(s.concurrent for s in bad.steps)
     assert Path(safe.down or "") == Path(unsafe.down or "")
+
+
+def test_ctrl_c_of_nightly_run_during_the_migration_exits_130_leaving_no_process(
+    tmp_path,
+) -> None:
+    """``nightly run --tests 13`` at ci, Ctrl-C (SIGINT to the process group, as a terminal
+    sends it) while the backfill runs: exit 130, and no process of the run is left (the
+    rollback itself is shown by the in-process test above: this platform is gone after)."""
+    home = tmp_path / "home"
+    argv = [sys.executable, "-m", "nightly_pipeline.cli", "--store", str(home / "metrics.duckdb")]
+    argv += ["run", "--profile", "ci", "--tests", "13", "--night", "2026-11-20"]
+    child = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    seen = []
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:  # ends at EOF if the run dies first
+            seen.append(line)
+            if "migration step backfill" in line:
+                break
+        os.killpg(child.pid, signal.SIGINT)
+        out, _ = child.communicate(timeout=300)  # catches a hang only
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    out = "".join(seen) + out
+    assert "migration step backfill" in out
+    assert child.returncode == 130, out
+    left = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        line = " ".join(proc.info["cmdline"] or ())
+        if str(home) in line and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            left.append(f"{proc.pid} {line[:100]}")
+    assert left == []
