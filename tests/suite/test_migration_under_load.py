@@ -68,6 +68,12 @@ def test_the_next_migration_under_load_passes_and_is_rolled_back(platform, tmp_p
     outcome = run_ci(MIGRATION, platform.target(), tmp_path)
     assert outcome.record.status == "passed", outcome.record.detail
     assert metric(outcome, "http_reqs.count") > 100  # the load really ran
+    mix: dict[str, float] = {}
+    for m in outcome.record.metrics:
+        if m.metric == "http_reqs.count" and "name" in m.tags:
+            mix[m.tags["name"]] = mix.get(m.tags["name"], 0.0) + m.value
+    assert mix.keys() == {"post_message", "read_messages"}, mix  # posts and reads
+    assert mix["post_message"] > mix["read_messages"] > 0  # 60 % / 40 %
     assert metric(outcome, "migration_batches.count") >= 10  # a batched backfill
     assert metric(outcome, "lock_samples.count") > 5
     assert metric(outcome, "migration_p95_ratio.value") <= 2
