@@ -94,7 +94,8 @@ class TestbedConfig:
     Test 13 applies under load and rolls back; the launcher never applies it. Fault knob:
     ``"0003_message_size_unsafe"`` ships the same change written unsafely (no
     ``lock_timeout``, one-statement backfill, a plain ``CREATE INDEX`` that blocks every
-    write to messages while it builds); Test 13's p95 check must catch it and name it."""
+    write to messages while it builds), or ``"0003_message_size_plain_index"`` (only the
+    plain ``CREATE INDEX``); Test 13's p95 check must catch both and name the statement."""
     version: str = "testbed-0.1.0"
 
     @property

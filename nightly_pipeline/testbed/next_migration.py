@@ -3,7 +3,8 @@ ones (``sql/``), applied and rolled back by Test 13 under load, never by the lau
 
 ``next_migration(name, dsn)`` is the ``MigrationSource`` of ``next_migrations/<name>.up.sql``
 with the shared down file of its number; ``TestbedConfig.next_migration`` chooses which
-one the platform ships (the fault knob: ``0003_message_size_unsafe``).
+one the platform ships (the fault knob: ``0003_message_size_unsafe``, or the milder
+``0003_message_size_plain_index``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from nightly_pipeline.suite.migration.source import MigrationSource
 
 SAFE = "0003_message_size"
 UNSAFE = "0003_message_size_unsafe"
+PLAIN_INDEX = "0003_message_size_plain_index"
 
 
 def migrations_dir() -> Path:

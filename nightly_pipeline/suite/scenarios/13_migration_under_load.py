@@ -1,14 +1,15 @@
 """Test 13, migration under load: mixed posts and reads at a fixed rate while the
 platform's next schema migration runs (a column with a constant default, a batched
 backfill, an index built ``CONCURRENTLY``, every lock wait under ``lock_timeout`` with
-retries). The load must not notice: errors < 1 %, and the p95 while the migration runs
-at most twice the p95 of the ``before_s`` seconds before it. The migration must take
-less than 60 s.
+retries). The load must not notice: errors < 1 %, and the p95 while each step runs at
+most twice the p95 of the ``before_s`` seconds before the migration, for all requests and
+for the posts apart (a step that holds only writes shows in them before the reads dilute
+it). The migration must take less than 60 s.
 
 Timeline (one load, ``ctx.duration_s`` long, at least ``min_length_s``): the first
 ``before_s`` seconds (at most ``before_share`` of the load) are the baseline; then the
 migration starts, in a thread of its own, while lock waits (``pg_stat_activity`` with
-``pg_blocking_pids()``) and ``pg_stat_progress_create_index`` are sampled every 200 ms
+``pg_blocking_pids()``) and ``pg_stat_progress_create_index`` are sampled every 100 ms
 on another connection. The plan's 120 s is 30 s before and up to 90 s for the
 migration; at smoke (60 s) 30 s and 30 s; at ci the 30 s minimum, 15 s and 15 s.
 
@@ -22,10 +23,11 @@ starts from the same schema. A migration that fails stops the test with PostgreS
 error and the statement (``MigrationFailed``), rolled back, nothing else run.
 
 When the p95 or error check fails, its detail names what blocked the load: the sessions
-blocked at once, the longest wait and the statement that held the lock. A short block
-passes the p95 check: a plain CREATE INDEX alone on the 300,000 rows holds writes for
-0.2-0.3 s (measured at ci: 5 sessions blocked, the longest 189 ms, p95 12 ms against
-4.6 ms); ``lock_wait_longest_ms`` shows it.
+blocked at once, the longest wait and the statement that held the lock. Broken platforms
+(``TestbedConfig.next_migration``): ``0003_message_size_unsafe`` (no lock_timeout, a
+volatile default that rewrites the table, a plain CREATE INDEX) and the milder
+``0003_message_size_plain_index`` (a plain CREATE INDEX alone: writes held 0.2-0.3 s on
+the 300,000 rows, caught by the posts' p95).
 """
 
 from __future__ import annotations
@@ -257,36 +259,54 @@ def windows(
     return (base_start, first), (first, max(first + 1, min(end_s, during_end)))
 
 
+KINDS: dict[str, dict[str, str] | None] = {"all": None, "post_message": {"name": "post_message"}}
+"""Judged: every request (the plan's p95), and the posts apart, so that a step holding only
+writes (a plain CREATE INDEX) shows before the reads dilute it. Reads apart would add no
+lock a post would not see (what blocks reads, ACCESS EXCLUSIVE, blocks writes too), only
+the CPU the migration takes from a 2-core machine (measured at smoke: reads' p95 6 ms
+before, 18 ms during a safe CREATE INDEX CONCURRENTLY; posts 4 ms and 9 ms)."""
+
+
 @dataclass(frozen=True)
 class StepLatency:
     step: str
+    kind: str  # "all" or the requests' name tag
     seconds: tuple[int, int]
     p95_ms: float
+    before_ms: float  # the same requests' p95 before the migration
+
+    def ratio(self, floor_ms: float) -> float:
+        return self.p95_ms / max(self.before_ms, floor_ms)
 
 
 def p95_by_step(
     rec: Recorder, run: MigrationRun, knobs: MigrationUnderLoadKnobs, at: float
-) -> tuple[float | None, tuple[int, int], list[StepLatency]]:
-    """The baseline p95 and its seconds, and the p95 over each step's seconds (a step that
-    holds the load for one second shows, however long the others take)."""
+) -> tuple[tuple[int, int], list[StepLatency]]:
+    """The baseline's seconds, and per step and kind of request the p95 over the step's
+    seconds beside the p95 before (a step that holds the load for one second shows,
+    however long the others take). Steps shorter than ``min_window_s`` share seconds
+    with the next: which statement blocked is the lock sampler's to say."""
     end_s = rec.closed_until
     base, _ = windows(rec.run_start, run.started, at, end_s, knobs.before_s, 0)
-    before = rec.window_stats("http_req_duration", None, *base).get("p(95)")
-    steps = []
-    for step in run.steps:
-        _, during = windows(
-            rec.run_start,
-            step.started,
-            step.finished or at,
-            end_s,
-            knobs.before_s,
-            knobs.settle_s,
-            knobs.min_window_s,
-        )
-        p95 = rec.window_stats("http_req_duration", None, *during).get("p(95)")
-        if p95 is not None:
-            steps.append(StepLatency(step.name, during, p95))
-    return before, base, steps
+    out = []
+    for kind, tags in KINDS.items():
+        before = rec.window_stats("http_req_duration", tags, *base).get("p(95)")
+        if before is None:
+            continue
+        for step in run.steps:
+            _, during = windows(
+                rec.run_start,
+                step.started,
+                step.finished or at,
+                end_s,
+                knobs.before_s,
+                knobs.settle_s,
+                knobs.min_window_s,
+            )
+            p95 = rec.window_stats("http_req_duration", tags, *during).get("p(95)")
+            if p95 is not None:
+                out.append(StepLatency(step.name, kind, during, p95, before))
+    return base, out
 
 
 def record(
@@ -308,17 +328,18 @@ def record(
     rec.gauge("migration_own_lock_wait_ms", waits.migration_waited_s * 1000.0, at)
     for phase, seconds in waits.phases.items():
         rec.gauge("create_index_phase_s", seconds, at, {"phase": phase})
-    before, base, steps = p95_by_step(rec, run, knobs, at)
-    if before is not None and steps:
-        worst = max(steps, key=lambda s: s.p95_ms)
-        rec.gauge("migration_p95_before_ms", before, at)
+    base, steps = p95_by_step(rec, run, knobs, at)
+    if steps:
+        worst = max(steps, key=lambda s: s.ratio(knobs.p95_floor_ms))
         for s in steps:
-            rec.gauge("migration_p95_during_ms", s.p95_ms, at, {"step": s.step})
-        rec.gauge("migration_p95_ratio", worst.p95_ms / max(before, knobs.p95_floor_ms), at)
+            rec.gauge("migration_p95_before_ms", s.before_ms, at, {"name": s.kind})
+            rec.gauge("migration_p95_during_ms", s.p95_ms, at, {"step": s.step, "name": s.kind})
+        rec.gauge("migration_p95_ratio", worst.ratio(knobs.p95_floor_ms), at)
         result.add_evidence(
             "migration_p95_ratio",
-            f"p95 {worst.p95_ms:.1f} ms during step {worst.step} (s {worst.seconds[0]}-"
-            f"{worst.seconds[1]}) vs {before:.1f} ms before (s {base[0]}-{base[1]})",
+            f"{worst.kind} p95 {worst.p95_ms:.1f} ms during step {worst.step} (s"
+            f" {worst.seconds[0]}-{worst.seconds[1]}) vs {worst.before_ms:.1f} ms before (s"
+            f" {base[0]}-{base[1]})",
         )
     timings = ", ".join(
         f"{s.name} {s.finished - s.started:.1f} s"
