@@ -43,6 +43,7 @@ class Listener:
     layout: Mapping[str, Sequence[str]] | None = None
     received: Receipts = field(init=False)
     ws_disconnects: int = 0
+    disconnected: list[str] = field(default_factory=list)  # labels, in the order closed
     missed_pongs: int = 0
     ping_rtts_ms: list[float] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
@@ -105,6 +106,7 @@ class Listener:
                 self.missed_pongs += 1
             elif kind == "d":
                 self.ws_disconnects += 1
+                self.disconnected.append(str(record[1]))
 
     def delivered(self, expected: Mapping[str, tuple[str, ...]]) -> int:
         """How many of the expected (message, recipient) pairs have arrived."""

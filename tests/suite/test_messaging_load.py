@@ -86,7 +86,7 @@ def test_a_socket_closed_abnormally_counts_as_a_disconnect() -> None:
     listener = Listener("ws://127.0.0.1:1/v1/ws", {})
     for record in records:
         listener.on_record(record)
-    assert listener.ws_disconnects == 1
+    assert listener.ws_disconnects == 1 and listener.disconnected == ["u0#0"]
 
 
 def _frame(message_id: str, body: bytes, claimed: bytes | None = None) -> str:

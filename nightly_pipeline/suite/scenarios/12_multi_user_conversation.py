@@ -251,6 +251,15 @@ class Observation:
         fewest = self.census.fewest()
         if fewest is not None:
             rec.gauge("ws_sockets_missing", max(0.0, self.sockets - fewest), at)
+            result.add_evidence(
+                "ws_sockets_missing",
+                f"the platform counted {fewest:g} of the {self.sockets} sockets open at its"
+                f" lowest ({len(self.census.counts)} reads, {self.census.unreadable} unreadable)",
+            )
+        closed = run.listener.disconnected
+        if closed:
+            named = ", ".join(closed[:LEAKS_NAMED]) + (" ..." if len(closed) > LEAKS_NAMED else "")
+            result.add_evidence("ws_disconnects", f"the server closed {len(closed)}: {named}")
         rec.counter("setup_cache_hits", at, value=float(self.setup_cache[0]))
         rec.counter("setup_cache_misses", at, value=float(self.setup_cache[1]))
         per_socket = run.listener.memory_per_socket_kib()
