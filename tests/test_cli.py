@@ -18,6 +18,7 @@ import pytest
 
 from nightly_pipeline.cli import main
 from nightly_pipeline.store import MetricStore
+from nightly_pipeline.suite.catalog import TESTS
 
 
 def test_history_of_an_empty_store_says_what_to_do(tmp_path, capsys) -> None:
@@ -100,25 +101,19 @@ def test_run_refuses_bad_selections_with_the_valid_ones(tmp_path, capsys, argv, 
     assert message in capsys.readouterr().err
 
 
-def test_run_ci_profile_end_to_end_writes_rows_and_junit(tmp_path, capsys) -> None:
-    store = tmp_path / "home" / "metrics.duckdb"
-    junit = tmp_path / "junit.xml"
-    code = main(["--store", str(store), "run", "--profile", "ci", "--junit", str(junit)])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    for test in (
-        "01_message_soak",
-        "02_conversation_crud",
-        "03_participant_invalidation",
-        "04_mixed_ws_http",
-        "05_large_payload",
-        "06_sustained_login",
-        "07_storage_multi_adapter",
-    ):
-        assert re.search(rf"^{test}\s+passed", out, re.MULTILINE), (test, out)
-    assert 'failures="0"' in junit.read_text() and "zero_message_loss" in junit.read_text()
-    assert (tmp_path / "home" / "reports").is_dir()
-    assert MetricStore(store).runs()["status"].to_list() == ["succeeded"]
+def test_run_ci_profile_end_to_end_writes_rows_and_junit(ci_night) -> None:
+    """``nightly run --profile ci`` with no ``--tests``: every test of the catalog runs
+    and passes, the table lists each, the JUnit file has no failure, the report is
+    written and the run's row is closed (the session's ci night, tests/ci_night.py)."""
+    assert ci_night.code == 0, ci_night.out
+    for test in TESTS:
+        key = test.spec.key
+        assert re.search(rf"^{key}\s+passed", ci_night.out, re.MULTILINE), (key, ci_night.out)
+    junit = ci_night.junit.read_text()
+    assert 'failures="0"' in junit and "zero_message_loss" in junit
+    assert ci_night.home.reports.is_dir()
+    assert MetricStore(ci_night.home.store).runs()["status"].to_list() == ["succeeded"]
+    assert ci_night.left == []
 
 
 def _processes_naming(root: Path) -> list[str]:
