@@ -3,8 +3,9 @@
 
 A test module lives in ``suite/scenarios/<id>_<name>.py`` (see docs/adding-a-test.md);
 its file name must match its spec's key. Tests 08–11 are the chaos tests (faults injected
-by a Chaos Toolkit experiment, ``suite.chaos_run``); 12–14 arrive with the
-production-like issue; Test 15 is the weekly ``baseline_snapshot`` history asset.
+by a Chaos Toolkit experiment, ``suite.chaos_run``); 12–14 the production-like ones
+(1,000 sockets, a migration under load, long-lived sockets); Test 15 is the weekly
+``baseline_snapshot`` history asset.
 """
 
 from __future__ import annotations
