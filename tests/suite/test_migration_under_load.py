@@ -24,12 +24,7 @@ from nightly_pipeline.suite.context import SuiteTest
 from nightly_pipeline.suite.migration import MigrationFailed, MigrationSource
 from nightly_pipeline.suite.profiles import PROFILES
 from nightly_pipeline.suite.runner import run_suite_test
-from nightly_pipeline.testbed.next_migration import (
-    PLAIN_INDEX,
-    UNSAFE,
-    migrations_dir,
-    next_migration,
-)
+from nightly_pipeline.testbed.next_migration import SAFE, UNSAFE, migrations_dir, next_migration
 from tests.suite.platforms import NIGHT, ci_platform, metric, run_ci, scenario_module
 
 MIGRATION = select_tests("13")[0]
@@ -186,21 +181,6 @@ def test_ctrl_c_during_the_migration_cancels_it_and_rolls_it_back(platform, tmp_
     assert prefilled == 0
 
 
-def test_a_plain_create_index_alone_fails_the_p95_check_on_the_posts(platform, tmp_path) -> None:
-    """The mildest unsafe migration (knob value ``0003_message_size_plain_index``, handed
-    out as the embedded platform does): writes held 0.2-0.3 s; the posts' p95 shows it."""
-    dsn = platform.datastores()["postgres"]
-    clean = schema(dsn)
-    target = dataclasses.replace(platform.target(), migration=next_migration(PLAIN_INDEX, dsn))
-    outcome = run_ci(MIGRATION, target, tmp_path)
-    failed = {c.check.name: c for c in outcome.checks if not c.passed}
-    assert "p95_during_migration_under_2x" in failed, outcome.record.detail
-    detail = failed["p95_during_migration_under_2x"].detail
-    assert "post_message p95" in detail, detail  # the writes, not the reads
-    assert "CREATE INDEX messages_size_idx ON messages" in detail, detail
-    assert schema(dsn)[:2] == clean[:2]
-
-
 def test_a_failing_migration_stops_the_test_with_the_error_and_is_rolled_back(
     platform, tmp_path
 ) -> None:
@@ -252,8 +232,6 @@ def test_a_target_without_a_migration_is_refused_naming_the_fix(platform, tmp_pa
 
 
 def test_the_shipped_migrations_read_as_steps() -> None:
-    from nightly_pipeline.testbed.next_migration import SAFE, next_migration
-
     safe = next_migration(SAFE, "postgresql://u@127.0.0.1/db")
     unsafe = next_migration(UNSAFE, "postgresql://u@127.0.0.1/db")
     assert safe.errors() == [] and unsafe.errors() == []

@@ -27,7 +27,7 @@ blocked at once, the longest wait and the statement that held the lock. Broken p
 (``TestbedConfig.next_migration``): ``0003_message_size_unsafe`` (no lock_timeout, a
 volatile default that rewrites the table, a plain CREATE INDEX) and the milder
 ``0003_message_size_plain_index`` (a plain CREATE INDEX alone: writes held 0.2-0.3 s on
-the 300,000 rows, caught by the posts' p95).
+the 300,000 rows, usually caught by the posts' p95; not reliably at ci, so untested).
 """
 
 from __future__ import annotations
