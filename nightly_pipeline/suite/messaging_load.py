@@ -95,6 +95,19 @@ def recipients_by_socket(
     }
 
 
+def message_body(conversation_id: str, payload: bytes) -> tuple[bytes, str]:
+    """The JSON of ``POST /v1/messages`` for ``payload`` (a fresh client_msg_id), built
+    without a JSON encoder on the hot path; (body, sha256 of the payload)."""
+    digest = hashlib.sha256(payload).hexdigest()
+    body = b'{"conversation_id":"%s","client_msg_id":"%s","ciphertext":"%s","sha256":"%s"}' % (
+        conversation_id.encode(),
+        uuid.uuid4().hex.encode(),
+        base64.b64encode(payload),
+        digest.encode(),
+    )
+    return body, digest
+
+
 @dataclass
 class PostMessages:
     """One POST /v1/messages per iteration, round-robin over the conversations."""
@@ -114,14 +127,7 @@ class PostMessages:
         conversation = self.conversations[n % len(self.conversations)]
         if vu.now - self._token_at > TOKEN_REFRESH_S:
             await self._refresh(vu)
-        payload = os.urandom(self.payload_bytes)
-        digest = hashlib.sha256(payload).hexdigest()
-        body = b'{"conversation_id":"%s","client_msg_id":"%s","ciphertext":"%s","sha256":"%s"}' % (
-            conversation.id.encode(),
-            uuid.uuid4().hex.encode(),
-            base64.b64encode(payload),
-            digest.encode(),
-        )
+        body, digest = message_body(conversation.id, os.urandom(self.payload_bytes))
         started = vu.now
         response = await vu.http.post(
             "/v1/messages",

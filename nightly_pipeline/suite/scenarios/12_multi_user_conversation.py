@@ -26,11 +26,8 @@ up on 2 cores) with compression off (~14 KiB a socket instead of ~50 KiB, websoc
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import time
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -46,6 +43,7 @@ from nightly_pipeline.suite.leaks import judge_leaks
 from nightly_pipeline.suite.messaging_load import (
     MessagingKnobs,
     MessagingRun,
+    message_body,
     run_messaging_load,
 )
 from nightly_pipeline.suite.sampling import Samples
@@ -189,7 +187,6 @@ def try_foreign_access(target: Target, run: MessagingRun) -> tuple[int, list[str
     """Each user opens, then posts into, a conversation it is not in: every 2xx is
     allowed access, named; (allowed, what was allowed)."""
     allowed: list[str] = []
-    body = b"foreign"
     with PlatformClient(target) as client:
         for user, token in run.tokens.items():
             foreign = foreign_conversation(user, run.conversations)
@@ -197,15 +194,11 @@ def try_foreign_access(target: Target, run: MessagingRun) -> tuple[int, list[str
                 continue
             headers = {"Authorization": f"Bearer {token}"}
             read = client.client.get(f"/v1/conversations/{foreign.id}", headers=headers)
+            body, _ = message_body(foreign.id, b"foreign")
             post = client.client.post(
                 "/v1/messages",
-                json={
-                    "conversation_id": foreign.id,
-                    "client_msg_id": uuid.uuid4().hex,
-                    "ciphertext": base64.b64encode(body).decode(),
-                    "sha256": hashlib.sha256(body).hexdigest(),
-                },
-                headers=headers,
+                content=body,
+                headers={**headers, "Content-Type": "application/json"},
             )
             for what, answer in (("read", read), ("post into", post)):
                 if answer.is_success:

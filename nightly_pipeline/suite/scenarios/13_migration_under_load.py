@@ -33,8 +33,6 @@ the 300,000 rows, usually caught by the posts' p95; not reliably at ci, so untes
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import itertools
 import math
 import os
@@ -50,6 +48,7 @@ from nightly_pipeline.loadgen.vu import Vu
 from nightly_pipeline.suite.client import Conversation, PlatformClient
 from nightly_pipeline.suite.context import ScenarioContext
 from nightly_pipeline.suite.errors import ConfigurationError
+from nightly_pipeline.suite.messaging_load import message_body
 from nightly_pipeline.suite.migration import (
     MigrationRun,
     MigrationSource,
@@ -156,13 +155,7 @@ class PostsAndReads:
             path = f"/v1/conversations/{conversation.id}/messages?after={after}&limit=20"
             await vu.http.get(path, headers=[auth], tags={"name": "read_messages"})
             return
-        payload = os.urandom(self.payload_bytes)
-        body = b'{"conversation_id":"%s","client_msg_id":"%s","ciphertext":"%s","sha256":"%s"}' % (
-            conversation.id.encode(),
-            uuid.uuid4().hex.encode(),
-            base64.b64encode(payload),
-            hashlib.sha256(payload).hexdigest().encode(),
-        )
+        body, _ = message_body(conversation.id, os.urandom(self.payload_bytes))
         response = await vu.http.post(
             "/v1/messages", body, headers=[auth, JSON], tags={"name": "post_message"}
         )
