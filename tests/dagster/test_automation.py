@@ -54,12 +54,14 @@ def _tick(schedule: str | dg.ScheduleDefinition, when: datetime) -> list[dg.RunR
     or of the schedule given (resolved against the Definitions' jobs, as the daemon does)."""
     if isinstance(schedule, str):
         schedule = defs.resolve_schedule_def(schedule)
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(  # exited: it opens the instance from its ref
             instance=instance,
             scheduled_execution_time=when,
             repository_def=defs.get_repository_def(),
-        )
+        ) as context,
+    ):
         return list(schedule.evaluate_tick(context).run_requests or [])
 
 
@@ -226,10 +228,10 @@ def test_a_new_target_version_requests_a_suite_run(
 
     def tick():
         nonlocal cursor
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             cursor=cursor, resources=resources, repository_def=defs.get_repository_def()
-        )
-        result = sensor.evaluate_tick(context)
+        ) as context:
+            result = sensor.evaluate_tick(context)
         cursor = result.cursor
         return result
 
@@ -315,13 +317,13 @@ class _SensorTicks:
         self.cursor = None
 
     def tick(self) -> dg.SensorResult:
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
             resources=self.resources,
             repository_def=defs.get_repository_def(),
-        )
-        result = self.sensor.evaluate_tick(context)
+        ) as context:
+            result = self.sensor.evaluate_tick(context)
         self.cursor = result.cursor
         return result
 

@@ -42,20 +42,19 @@ def _scheduled_night(home: Home, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("NIGHTLY_HOME", str(home.root))
     schedule = make_nightly_suite_schedule("ci")
     with open_instance(home) as instance:
-        context = dg.build_schedule_context(
+        with dg.build_schedule_context(  # exited: it opens the instance from its ref
             instance=instance,
             scheduled_execution_time=datetime(2026, 11, 21, 2, 10, tzinfo=UTC),
             repository_def=defs.get_repository_def(),
-        )
-        (request,) = schedule.evaluate_tick(context).run_requests
+        ) as context:
+            (request,) = schedule.evaluate_tick(context).run_requests
         assert request.partition_key == NIGHT.isoformat()
         sensor = make_suite_finished_sensor(dg.DagsterRunStatus.SUCCESS)
         resources = {"store": MetricStoreResource()}
-        first = sensor.evaluate_tick(
-            dg.build_sensor_context(
-                instance=instance, resources=resources, repository_def=defs.get_repository_def()
-            )
-        )
+        with dg.build_sensor_context(
+            instance=instance, resources=resources, repository_def=defs.get_repository_def()
+        ) as context:
+            first = sensor.evaluate_tick(context)
         suite = defs.resolve_job_def("nightly_suite").execute_in_process(
             instance=instance,
             partition_key=request.partition_key,
@@ -65,14 +64,13 @@ def _scheduled_night(home: Home, monkeypatch: pytest.MonkeyPatch) -> str:
             raise_on_error=False,
         )
         assert suite.success
-        (history_request,) = sensor.evaluate_tick(
-            dg.build_sensor_context(
-                instance=instance,
-                cursor=first.cursor,
-                resources=resources,
-                repository_def=defs.get_repository_def(),
-            )
-        ).run_requests
+        with dg.build_sensor_context(
+            instance=instance,
+            cursor=first.cursor,
+            resources=resources,
+            repository_def=defs.get_repository_def(),
+        ) as context:
+            (history_request,) = sensor.evaluate_tick(context).run_requests
         history = defs.resolve_job_def("nightly_history").execute_in_process(
             instance=instance,
             partition_key=history_request.partition_key,
