@@ -123,14 +123,20 @@ class LoadResult:
 
 
 ProgressCallback = Callable[[Progress], None]
+StopWhen = Callable[[], bool]
+"""Asked once a closed second: True ends the load there, gracefully (in-flight iterations
+finish) and not as an abort; the executor's duration still bounds it."""
 
 
-def run_load(test: LoadTest, progress: ProgressCallback | None = None) -> LoadResult:
-    """Run ``test`` to completion (it stops by itself) and return its result."""
+def run_load(
+    test: LoadTest, progress: ProgressCallback | None = None, until: StopWhen | None = None
+) -> LoadResult:
+    """Run ``test`` to completion (it stops by itself, or once ``until()``) and return
+    its result."""
     test.validate()
     if test.workers == 1:
-        return _run_single(test, progress)
-    return _run_multi(test, progress)
+        return _run_single(test, progress, until)
+    return _run_multi(test, progress, until)
 
 
 def _ws_base(base_url: str) -> str:
@@ -261,7 +267,9 @@ def _abort_reason(failing: list[ThresholdResult]) -> str:
     return f"threshold {first.metric} {first.expression!r} failed (observed {first.observed:g})"
 
 
-def _run_single(test: LoadTest, progress: ProgressCallback | None) -> LoadResult:
+def _run_single(
+    test: LoadTest, progress: ProgressCallback | None, until: StopWhen | None
+) -> LoadResult:
     recorder = Recorder(time.perf_counter())
     evaluator = ThresholdEvaluator(parse_thresholds(test.thresholds), recorder)
     duration = test.executor.bounds.duration_s
@@ -274,6 +282,8 @@ def _run_single(test: LoadTest, progress: ProgressCallback | None) -> LoadResult
         reason = _abort_reason(failing) if failing else interrupts.reason
         if reason and not aborted:
             aborted.append(reason)
+            ex.stop.set()
+        elif until is not None and not ex.stop.is_set() and until():
             ex.stop.set()
         if progress is not None:
             progress(_progress_of(recorder, elapsed, duration))
@@ -321,7 +331,9 @@ def _worker_main(conn: Connection, test: LoadTest, index: int, count: int) -> No
         conn.close()
 
 
-def _run_multi(test: LoadTest, progress: ProgressCallback | None) -> LoadResult:
+def _run_multi(
+    test: LoadTest, progress: ProgressCallback | None, until: StopWhen | None
+) -> LoadResult:
     ctx = mp.get_context("spawn")
     procs: list[mp.process.BaseProcess] = []
     conns: list[Connection] = []
@@ -336,7 +348,7 @@ def _run_multi(test: LoadTest, progress: ProgressCallback | None) -> LoadResult:
             procs.append(proc)
             conns.append(parent)
         with deferred_interrupts() as interrupts:
-            return _supervise(test, conns, progress, interrupts)
+            return _supervise(test, conns, progress, interrupts, until)
     finally:
         for conn in conns:  # after an error the workers may still be running: stop them
             with contextlib.suppress(OSError):
@@ -355,8 +367,10 @@ def _supervise(
     conns: list[Connection],
     progress: ProgressCallback | None,
     interrupts: Interrupts,
+    until: StopWhen | None = None,
 ) -> LoadResult:
-    """Start the workers together, merge their seconds, stop them all on an abort."""
+    """Start the workers together, merge their seconds, stop them all on an abort (or,
+    not aborted, once ``until()``)."""
     ready = 0
     give_up = time.monotonic() + WORKER_READY_TIMEOUT_S
     while ready < len(conns):
@@ -385,6 +399,7 @@ def _supervise(
     live = set(conns)
     closed_until = dict.fromkeys(conns, 0)  # whole seconds each worker has closed
     last_checked = 0
+    stopping = False
     while live:
         if time.perf_counter() > hard_stop:
             aborted = aborted or "load workers did not stop in time and were killed"
@@ -409,6 +424,9 @@ def _supervise(
             failing = evaluator.check_live(float(complete))
             if (failing or interrupts.reason) and aborted is None:
                 aborted = _abort_reason(failing) if failing else interrupts.reason
+            ended = aborted is not None or (until is not None and until())
+            if ended and not stopping:
+                stopping = True
                 for conn in live:
                     with contextlib.suppress(OSError):
                         conn.send(("stop",))

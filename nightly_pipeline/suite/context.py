@@ -18,6 +18,7 @@ from nightly_pipeline.loadgen import (
     run_load,
 )
 from nightly_pipeline.loadgen.recorder import Recorder
+from nightly_pipeline.loadgen.runner import StopWhen
 from nightly_pipeline.loadgen.scenario import Scenario
 from nightly_pipeline.suite.profiles import Profile, RunPlan
 from nightly_pipeline.suite.progress import TestProgress, Watch
@@ -72,11 +73,12 @@ class ScenarioContext(Generic[K]):
         rate: float | None = None,
         duration_s: float | None = None,
         pending: Callable[[], int] | None = None,
+        until: StopWhen | None = None,
     ) -> LoadResult:
         """The test's open-model load: ``scenario`` at a constant arrival ``rate`` for
-        ``duration_s`` (the profile's unless given), against the target (loopback or its
-        ``allow_hosts`` only). Each second's figures go to ``watch``, with ``pending()``
-        deliveries for a test that counts them."""
+        ``duration_s`` (the profile's unless given; earlier once ``until()``), against
+        the target (loopback or its ``allow_hosts`` only). Each second's figures go to
+        ``watch``, with ``pending()`` deliveries for a test that counts them."""
 
         def report(progress: Progress) -> None:
             waiting = pending() if pending is not None else None
@@ -94,6 +96,7 @@ class ScenarioContext(Generic[K]):
                 allow_hosts=self.target.allow_hosts,
             ),
             report,
+            until,
         )
 
 

@@ -152,6 +152,31 @@ def test_abort_on_fail_stops_the_run_early(server) -> None:
     assert result.counts["started"] < 50 * 30 / 2  # stopped well before the end
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_until_ends_the_load_early_without_an_abort(server, workers) -> None:
+    """``until()`` turns true after the 3rd closed second: the load ends there, not at
+    its 60 s bound, and the result is not an abort (every iteration finished)."""
+    asked: list[int] = []
+
+    def three_seconds_judged() -> bool:
+        asked.append(1)
+        return len(asked) >= 3
+
+    result = run_load(
+        LoadTest(
+            ConstantArrivalRate(rate=50, bounds=RunBounds(60), max_vus=20),
+            GetPath("/"),
+            server.url,
+            workers=workers,
+        ),
+        until=three_seconds_judged,
+    )
+    assert result.aborted is None and result.passed
+    assert result.counts["interrupted"] == 0
+    assert 50 * 2 <= result.counts["started"] < 50 * 10  # ~3-4 s of the 60 s at 50/s
+    assert result.recorder.stats("http_req_failed")["rate"] == 0
+
+
 def test_sliding_window_catches_a_bad_patch_the_whole_run_hides(server) -> None:
     """5 s of 150 ms responses in a 12 s run: the run's median is fast, a 5 s window is not."""
     result = run_load(
