@@ -66,9 +66,10 @@ def test_the_next_migration_passes_under_load_after_undoing_a_crashed_runs_lefto
     platform, tmp_path
 ) -> None:
     """A run killed mid-migration left the column, an index and the prefilled rows'
-    conversation: this run rolls them back first, then the migration passes under load
-    (posts and reads, a batched backfill, the index phases seen) and is rolled back: the
-    schema is the one before the crash, the prefilled rows are gone."""
+    conversation, and earlier tests left messages of their own: this run rolls the
+    leftovers back first and migrates a table of exactly its prefill; the migration
+    passes under load (posts and reads, a batched backfill, the index phases seen) and is
+    rolled back: the schema is the one before the crash, the prefilled rows are gone."""
     dsn = platform.datastores()["postgres"]
     columns, indexes, _ = schema(dsn)
     conversation = uuid.UUID(MODULE.PREFILL_CONVERSATION)
@@ -79,6 +80,19 @@ def test_the_next_migration_passes_under_load_after_undoing_a_crashed_runs_lefto
             owner = await conn.fetchval("SELECT id FROM users ORDER BY id LIMIT 1")
             await conn.execute(
                 "INSERT INTO conversations (id, owner_id) VALUES ($1, $2)", conversation, owner
+            )
+            earlier = await conn.fetchval(
+                "INSERT INTO conversations (id, owner_id) VALUES (gen_random_uuid(), $1)"
+                " RETURNING id",
+                owner,
+            )
+            await conn.execute(  # an earlier test's messages
+                "INSERT INTO messages"
+                " (id, conversation_id, sender_id, client_msg_id, seq, ciphertext, sha256)"
+                " SELECT gen_random_uuid(), $1, $2, 'earlier-' || i, i, '\\x00', 'x'"
+                " FROM generate_series(1, 5000) AS i",
+                earlier,
+                owner,
             )
             await conn.execute("ALTER TABLE messages ADD COLUMN size_bytes INTEGER DEFAULT 0")
             await conn.execute("CREATE INDEX messages_size_idx ON messages (size_bytes)")
@@ -99,6 +113,7 @@ def test_the_next_migration_passes_under_load_after_undoing_a_crashed_runs_lefto
     assert metric(outcome, "lock_samples.count") > 5
     assert metric(outcome, "migration_p95_ratio.value") <= 2
     assert metric(outcome, "migration_duration_s.max") < 60
+    assert metric(outcome, "migration_table_rows.value") == MIGRATION.spec.knobs.prefill_rows
     phases = {m.metric for m in outcome.record.metrics if m.metric.startswith("create_index")}
     assert phases, "pg_stat_progress_create_index never seen"
     after_columns, after_indexes, _ = schema(dsn)
@@ -279,3 +294,28 @@ def test_ctrl_c_of_nightly_run_during_the_migration_exits_130_leaving_no_process
         if str(home) in line and proc.info["status"] != psutil.STATUS_ZOMBIE:
             left.append(f"{proc.pid} {line[:100]}")
     assert left == []
+
+
+def test_the_load_outlasts_a_migration_longer_than_its_length_until_the_last_step_is_judged():
+    """The load's nominal length is not its end while the migration runs: it ends once
+    the length is past and the migration ended ``settle_s`` + ``min_window_s`` ago
+    (failed or stopped too). A stand-in thread: the rule alone."""
+    knobs = MIGRATION.spec.knobs
+    margin = knobs.settle_s + knobs.min_window_s
+
+    def thread(finished: float = 0.0, ended_at: float = 0.0):
+        run = type("Run", (), {"finished": finished})()
+        return type("Thread", (), {"run": run, "ended": ended_at > 0, "ended_at": ended_at})()
+
+    def may_end(now: float, migration) -> bool:
+        return MODULE.load_may_end(now, 100.0, 30.0, migration, knobs)
+
+    running = thread()
+    assert not may_end(131.0, running) and not may_end(250.0, running)
+    finished = thread(finished=110.0, ended_at=110.1)
+    assert not may_end(129.0, finished)  # the length first
+    assert may_end(130.0, finished)
+    late = thread(finished=150.0, ended_at=150.1)
+    assert not may_end(150.0 + margin - 0.1, late) and may_end(150.0 + margin, late)
+    failed = thread(ended_at=140.0)  # never finished: judged from when it stopped
+    assert not may_end(139.0, failed) and may_end(140.0 + margin, failed)

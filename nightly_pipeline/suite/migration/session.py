@@ -53,6 +53,7 @@ class MigrationThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._started = threading.Event()
+        self.ended_at = 0.0  # time.perf_counter() when the thread ended, however it did
 
     def start(self) -> None:
         self._thread.start()
@@ -61,6 +62,11 @@ class MigrationThread:
     @property
     def done(self) -> bool:
         return self.run.finished > 0
+
+    @property
+    def ended(self) -> bool:
+        """Finished, failed or stopped: nothing of the migration runs any more."""
+        return self.ended_at > 0
 
     def stop(self, timeout_s: float = JOIN_TIMEOUT_S) -> None:
         """Cancel what is still running (nothing once done) and wait for the thread."""
@@ -88,6 +94,7 @@ class MigrationThread:
         except BaseException as exc:  # kept for the main thread, which raises it
             self.error = exc
         finally:
+            self.ended_at = time.perf_counter()
             self._started.set()
 
     async def _migrate(self) -> None:

@@ -11,16 +11,22 @@ Timeline (one load, ``ctx.duration_s`` long, at least ``min_length_s``): the fir
 migration starts, in a thread of its own, while lock waits (``pg_stat_activity`` with
 ``pg_blocking_pids()``) and ``pg_stat_progress_create_index`` are sampled every 100 ms
 on another connection. The plan's 120 s is 30 s before and up to 90 s for the
-migration; at smoke (60 s) 30 s and 30 s; at ci the 30 s minimum, 15 s and 15 s.
+migration; at smoke (60 s) 30 s and 30 s; at ci the 30 s minimum, 15 s and 15 s. A
+migration that outlasts that length keeps the load running until it has ended and its
+last step has been judged (``settle_s`` + ``min_window_s`` past its end), at most until
+``migration_deadline_s``: every step runs under load.
 
 What it migrates is the target's (``Target.migration``): on the embedded platform its
 next migration (``testbed/next_migrations``; ``TestbedConfig.next_migration``), whose
-``messages`` table is first filled with ``prefill_rows`` rows so that an unsafe step
-really blocks (a plain ``CREATE INDEX`` holds writes for the whole build); on an external
-target the migration its target file names. The down migration (idempotent) runs before
-the up one (a crashed run's leftovers) and after it, whatever happens: the next night
-starts from the same schema. A migration that fails stops the test with PostgreSQL's
-error and the statement (``MigrationFailed``), rolled back, nothing else run.
+``messages`` table first holds exactly ``prefill_rows`` rows (the earlier tests' messages
+are removed: the table migrated is the same size every night, whichever tests ran
+before, so the migration's duration and lock waits compare night to night) so that an
+unsafe step really blocks (a plain ``CREATE INDEX`` holds writes for the whole build);
+on an external target the migration its target file names, on its data as it is. The
+down migration (idempotent) runs before the up one (a crashed run's leftovers) and after
+it, whatever happens: the next night starts from the same schema. A migration that fails
+stops the test with PostgreSQL's error and the statement (``MigrationFailed``), rolled
+back, nothing else run.
 
 When the p95 or error check fails, its detail names what blocked the load: the sessions
 blocked at once, the longest wait and the statement that held the lock. Broken platforms
@@ -182,13 +188,17 @@ def set_up(target: Target, conversations: int) -> tuple[list[Conversation], dict
     return made, {u: s.token for u, s in sessions.items()}
 
 
-def prefill(dsn: str, rows: int) -> None:
-    """``rows`` messages in one conversation of their own, in one statement."""
+def prefill(dsn: str, rows: int) -> int:
+    """``messages`` emptied (the earlier tests' rows and their outbox entries: the
+    embedded platform's, all delivered or dead by now), then ``rows`` messages in one
+    conversation of their own, in one statement; how many rows the table holds."""
 
-    async def fill() -> None:
+    async def fill() -> int:
         conn = await asyncpg.connect(dsn, timeout=10)
         try:
             async with conn.transaction():
+                await conn.execute("SET LOCAL lock_timeout = '10s'")
+                await conn.execute("TRUNCATE messages, outbox")
                 owner = await conn.fetchval("SELECT id FROM users ORDER BY id LIMIT 1")
                 await conn.execute(
                     "INSERT INTO conversations (id, owner_id, title, last_seq)"
@@ -209,10 +219,11 @@ def prefill(dsn: str, rows: int) -> None:
                 )
             # now, not by autovacuum in the middle of the baseline (300k inserted rows)
             await conn.execute("VACUUM (ANALYZE) messages")
+            return int(await conn.fetchval("SELECT count(*) FROM messages"))
         finally:
             await conn.close()
 
-    asyncio.run(fill())
+    return asyncio.run(fill())
 
 
 def remove_prefill(dsn: str) -> None:
@@ -231,6 +242,22 @@ def remove_prefill(dsn: str) -> None:
             await conn.close()
 
     asyncio.run(remove())
+
+
+def load_may_end(
+    now: float,
+    load_started: float,
+    length_s: float,
+    thread: MigrationThread,
+    knobs: MigrationUnderLoadKnobs,
+) -> bool:
+    """The load has run its ``length_s`` and the migration has ended (finished, failed
+    or stopped) at least ``settle_s`` + ``min_window_s`` ago: its last step is judged
+    over seconds with load."""
+    if now - load_started < length_s or not thread.ended:
+        return False
+    ended_at = thread.run.finished or thread.ended_at
+    return now >= ended_at + knobs.settle_s + knobs.min_window_s
 
 
 def windows(
@@ -368,11 +395,12 @@ def scenario(ctx: ScenarioContext[MigrationUnderLoadKnobs]) -> LoadResult:
     if source.may_prefill:
         remove_prefill(source.dsn)
     try:
+        table_rows: int | None = None
         if source.may_prefill:
             started = time.monotonic()
-            prefill(source.dsn, knobs.prefill_rows)
+            table_rows = prefill(source.dsn, knobs.prefill_rows)
             ctx.progress(
-                f"{ctx.spec.key}: {knobs.prefill_rows:,} messages prefilled"
+                f"{ctx.spec.key}: messages reset to {table_rows:,} prefilled rows"
                 f" in {time.monotonic() - started:.1f} s"
             )
         conversations, tokens = set_up(ctx.target, knobs.conversations)
@@ -383,13 +411,22 @@ def scenario(ctx: ScenarioContext[MigrationUnderLoadKnobs]) -> LoadResult:
             deadline_s=knobs.migration_deadline_s,
             progress=lambda line: ctx.progress(f"{ctx.spec.key}: {line}"),
         )
+        longest = before + knobs.migration_deadline_s + knobs.settle_s + knobs.min_window_s
         ctx.progress(
-            f"{ctx.spec.key}: {ctx.rate:g} req/s for {length:g} s,"
-            f" migration {thread.run.name} after {before:g} s"
+            f"{ctx.spec.key}: {ctx.rate:g} req/s for {length:g} s (up to {longest:g} s while"
+            f" the migration runs), migration {thread.run.name} after {before:g} s"
         )
         thread.start()
+        load_started = time.perf_counter()
         try:
-            result = ctx.load(load, max_vus=knobs.max_vus, duration_s=length)
+            result = ctx.load(
+                load,
+                max_vus=knobs.max_vus,
+                duration_s=max(length, longest),
+                until=lambda: load_may_end(
+                    time.perf_counter(), load_started, length, thread, knobs
+                ),
+            )
             if result.aborted is None:
                 thread.wait(max(0.0, knobs.migration_deadline_s - (length - before)) + 5.0)
         finally:
@@ -397,6 +434,8 @@ def scenario(ctx: ScenarioContext[MigrationUnderLoadKnobs]) -> LoadResult:
         if thread.error is not None and not isinstance(thread.error, asyncio.CancelledError):
             raise thread.error  # MigrationFailed: PostgreSQL's error and the statement
         record(ctx, result, thread)
+        if table_rows is not None:
+            result.recorder.gauge("migration_table_rows", float(table_rows), time.perf_counter())
         return result
     finally:
         roll_back(source, knobs.migration_deadline_s)
