@@ -1,8 +1,8 @@
 """Test 12 end to end against the embedded platform (ci profile, the plan's 1,000 sockets
 over four listener processes): healthy, it passes with no leak and every socket open;
 on a platform whose gateway misroutes frames and which has no access control, the
-leak and foreign-access checks fail, naming what leaked; the leak judge on fabricated
-receipts."""
+leak and foreign-access checks fail, naming what leaked; on one whose gateway drops
+healthy sockets, the socket checks fail; the leak judge on fabricated receipts."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ MULTI = select_tests("12")[0]
 KNOBS = MULTI.spec.knobs
 SOCKETS = KNOBS.sockets
 MISROUTE_EVERY = 7
+SEVER_AFTER_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,18 @@ def leaky(tmp_path_factory, system_dir):
     overrides = {"ws_misroute_every": MISROUTE_EVERY, "access_control": False}
     with ci_platform(
         tmp_path_factory, system_dir, "leaky", users=KNOBS.pool, overrides=overrides
+    ) as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def severing(tmp_path_factory, system_dir):
+    """A gateway that terminates every socket whose client has sent nothing for 5 s
+    (``ws_heartbeat_timeout_s``; its own pings come every 30 s): Test 12's listeners only
+    receive, so each of the 1,000 sockets is dropped ~5 s after it opened, mid-test."""
+    overrides = {"ws_heartbeat_timeout_s": SEVER_AFTER_S}
+    with ci_platform(
+        tmp_path_factory, system_dir, "severing", users=KNOBS.pool, overrides=overrides
     ) as up:
         yield up
 
@@ -85,6 +98,18 @@ def test_a_misrouting_gateway_without_row_security_fails_the_isolation_checks(
         assert checks[truthful].passed, (truthful, outcome.record.detail)
     assert outcome.blocking_failed and outcome.record.status == "failed"
     assert "zero_cross_conversation_leaks" in outcome.record.detail
+
+
+def test_a_gateway_that_drops_healthy_sockets_fails_the_socket_checks(severing, tmp_path):
+    outcome = run_ci(MULTI, severing.target(), tmp_path)
+    checks = _checks(outcome)
+    stay_open = checks["all_sockets_stay_open"]
+    assert not stay_open.passed and stay_open.observed > 0, outcome.record.detail
+    assert f"of the {SOCKETS} sockets open at its lowest" in stay_open.detail
+    disconnects = checks["zero_ws_disconnects"]
+    assert not disconnects.passed and "the server closed" in disconnects.detail
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+    assert checks["zero_cross_conversation_leaks"].passed  # dropped is not leaked
 
 
 def _receipts(frames, layout) -> Receipts:
