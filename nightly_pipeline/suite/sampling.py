@@ -49,6 +49,17 @@ class Scrape:
         ]
         return sum(found) if found else None
 
+    def by_label(self, name: str, label: str) -> dict[str, float]:
+        """``name`` summed over every endpoint, per value of ``label`` (samples without
+        it left out): ``ws_close_total`` by close code."""
+        out: dict[str, float] = {}
+        for samples in self.values.values():
+            for (sample, tags), value in samples.items():
+                key = dict(tags).get(label)
+                if sample == name and key is not None:
+                    out[key] = out.get(key, 0.0) + value
+        return out
+
 
 def scrape(urls: Mapping[str, str], client: httpx.Client, at: float) -> Scrape:
     values: dict[str, dict[MetricKey, float]] = {}

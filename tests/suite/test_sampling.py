@@ -6,6 +6,7 @@ import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from nightly_pipeline.suite.sampling import (
@@ -13,6 +14,7 @@ from nightly_pipeline.suite.sampling import (
     counter_delta,
     gauge_max,
     parse_metrics,
+    scrape,
     unreadable,
 )
 
@@ -64,6 +66,23 @@ def test_parse_reads_labels_and_refuses_malformed_text() -> None:
     assert parsed[("ws_close_total", (("code", "1002"),))] == 0.25
     with pytest.raises(ValueError):
         parse_metrics("ws_close_total{code= 1")
+
+
+def test_a_counter_by_label_sums_every_endpoint_and_skips_samples_without_it() -> None:
+    """Test 14 words its evidence with the close codes of every endpoint summed; a
+    sample with no ``code`` is not a code of its own."""
+    one, two = MetricsServer(), MetricsServer()
+    try:
+        one.text = _exposition(5, 3)
+        two.text = _exposition(1, 4) + "ws_close_total 9\n"
+        with httpx.Client(trust_env=False) as client:
+            now = scrape({"a": one.url, "b": two.url}, client, 0.0)
+    finally:
+        for server in (one, two):
+            server.server.shutdown()
+            server.server.server_close()
+    assert now.by_label("ws_close_total", "code") == {"1000": 4.0, "1002": 7.0}
+    assert now.by_label("messaging_consumer_lag_seconds", "code") == {}
 
 
 def test_counters_and_gauges_over_scrapes(metrics_server) -> None:

@@ -49,7 +49,7 @@ from nightly_pipeline.suite.messaging_load import (
     MessagingRun,
     run_messaging_load,
 )
-from nightly_pipeline.suite.sampling import Samples, parse_metrics
+from nightly_pipeline.suite.sampling import Samples, scrape
 from nightly_pipeline.suite.spec import Check, TestSpec, scales_with_load
 from nightly_pipeline.suite.target import Target
 
@@ -213,18 +213,9 @@ def record_heartbeats(recorder: Recorder, rtts_ms: Sequence[float], missed: int)
 def close_codes(target: Target) -> dict[str, float]:
     """``ws_close_total`` by close code, summed over the target's endpoints; empty when
     unreadable (it only words the evidence)."""
-    out: dict[str, float] = {}
     with httpx.Client(timeout=2.0, trust_env=False) as client:
-        for url in target.metrics_urls.values():
-            try:
-                values = parse_metrics(client.get(url).text)
-            except (httpx.HTTPError, ValueError):
-                continue
-            for (name, labels), value in values.items():
-                code = dict(labels).get("code")
-                if name == "ws_close_total" and code is not None:
-                    out[code] = out.get(code, 0.0) + value
-    return out
+        now = scrape(target.metrics_urls, client, time.monotonic())
+    return now.by_label("ws_close_total", "code")
 
 
 def evidence(
