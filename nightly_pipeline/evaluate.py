@@ -65,7 +65,7 @@ def write_report(store: MetricStore, night: date, out_dir: Path) -> ReportFiles:
     results = night_results(store, night)
     verdicts = store.verdicts(night)
     series = {
-        row["test"]: store.series(night, row["test"], row["profile"])
+        (row["profile"], row["test"]): store.series(night, row["test"], row["profile"])
         for row in results.iter_rows(named=True)
     }
     page = render_night_report(

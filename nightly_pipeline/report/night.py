@@ -17,6 +17,9 @@ from nightly_pipeline.report import chaos, frames
 from nightly_pipeline.report.figures import series_figure, trend_figure
 from nightly_pipeline.report.html import anchor, css_class, esc, figure_div, page, table
 
+SeriesKey = tuple[str, str]
+"""(profile, test): a night holds one series per test and profile."""
+
 VERDICT_HEADERS = (
     *("profile", "test", "metric", "verdict", "magnitude %", "first bad night"),
     *("confidence", "plan rule fired"),
@@ -129,7 +132,6 @@ def _test_block(
     result: dict,
     series: pl.DataFrame | None,
     *,
-    with_series: bool,
     journals: tuple[pl.DataFrame, pl.DataFrame],
 ) -> str:
     status = str(result["status"])
@@ -149,32 +151,41 @@ def _test_block(
     journal = chaos.journal_of(*journals, result["profile"], result["test"])
     if journal is not None:
         out.append(_experiment(journal))
-    panels = frames.series_panels(series) if with_series else []
+    panels = frames.series_panels(series)
     if panels and series is not None:
-        # The series shown may be another profile's (one chart per test): shade its faults.
-        profile = series["profile"][0] if "profile" in series.columns else result["profile"]
-        shown = chaos.journal_of(*journals, profile, result["test"])
-        windows = chaos.fault_windows(shown, _series_end(series)) if shown else []
-        out.append(figure_div(series_figure(str(result["test"]), panels, windows)))
-    elif with_series:
+        windows = chaos.fault_windows(journal, _series_end(series)) if journal else []
+        label = f"{result['test']} ({result['profile']})"
+        out.append(figure_div(series_figure(label, panels, windows)))
+    else:
         out.append("<p>No in-run series recorded.</p>")
     return "".join(out)
 
 
+def _series_of(
+    series: Mapping[SeriesKey, pl.DataFrame], profile: str, test: str
+) -> pl.DataFrame | None:
+    """The series stored for (profile, test), refused when its rows are another run's: a
+    heading shows its own profile's series or none, never a neighbour's."""
+    frame = series.get((profile, test))
+    if frame is None or frame.is_empty():
+        return frame
+    held = frame.select("profile", "test").unique().rows()
+    if held != [(profile, test)]:
+        raise ValueError(f"series under ({profile!r}, {test!r}) holds the rows of {held!r}")
+    return frame
+
+
 def _tests_section(
     results: pl.DataFrame,
-    series: Mapping[str, pl.DataFrame],
+    series: Mapping[SeriesKey, pl.DataFrame],
     journals: tuple[pl.DataFrame, pl.DataFrame],
 ) -> str:
-    seen: set[str] = set()
-    blocks = []
-    for result in results.iter_rows(named=True):
-        test = result["test"]
-        block = _test_block(
-            result, series.get(test), with_series=test not in seen, journals=journals
+    blocks = [
+        _test_block(
+            result, _series_of(series, result["profile"], result["test"]), journals=journals
         )
-        blocks.append(block)
-        seen.add(test)
+        for result in results.iter_rows(named=True)
+    ]
     return "<h2>Tests</h2>" + ("".join(blocks) or "<p>No test results for this night.</p>")
 
 
@@ -204,13 +215,15 @@ def render_night_report(
     history: pl.DataFrame,
     verdicts: pl.DataFrame,
     baselines: pl.DataFrame,
-    series: Mapping[str, pl.DataFrame],
+    series: Mapping[SeriesKey, pl.DataFrame],
     experiments: pl.DataFrame | None = None,
     activities: pl.DataFrame | None = None,
     all_metrics: bool = False,
 ) -> Path:
     """Write ``<out_dir>/<night>.html`` and return its path.
 
+    ``series`` maps (profile, test) to ``MetricStore.series(night, test, profile)``; a
+    frame holding another profile's or test's rows is refused (ValueError).
     ``experiments`` and ``activities`` are ``MetricStore.chaos_experiments(night)`` and
     ``.chaos_activities(night)``: a chaos test gets its activity table and its fault
     windows shaded on its series. ``all_metrics`` charts the trend of every metric

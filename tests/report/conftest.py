@@ -18,5 +18,5 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         history=frames.history(),
         verdicts=frames.verdicts(),
         baselines=frames.baselines(),
-        series={frames.SOAK: frames.series()},
+        series={("ci", frames.SOAK): frames.series()},
     )

@@ -1,5 +1,6 @@
 """Hand-built frames for the report tests: two tests over eight nights, one regression
-(with change nights, a first bad night and a failed night), baselines and one series."""
+(with change nights, a first bad night and a failed night), baselines and one series.
+Two profiles on one night: see test_report_profiles (rows written through the store)."""
 
 from __future__ import annotations
 
@@ -98,7 +99,9 @@ def baselines() -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def series(seconds: int = 30, *, rss: bool = True) -> pl.DataFrame:
+def series(
+    seconds: int = 30, *, rss: bool = True, test: str = SOAK, profile: str = "ci"
+) -> pl.DataFrame:
     """MetricStore.series columns for one test: http_reqs, latency, failures, RSS."""
     rows = []
     for s in range(seconds):
@@ -114,7 +117,7 @@ def series(seconds: int = 30, *, rss: bool = True) -> pl.DataFrame:
             rows.append(base | {"metric": "resources.rss_mb", "tags": '{"process":"api"}',
                                 "value": 100.0 + s * 0.1})  # fmt: skip
     frame = pl.DataFrame(rows)
-    head = {"night": NIGHT, "profile": "ci", "test": SOAK}
+    head = {"night": NIGHT, "profile": profile, "test": test}
     return frame.select(*(pl.lit(v).alias(k) for k, v in head.items()), pl.all())
 
 

@@ -51,13 +51,13 @@ def test_names_from_data_render_as_text(tmp_path: Path) -> None:
     path = render_night_report(
         tmp_path, frames.NIGHT, results=frames.results(), history=frames.history(),
         verdicts=frames.verdicts(), baselines=frames.baselines(),
-        series={frames.CRUD: frames.series()},
+        series={("ci", frames.CRUD): frames.series(test=frames.CRUD)},
     )  # fmt: skip
     run = open_page(path)
     assert run.console == [], run.console
     assert run.count("js-plotly-plot") == DEFAULT_FIGURES
     shown = html.escape(frames.CRUD, quote=False)
-    assert f"{shown} — in-run series</text>" in run.dom  # the SVG title, as text
+    assert f"{shown} (ci) — in-run series</text>" in run.dom  # the SVG title, as text
     assert f"{shown} <small>" in run.dom  # the heading
 
 

@@ -63,7 +63,8 @@ def _render(tmp_path: Path, journal: dict, load_started_at: datetime | None = LO
     return render_night_report(
         tmp_path / "reports", frames.NIGHT, results=frames.results(), history=frames.history(),
         verdicts=frames.verdicts(), baselines=frames.baselines(),
-        series={frames.SOAK: frames.series()}, experiments=experiments, activities=activities,
+        series={("ci", frames.SOAK): frames.series()}, experiments=experiments,
+        activities=activities,
     )  # fmt: skip
 
 

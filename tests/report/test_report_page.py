@@ -29,7 +29,7 @@ def _render(tmp_path: Path, **overrides: object) -> str:
         "history": frames.history(),
         "verdicts": frames.verdicts(),
         "baselines": frames.baselines(),
-        "series": {frames.SOAK: frames.series()},
+        "series": {("ci", frames.SOAK): frames.series()},
     }
     args.update(overrides)
     path = render_night_report(tmp_path, frames.NIGHT, **args)  # type: ignore[arg-type]
@@ -62,7 +62,7 @@ def test_all_metrics_charts_every_metric(tmp_path: Path) -> None:
     page = render_night_report(
         tmp_path, frames.NIGHT, results=frames.results(), history=frames.history(),
         verdicts=frames.verdicts(), baselines=frames.baselines(),
-        series={frames.SOAK: frames.series()}, all_metrics=True,
+        series={("ci", frames.SOAK): frames.series()}, all_metrics=True,
     ).read_text("utf-8")  # fmt: skip
     # message_soak: 5 metrics + a tagged p95; crud: 5 metrics; + 1 series figure
     assert page.count(FIGURE) == 1 + 6 + 5
@@ -96,8 +96,8 @@ def test_text_from_data_is_escaped(report: Path) -> None:
 
 
 def test_text_from_data_is_escaped_in_figures(tmp_path: Path) -> None:
-    page = _render(tmp_path, series={frames.CRUD: frames.series()})
-    assert in_figure(html.escape(frames.CRUD, quote=False) + " — in-run series") in page
+    page = _render(tmp_path, series={("ci", frames.CRUD): frames.series(test=frames.CRUD)})
+    assert in_figure(html.escape(frames.CRUD, quote=False) + " (ci) — in-run series") in page
     assert in_figure(frames.EVIL) not in page
 
 
@@ -106,7 +106,7 @@ def test_test_results_and_series_sections(report: Path) -> None:
     soak = page.index('<h3 id="test-ci-message_soak">')
     assert page.index('<tr class="failed">', soak) > soak
     assert "p(95)&lt;100 failed" in page
-    assert in_figure("message_soak — in-run series") in page
+    assert in_figure("message_soak (ci) — in-run series") in page
     for title in ("throughput (req/s)", "latency http_req_duration (ms)", "errors (errors/s)"):
         assert in_figure(title) in page
     assert in_figure("memory (RSS) (MB)") in page
@@ -117,7 +117,7 @@ def test_absent_series_are_skipped(tmp_path: Path) -> None:
     page = _render(tmp_path, series={})
     assert page.count(FIGURE) == DEFAULT_FIGURES - 1
     assert page.count("No in-run series recorded.") == 2
-    page = _render(tmp_path, series={frames.SOAK: frames.series(rss=False)})
+    page = _render(tmp_path, series={("ci", frames.SOAK): frames.series(rss=False)})
     assert in_figure("memory (RSS)") not in page and in_figure("throughput (req/s)") in page
 
 

@@ -1,0 +1,76 @@
+"""Store rows as a real run writes them, for several profiles on one night.
+
+A ``Recorder`` is fed one request sample after another (no clock: the sample times are
+given), ``suite.results.build_test_record`` turns the run into the record the runner
+stores, and ``MetricStore.write_test_result`` writes it: the same metric names, tags,
+per-second series and statuses a nightly run leaves, without running a load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from nightly_pipeline.loadgen import LoadResult, Recorder, ThresholdResult
+from nightly_pipeline.store import MetricStore
+from nightly_pipeline.suite.results import build_test_record
+
+RATE = 10
+"""Requests recorded per second of a run."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One test at one profile: how long its load ran and what it measured."""
+
+    profile: str
+    test: str
+    seconds: int
+    latency_ms: float
+    """Every request's duration: the run's p50, p95 and p99 alike."""
+    failed: bool = False
+    """A blocking threshold failed (the test's status is 'failed')."""
+
+
+def load_result(run: Run) -> LoadResult:
+    """A finished load of ``run.seconds`` seconds at ``RATE`` requests a second."""
+    recorder = Recorder(run_start=0.0)
+    for second in range(run.seconds):
+        for i in range(RATE):
+            at = second + i / RATE
+            recorder.trend("http_req_duration", run.latency_ms, at)
+            recorder.counter("http_reqs", at)
+            recorder.rate("http_req_failed", False, at)
+    recorder.close_all(float(run.seconds))
+    threshold = ThresholdResult(
+        metric="http_req_duration",
+        tags={},
+        expression="p(95)<100",
+        scope="run",
+        passed=not run.failed,
+        observed=run.latency_ms,
+        selector="http_req_duration",
+    )
+    return LoadResult(
+        recorder=recorder,
+        thresholds=[threshold],
+        counts={"requests": run.seconds * RATE},
+        aborted=None,
+        scheduling_lag_p99_ms=1.0,
+        generator_bound=False,
+    )
+
+
+def write_run(store: MetricStore, night: date, run: Run) -> None:
+    """``run`` stored for ``night`` as the suite's runner stores a test."""
+    started = datetime(night.year, night.month, night.day, 2, 10, tzinfo=UTC)
+    record = build_test_record(
+        load_result(run),
+        night=night,
+        profile=run.profile,
+        test=run.test,
+        run_id=f"{run.profile}-{night.isoformat()}",
+        started_at=started,
+        finished_at=started + timedelta(seconds=run.seconds),
+    )
+    store.write_test_result(record)
