@@ -86,9 +86,28 @@ class TestbedConfig:
     """Fault knob: every N-th message the gateway delivers also goes to one socket of a
     user who is not among its recipients (a fan-out to a wrong conversation); 0: never.
     Test 12's blocking ``cross_conversation_leaks`` check must catch it."""
+    ws_duplicate_every: int = 0
+    """Fault knob: every N-th message the gateway delivers goes twice to each of its
+    recipients' sockets (past its own de-duplication); 0: never. The blocking
+    ``each_message_delivered_once`` checks (Tests 01, 04) must catch it."""
+    ws_corrupt_every: int = 0
+    """Fault knob: every N-th message the gateway delivers has one byte of its
+    ciphertext flipped (its ``sha256`` field left as it was); 0: never. The blocking
+    ``zero_corrupted_messages`` checks (Tests 01, 05) must catch it."""
+    stream_writable: bool = True
+    """Fault knob: ``False`` makes a dispatcher whose stream key holds a string, not a
+    stream: it writes to ``<stream>:not-a-stream``, which it sets to a string with every
+    batch, so Redis refuses every ``XADD`` (WRONGTYPE) and each row dies after
+    ``dispatch_max_attempts`` attempts; Test 01's ``zero_dead_letters`` must catch it."""
+    optimistic_locking: bool = True
+    """Fault knob: ``False`` makes an API that ignores ``If-Match`` on PATCH/DELETE (no
+    428, no 409: the last write wins); Test 02's ``stale_versions_get_409`` must catch it."""
     leak_bytes_per_message: int = 0
     """Fault knob: the API keeps this many bytes for good per accepted message, a leak
     the suite's memory checks (Tests 01, 05) must catch."""
+    leak_bytes_per_login: int = 0
+    """Fault knob: the API keeps this many bytes for good per successful login, a leak
+    Test 06's memory check must catch (it posts no message)."""
     next_migration: str = "0003_message_size"
     """The schema change this platform ships next (``testbed/next_migrations/``), which
     Test 13 applies under load and rolls back; the launcher never applies it. Fault knob:

@@ -13,6 +13,7 @@ from nightly_pipeline.testbed import metrics
 from nightly_pipeline.testbed.api.auth import sign, verify
 from nightly_pipeline.testbed.api.breaker import BreakerOpen, CircuitBreaker, error_type
 from nightly_pipeline.testbed.api.errors import BadRequest, PayloadTooLarge, Unauthorized
+from nightly_pipeline.testbed.api.gateway import _corrupted
 from nightly_pipeline.testbed.api.messages import decode_payload
 from nightly_pipeline.testbed.seed import hash_password, verify_password
 
@@ -166,3 +167,14 @@ def test_password_hash_roundtrip() -> None:
     assert verify_password("pw", encoded)
     assert not verify_password("wrong", encoded)
     assert not verify_password("pw", "garbage")
+
+
+@pytest.mark.parametrize("data", [b"abc", b""])
+def test_a_corrupted_frame_keeps_its_claimed_hash_and_changes_its_body(data: bytes) -> None:
+    """Fault knob ``ws_corrupt_every``: a body that no longer hashes to its ``sha256``."""
+    digest = hashlib.sha256(data).hexdigest()
+    message = {"message_id": "m", "ciphertext": base64.b64encode(data).decode(), "sha256": digest}
+    garbled = _corrupted(message)
+    body = base64.b64decode(garbled["ciphertext"])
+    assert garbled["sha256"] == digest and hashlib.sha256(body).hexdigest() != digest
+    assert len(body) == max(1, len(data)) and message["ciphertext"] != garbled["ciphertext"]

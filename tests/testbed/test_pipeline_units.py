@@ -91,10 +91,16 @@ def test_settings_from_config() -> None:
     assert c.reclaim_every_s == 5.0  # bounded, however long the idle threshold
     assert d.dlq_on_redis_error and c.reclaim_pending  # healthy by default
     assert d.redeliver_after_s == cfg.outbox_redeliver_after_s
+    assert d.write_key == "s"  # the stream the consumer reads
     broken = TestbedConfig(
-        pg_dsn="x", redis_url="y", dlq_on_redis_error=False, reclaim_pending=False
+        pg_dsn="x",
+        redis_url="y",
+        dlq_on_redis_error=False,
+        reclaim_pending=False,
+        stream_writable=False,
     )
     assert not DispatchSettings.from_config(broken).dlq_on_redis_error
+    assert DispatchSettings.from_config(broken).write_key == "messaging:stream:not-a-stream"
     assert not ConsumerSettings.from_config(broken).reclaim_pending
     assert ConsumerSettings("s", "g", "n", reclaim_idle_ms=100).reclaim_every_s == 0.25
     assert ConsumerSettings.from_config(cfg).name  # defaults to host-pid

@@ -90,6 +90,7 @@ class Auth:
     def __init__(self, services: Any) -> None:
         self.s = services
         self.cfg = services.cfg
+        self.leaked: list[bytes] = []  # fault knob leak_bytes_per_login
 
     def principal(self, request: web.Request) -> Principal:
         token = bearer(request)
@@ -160,6 +161,8 @@ class Auth:
             LOGINS.labels(result="error").inc()
             raise
         LOGINS.labels(result="ok").inc()
+        if self.cfg.leak_bytes_per_login:  # the fault knob: memory never given back
+            self.leaked.append(b"L" * self.cfg.leak_bytes_per_login)  # touched pages
         return web.json_response(tokens)
 
     async def refresh(self, request: web.Request) -> web.Response:

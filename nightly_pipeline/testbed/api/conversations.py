@@ -23,6 +23,7 @@ VERSION_CONFLICTS = Counter(
     "messaging_conversation_version_conflicts_total", "PATCH/DELETE with a stale If-Match"
 )
 _COLUMNS = "id, owner_id, title, version, last_seq, created_at, updated_at"
+_VERSION_MATCHES = "($2::int IS NULL OR version = $2::int)"  # NULL: no If-Match (fault knob)
 
 
 def conv_id(request: web.Request) -> str:
@@ -150,7 +151,7 @@ class Conversations:
 
     async def patch(self, request: web.Request) -> web.Response:
         me, conv = self.s.auth.principal(request).user_id, conv_id(request)
-        expected = if_match(request)
+        expected = self._expected_version(request)
         body = await self.s.json_body(request)
         title = body.get("title")
         if not isinstance(title, str) or len(title) > 200:
@@ -158,7 +159,7 @@ class Conversations:
         async with self.s.db.tx(me) as conn:
             row = await conn.fetchrow(
                 "UPDATE conversations SET title = $3, version = version + 1, updated_at = now()"
-                f" WHERE id = $1 AND version = $2 RETURNING {_COLUMNS}",
+                f" WHERE id = $1 AND {_VERSION_MATCHES} RETURNING {_COLUMNS}",
                 conv,
                 expected,
                 title,
@@ -169,10 +170,10 @@ class Conversations:
 
     async def delete(self, request: web.Request) -> web.Response:
         me, conv = self.s.auth.principal(request).user_id, conv_id(request)
-        expected = if_match(request)
+        expected = self._expected_version(request)
         async with self.s.db.tx(me) as conn:
             deleted = await conn.fetchval(
-                "DELETE FROM conversations WHERE id = $1 AND version = $2 RETURNING id",
+                f"DELETE FROM conversations WHERE id = $1 AND {_VERSION_MATCHES} RETURNING id",
                 conv,
                 expected,
             )
@@ -181,8 +182,13 @@ class Conversations:
         await self.s.membership.invalidate(conv)
         return web.Response(status=204)
 
+    def _expected_version(self, request: web.Request) -> int | None:
+        """The ``If-Match`` version a write must find; ``None`` (any version) when the
+        fault knob ``optimistic_locking`` is off: the header is not even read."""
+        return if_match(request) if self.s.cfg.optimistic_locking else None
+
     async def _stale_or_hidden(
-        self, conn: asyncpg.Connection, conv: str, expected: int, what: str
+        self, conn: asyncpg.Connection, conv: str, expected: int | None, what: str
     ) -> Exception:
         current = await conn.fetchval("SELECT version FROM conversations WHERE id = $1", conv)
         if current is None:

@@ -13,6 +13,10 @@ frames arrive is the fault knob Test 14 must catch. A close the peer does not
 answer within ``CLOSE_TIMEOUT_S`` aborts the connection. Client ``{"type": "ping"}`` frames
 are answered ``{"type": "pong"}``. Messages are de-duplicated by message_id.
 
+Fault knobs (each counts the messages fanned out, every N-th one is hit): a frame to a
+non-recipient (``ws_misroute_every``), a frame sent twice to each recipient socket
+(``ws_duplicate_every``), a flipped ciphertext byte (``ws_corrupt_every``).
+
 No permessage-deflate: a frame is mostly base64 ciphertext (deflate saves ~24 %), and
 aiohttp compresses it again for every socket (~2.2 ms per 87 KB frame), which made the
 fan-out the API's main CPU cost and let the send queues grow under 64 KiB messages.
@@ -21,6 +25,7 @@ fan-out the API's main CPU cost and let the send queues grow under 64 KiB messag
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -80,7 +85,7 @@ class Gateway:
         self.recent: set[int | str] = set()
         self.recent_order: deque[int | str] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.delivered = 0  # messages fanned out (fault knob ws_misroute_every)
+        self.delivered = 0  # messages fanned out (the ws_*_every fault knobs count them)
         self.misrouted_to = -1
 
     # ------------------------------------------------------------ connections
@@ -210,15 +215,19 @@ class Gateway:
         self.recent_order.append(key)
         if len(self.recent_order) > _RECENT_IDS:
             self.recent.discard(self.recent_order.popleft())
+        self.delivered += 1
+        n, cfg = self.delivered, self.cfg
+        if _nth(n, cfg.ws_corrupt_every):
+            message = _corrupted(message)
         frame = json.dumps({"type": "message", **message}, separators=(",", ":"))
+        copies = 2 if _nth(n, cfg.ws_duplicate_every) else 1
         queued = 0
         for uid in payload["recipients"]:
             for sock in list(self.sockets.get(int(uid), ())):
-                self._enqueue(sock, frame)
-                queued += 1
-        self.delivered += 1
-        every = self.cfg.ws_misroute_every
-        if every and self.delivered % every == 0:
+                for _ in range(copies):
+                    self._enqueue(sock, frame)
+                    queued += 1
+        if _nth(n, cfg.ws_misroute_every):
             queued += self._misroute(frame, {int(uid) for uid in payload["recipients"]})
         return queued
 
@@ -270,6 +279,19 @@ class Gateway:
                     await pubsub.aclose()
             await asyncio.sleep(backoff)
             backoff = min(2.0, backoff * 2)
+
+
+def _nth(n: int, every: int) -> bool:
+    """Whether the n-th delivery is one a fault knob ``every`` (0: never) applies to."""
+    return every > 0 and n % every == 0
+
+
+def _corrupted(message: dict[str, Any]) -> dict[str, Any]:
+    """Fault knob ``ws_corrupt_every``: the message with the first byte of its ciphertext
+    flipped and its ``sha256`` unchanged (what a buggy buffer reuse would send)."""
+    body = bytearray(base64.b64decode(message["ciphertext"])) or bytearray(1)
+    body[0] ^= 0xFF
+    return {**message, "ciphertext": base64.b64encode(bytes(body)).decode("ascii")}
 
 
 def _id_key(message_id: str) -> int | str:

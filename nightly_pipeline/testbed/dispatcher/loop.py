@@ -24,6 +24,9 @@ Failures:
   the loop pauses ``error_pause_s``.
 - Fault knob ``dlq_on_redis_error = false``: rows whose ``XADD`` failed are deleted
   (``messaging_dispatch_dropped_total``): lost for good.
+- Fault knob ``stream_writable = false``: the entries go to ``<stream>:not-a-stream``, a
+  key set to a string in the same pipeline, so Redis refuses every ``XADD`` (WRONGTYPE)
+  and every row dies after ``max_attempts``.
 
 Delivery is at least once: if the commit fails after the ``XADD``, the rows are published
 again later; the consumer drops the duplicate by ``message_id``.
@@ -58,6 +61,7 @@ from nightly_pipeline.testbed.service import (
 
 log = logging.getLogger(__name__)
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+NOT_A_STREAM = "not-a-stream"
 
 
 def _sql(name: str) -> str:
@@ -85,6 +89,7 @@ class DispatchSettings:
     redeliver_after_s: float = 60.0
     epoch_check_every_s: float = 1.0  # when idle; every batch checks it too
     dlq_on_redis_error: bool = True  # fault knob
+    stream_writable: bool = True  # fault knob: False writes to a key of another type
 
     @classmethod
     def from_config(cls, cfg: TestbedConfig) -> DispatchSettings:
@@ -94,7 +99,13 @@ class DispatchSettings:
             max_attempts=cfg.dispatch_max_attempts,
             redeliver_after_s=cfg.outbox_redeliver_after_s,
             dlq_on_redis_error=cfg.dlq_on_redis_error,
+            stream_writable=cfg.stream_writable,
         )
+
+    @property
+    def write_key(self) -> str:
+        """The key the entries are added to: the stream, or (fault knob) a string."""
+        return self.stream if self.stream_writable else f"{self.stream}:{NOT_A_STREAM}"
 
 
 @dataclass
@@ -240,15 +251,17 @@ class Dispatcher:
         s = self.settings
         pipe = self._redis.pipeline(transaction=False)
         pipe.get(self.epoch.key)
+        if not s.stream_writable:  # the fault knob: the key holds a string, always
+            pipe.set(s.write_key, NOT_A_STREAM)
         for row in rows:
-            pipe.xadd(s.stream, stream_fields(row), maxlen=s.maxlen, approximate=True)
+            pipe.xadd(s.write_key, stream_fields(row), maxlen=s.maxlen, approximate=True)
         try:
             results = await asyncio.wait_for(
                 pipe.execute(raise_on_error=False), s.redis_timeout_s + 1.0
             )
         except (*_UNREACHABLE, RedisError) as exc:
             return _Outcome([], list(rows), [], f"redis unreachable: {exc!r}")
-        seen, results = results[0], results[1:]
+        seen, results = results[0], results[1 + (not s.stream_writable) :]
         outcome = _Outcome([], [], [])
         if not isinstance(seen, Exception):
             outcome.redis_lost = self.epoch.lost(seen)
