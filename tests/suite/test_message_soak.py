@@ -12,7 +12,7 @@ import pytest
 
 from nightly_pipeline.chaos import ProxyControl
 from nightly_pipeline.suite.catalog import select_tests
-from tests.suite.platforms import ci_platform, run_ci
+from tests.suite.platforms import ci_platform, metric, run_ci
 
 SOAK = select_tests("01")[0]
 
@@ -93,4 +93,59 @@ def test_an_api_that_leaks_fails_the_blocking_memory_check(leaking, tmp_path) ->
     assert checks["memory_growth_under_10pct"][0] is False
     assert checks["memory_growth_under_10pct"][1] > 10
     assert checks["zero_message_loss"] == (True, 0)
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+
+
+DUPLICATE_EVERY, CORRUPT_EVERY = 5, 7
+
+
+@pytest.fixture(scope="module")
+def garbling(tmp_path_factory, system_dir):
+    """A gateway that sends every 5th message twice and flips a byte of every 7th."""
+    overrides = {"ws_duplicate_every": DUPLICATE_EVERY, "ws_corrupt_every": CORRUPT_EVERY}
+    with ci_platform(tmp_path_factory, system_dir, "garble", overrides=overrides) as up:
+        yield up
+
+
+def test_a_gateway_that_duplicates_and_corrupts_frames_fails_the_delivery_checks(
+    garbling, tmp_path
+) -> None:
+    """Faults: the testbed's ``ws_duplicate_every`` (5) and ``ws_corrupt_every`` (7).
+    Every message still arrives, but some twice and some with a flipped byte: the
+    blocking duplicate and corruption checks fail, the loss and error checks pass."""
+    outcome = _run(garbling, tmp_path)
+    checks = {c.check.name: c for c in outcome.checks}
+    expected = metric(outcome, "delivery_expected.count")
+    twice = checks["each_message_delivered_once"]
+    assert not twice.passed, outcome.record.detail
+    # each 5th message once more at each of its 3 recipients' sockets
+    assert 0.5 * expected / DUPLICATE_EVERY <= twice.observed <= expected / DUPLICATE_EVERY + 3
+    corrupted = checks["zero_corrupted_messages"]
+    assert not corrupted.passed and corrupted.observed > 0, outcome.record.detail
+    for truthful in ("zero_message_loss", "error_rate_under_0_1pct", "zero_dead_letters"):
+        assert checks[truthful].passed, (truthful, outcome.record.detail)
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+
+
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory, system_dir):
+    """A dispatcher whose stream key holds a string: Redis refuses every XADD. Rows die
+    at their 3rd refusal (``dispatch_max_attempts``; 8 by default), ~0.3 s after the
+    first, so the dead letters of a 6 s run do not wait on the backoff."""
+    overrides = {"stream_writable": False, "dispatch_max_attempts": 3}
+    with ci_platform(tmp_path_factory, system_dir, "refuse", overrides=overrides) as up:
+        yield up
+
+
+def test_a_stream_redis_refuses_to_write_fails_the_dead_letter_check(refusing, tmp_path) -> None:
+    """Fault: the testbed's ``stream_writable`` off (every XADD answered WRONGTYPE). The
+    API accepts every post; the dispatcher's rows die as dead letters, so the blocking
+    ``zero_dead_letters`` check fails (and, nothing delivered, the loss check)."""
+    outcome = _run(refusing, tmp_path)
+    checks = {c.check.name: c for c in outcome.checks}
+    dead = checks["zero_dead_letters"]
+    assert not dead.passed and dead.observed > 0, outcome.record.detail
+    assert dead.observed <= metric(outcome, "delivery_expected.count") / 3  # per message
+    assert not checks["zero_message_loss"].passed
+    assert checks["error_rate_under_0_1pct"].passed, outcome.record.detail
     assert outcome.blocking_failed and outcome.record.status == "failed"
