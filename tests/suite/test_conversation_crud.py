@@ -1,7 +1,8 @@
 """Test 02 end to end against the embedded platform (ci profile): healthy, it passes;
 with the target's /metrics unreachable, exactly the checks read from it fail; with
 row-level security off (the testbed's ``row_level_security`` fault knob), other users'
-conversations are served and the blocking security checks fail."""
+conversations are served and the blocking security checks fail; with ``If-Match``
+ignored (``optimistic_locking`` off), no 409 and the blocking conflict check fails."""
 
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ def platform(tmp_path_factory, system_dir):
 def without_rls(tmp_path_factory, system_dir):
     overrides = {"row_level_security": False}
     with ci_platform(tmp_path_factory, system_dir, "no-rls", overrides=overrides) as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def without_locking(tmp_path_factory, system_dir):
+    """An API that ignores ``If-Match`` (the testbed's ``optimistic_locking`` off)."""
+    overrides = {"optimistic_locking": False}
+    with ci_platform(tmp_path_factory, system_dir, "no-lock", overrides=overrides) as up:
         yield up
 
 
@@ -71,6 +80,24 @@ def test_row_level_security_off_fails_the_blocking_foreign_access_check(
     assert checks["no_foreign_row_served"][0] is False
     assert checks["no_foreign_row_served"][1] > 0
     assert checks["foreign_access_denied_403"][0] is False  # not one 403
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+
+
+def test_an_api_that_ignores_if_match_fails_the_blocking_409_check(
+    without_locking, tmp_path
+) -> None:
+    """Fault: the testbed's ``optimistic_locking`` off. Two devices saving the same
+    version both win (last write wins), so no 409 is ever answered or counted and the
+    blocking ``stale_versions_get_409`` check fails with a count of 0, read from a
+    reachable /metrics (not NaN); the security checks still pass."""
+    outcome = _run(without_locking.target(), tmp_path)
+    checks = {c.check.name: c for c in outcome.checks}
+    stale = checks["stale_versions_get_409"]
+    assert not stale.passed and stale.observed == 0, outcome.record.detail
+    assert metric(outcome, "version_conflicts_seen.count") == 0
+    assert not outcome.unreadable
+    for truthful in ("no_foreign_row_served", "foreign_access_denied_403"):
+        assert checks[truthful].passed, (truthful, outcome.record.detail)
     assert outcome.blocking_failed and outcome.record.status == "failed"
 
 
