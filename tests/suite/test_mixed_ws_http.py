@@ -1,6 +1,8 @@
 """Test 04 end to end against the embedded platform (ci profile): healthy, 50 sockets get
 every message; with the API stalled past the heartbeat grace, the server terminates the
-sockets and the blocking disconnect check fails.
+sockets and the blocking disconnect check fails; a gateway that sends some frames twice
+fails the duplicate check; a dispatcher that deletes what it could not write, cut from
+Redis, fails the loss check.
 
 The platform pings every ``HEARTBEAT_S`` (30 s by default): a short heartbeat makes the
 healthy run prove that the sockets answer pings under load, and lets a few seconds'
@@ -21,7 +23,7 @@ import pytest
 from nightly_pipeline.chaos import ProxyControl
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.sampling import parse_metrics
-from tests.suite.platforms import ci_platform, run_ci
+from tests.suite.platforms import ci_platform, metric, run_ci
 
 MIXED = select_tests("04")[0]
 SOCKETS = MIXED.spec.knobs.sockets
@@ -117,3 +119,49 @@ def test_a_slow_redis_link_fails_the_e2e_latency_check_but_loses_nothing(
     for blocking in ("zero_ws_disconnects", "zero_message_loss", "each_message_delivered_once"):
         assert checks[blocking].passed, outcome.record.detail
     assert not outcome.blocking_failed and outcome.record.status == "passed"
+
+
+DUPLICATE_EVERY = 5
+
+
+@pytest.fixture(scope="module")
+def careless(tmp_path_factory, system_dir):
+    """A gateway that sends every 5th message twice (``ws_duplicate_every``), and a
+    dispatcher that deletes the outbox rows whose XADD failed (``dlq_on_redis_error``
+    off; harmless while its Redis link is up)."""
+    overrides = {"ws_duplicate_every": DUPLICATE_EVERY, "dlq_on_redis_error": False}
+    with ci_platform(tmp_path_factory, system_dir, "careless", overrides=overrides) as up:
+        yield up
+
+
+def test_a_gateway_that_delivers_frames_twice_fails_the_duplicate_check(careless, tmp_path) -> None:
+    """Fault: the testbed's ``ws_duplicate_every`` (5). Every message arrives, each 5th
+    one twice at every socket of its recipients: the blocking
+    ``each_message_delivered_once`` check fails; loss and disconnect checks pass."""
+    outcome = _run(careless, tmp_path)
+    checks = {c.check.name: c for c in outcome.checks}
+    twice = checks["each_message_delivered_once"]
+    expected = metric(outcome, "delivery_expected.count")
+    assert not twice.passed, outcome.record.detail
+    assert 0.5 * expected / DUPLICATE_EVERY <= twice.observed <= expected / DUPLICATE_EVERY + 15
+    for truthful in ("zero_message_loss", "zero_ws_disconnects"):
+        assert checks[truthful].passed, (truthful, outcome.record.detail)
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+
+
+def test_a_dispatcher_that_drops_what_it_could_not_write_fails_the_loss_check(
+    careless, tmp_path
+) -> None:
+    """Fault: ``dlq_on_redis_error`` off and the dispatcher's own Redis link
+    (``redis-dispatcher`` proxy) cut for the whole run: every XADD fails and its rows are
+    deleted, lost for good. The blocking ``zero_message_loss`` check fails; the
+    sockets, on the API's own link, stay open."""
+    link = careless.link_controls()["redis-dispatcher"]
+    with ProxyControl(link, proxy="redis-dispatcher") as proxy, proxy.down():
+        outcome = _run(careless, tmp_path)
+    checks = {c.check.name: c for c in outcome.checks}
+    lost = checks["zero_message_loss"]
+    assert not lost.passed, outcome.record.detail
+    assert lost.observed == metric(outcome, "delivery_expected.count") > 0
+    assert checks["zero_ws_disconnects"].passed, outcome.record.detail
+    assert outcome.blocking_failed and outcome.record.status == "failed"
