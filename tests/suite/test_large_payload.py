@@ -1,7 +1,8 @@
 """Test 05 end to end against the embedded platform (ci profile): healthy, 64 KiB
 messages arrive intact with no rejects, no overload and stable memory; on a platform
 whose payload limit is below 64 KiB every message is rejected (413) and the blocking
-reject check fails with the platform's own counter."""
+reject check fails with the platform's own counter; on one whose gateway flips a byte of
+some bodies and whose API leaks, the corruption and memory checks fail."""
 
 from __future__ import annotations
 
@@ -92,4 +93,41 @@ def test_a_tiny_send_queue_under_a_burst_fails_the_backpressure_check(
     print("05 tiny queue:", {m: (c.passed, c.observed) for m, c in checks.items()})
     overload = checks["no_backpressure_drops"]
     assert not overload.passed and overload.observed > 0, outcome.record.detail
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+
+
+CORRUPT_EVERY = 4
+LEAK_BYTES = 1 << 20
+
+
+@pytest.fixture
+def garbling_leaking_platform(tmp_path_factory, system_dir):
+    """A gateway that flips a byte of every 4th message's ciphertext, and an API that
+    keeps 1 MiB for good per accepted message."""
+    with _platform(
+        tmp_path_factory,
+        system_dir,
+        "garbleleak",
+        ws_corrupt_every=CORRUPT_EVERY,
+        leak_bytes_per_message=LEAK_BYTES,
+    ) as up:
+        yield up
+
+
+def test_a_corrupting_leaking_platform_fails_the_corruption_and_memory_checks(
+    garbling_leaking_platform, tmp_path
+) -> None:
+    """Faults: the testbed's ``ws_corrupt_every`` (4) and ``leak_bytes_per_message``
+    (1 MiB, ~120 MiB over the ci run). The hash check finds the flipped bodies and the
+    API's RSS keeps growing: both blocking checks fail; every message still arrives,
+    none is rejected, no frame is dropped."""
+    outcome = _run(garbling_leaking_platform, tmp_path)
+    checks = {c.check.name: c for c in outcome.checks}
+    print("05 garbling+leaking:", {m: (c.passed, c.observed) for m, c in checks.items()})
+    corrupted = checks["zero_corrupted_messages"]
+    assert not corrupted.passed and corrupted.observed > 0, outcome.record.detail
+    memory = checks["memory_growth_under_10pct"]
+    assert not memory.passed and memory.observed > 10, outcome.record.detail
+    for truthful in ("zero_payload_rejects", "no_backpressure_drops"):
+        assert checks[truthful].passed and checks[truthful].observed == 0, truthful
     assert outcome.blocking_failed and outcome.record.status == "failed"
