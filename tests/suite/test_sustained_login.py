@@ -1,6 +1,7 @@
 """Test 06 against the embedded platform (ci profile): healthy, it passes; with a wrong
 password for the seeded users, the blocking login_success check fails; with a slow Redis
-link, the token generation check fails (tokens store a session in Redis). The server-side
+link, the token generation check fails (tokens store a session in Redis); with an API that
+leaks per login, the blocking memory check fails. The server-side
 figures (token generation p95 from histogram buckets, Redis pool utilization) are tested
 on fabricated scrapes first."""
 
@@ -130,3 +131,25 @@ def test_a_slow_redis_link_fails_the_token_generation_check(platform, tmp_path) 
     assert checks["token_p95_under_50ms"][1] >= REDIS_LATENCY_MS
     assert checks["login_success_over_99_9pct"][0] is True
     assert outcome.record.status == "passed"  # a WARN check: reported, not blocking
+
+
+LEAK_BYTES = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def leaking(tmp_path_factory, system_dir):
+    overrides = {"leak_bytes_per_login": LEAK_BYTES}
+    with ci_platform(tmp_path_factory, system_dir, "login-leak", overrides=overrides) as up:
+        yield up
+
+
+def test_an_api_that_leaks_per_login_fails_the_blocking_memory_check(leaking, tmp_path) -> None:
+    """Fault: the testbed's ``leak_bytes_per_login`` (1 MiB per successful login, ~240 MiB
+    over the ci run; Test 06 posts no message, so ``leak_bytes_per_message`` would not
+    show): ``process_rss_growth_pct max<5`` fails while every login succeeds."""
+    outcome = _run(leaking, tmp_path)
+    checks = {c.check.name: c for c in outcome.checks}
+    memory = checks["memory_growth_under_5pct"]
+    assert not memory.passed and memory.observed > 5, outcome.record.detail
+    assert checks["login_success_over_99_9pct"].passed, outcome.record.detail
+    assert outcome.blocking_failed and outcome.record.status == "failed"
