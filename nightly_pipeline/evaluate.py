@@ -85,16 +85,22 @@ def write_report(store: MetricStore, night: date, out_dir: Path) -> ReportFiles:
 
 def alert_key(alert: Alert) -> str:
     """Identity of an alert, so that a sensor sends each one once: a regression by its
-    first bad night (it persists night after night), anything else by its night."""
+    first bad night (it persists night after night), anything else by its night. The
+    profile is part of it: one test failing at two profiles is two alerts."""
     if alert.kind == "regression" and alert.first_bad_night is not None:
-        return json.dumps([alert.kind, alert.test, alert.metric, alert.first_bad_night.isoformat()])
-    return json.dumps([alert.kind, alert.night.isoformat(), alert.test, alert.metric])
+        return json.dumps(
+            [alert.kind, alert.profile, alert.test, alert.metric, alert.first_bad_night.isoformat()]
+        )
+    return json.dumps(
+        [alert.kind, alert.profile, alert.night.isoformat(), alert.test, alert.metric]
+    )
 
 
 def alerts_due(
     store: MetricStore, night: date, *, sent: Collection[str] = (), report_url: str | None = None
 ) -> list[Alert]:
-    """New regressions (by first bad night) and failed tests of ``night`` not yet sent.
+    """New regressions (by first bad night) and failed tests of ``night`` not yet sent,
+    one per (profile, test, metric).
 
     A regression keeps its first bad night from one evaluation to the next, so it is
     alerted once, not every night it persists.
@@ -111,10 +117,11 @@ def alerts_due(
             magnitude=row["magnitude"],
             first_bad_night=row["first_bad_night"],
             detail=(
-                f"{row['profile']}: {row['latest_value']:.4g} vs baseline "
-                f"{row['baseline_mean']:.4g} (confidence {row['confidence']:.3f})"
+                f"{row['latest_value']:.4g} vs baseline {row['baseline_mean']:.4g} of "
+                f"{row['profile']} nights (confidence {row['confidence']:.3f})"
             ),
             report_url=report_url,
+            profile=row["profile"],
         )
         alerts.append(regression)
     for row in (
@@ -128,8 +135,9 @@ def alerts_due(
                 metric=None,
                 magnitude=None,
                 first_bad_night=None,
-                detail=f"{row['profile']}: {row['status']}: {row['detail']}",
+                detail=f"{row['status']}: {row['detail']}",
                 report_url=report_url,
+                profile=row["profile"],
             )
         )
     return [a for a in alerts if alert_key(a) not in sent]

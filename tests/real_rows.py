@@ -8,6 +8,7 @@ per-second series and statuses a nightly run leaves, without running a load.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -74,3 +75,23 @@ def write_run(store: MetricStore, night: date, run: Run) -> None:
         finished_at=started + timedelta(seconds=run.seconds),
     )
     store.write_test_result(record)
+
+
+SOAK = "01_message_soak"
+CI_MS, SMOKE_MS = 40.0, 80.0
+"""The soak's latency at each profile: smoke's is twice ci's, every night."""
+
+
+def two_profile_history(
+    store: MetricStore, first: date, nights: int, *, ci_step: date, failed_on: date | None = None
+) -> None:
+    """``nights`` nights of the soak at ci and smoke, 3 % noise (seeded). From ``ci_step``
+    the ci run is 25 % slower, smoke unchanged; on ``failed_on`` both runs failed."""
+    rng = random.Random(11)
+    for n in range(nights):
+        night = first + timedelta(days=n)
+        for profile, base in (("ci", CI_MS), ("smoke", SMOKE_MS)):
+            step = 1.25 if profile == "ci" and night >= ci_step else 1.0
+            latency = round(base * step * rng.gauss(1.0, 0.03), 3)
+            run = Run(profile, SOAK, seconds=2, latency_ms=latency, failed=night == failed_on)
+            write_run(store, night, run)

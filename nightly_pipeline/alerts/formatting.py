@@ -2,8 +2,9 @@
 
 A ``Message`` carries the alerts it lists (at most ``max_alerts``), how many more were
 left out, and a plain-text rendering; the channel modules turn it into their JSON.
-Every alert names its kind, test, metric, magnitude (``+12.3 %``), first bad night, the
-night, the detail and the report link when given.
+Every alert names its kind, test, profile (when about one profile's run), metric,
+magnitude (``+12.3 %``), first bad night, the night, the detail and the report link
+when given.
 """
 
 from __future__ import annotations
@@ -96,8 +97,9 @@ def format_magnitude(magnitude: float | None) -> str | None:
 
 
 def alert_headline(alert: Alert) -> str:
-    """``Regression: 01_message_soak · http_req_duration.p95 +12.3 %``."""
-    parts = [f"{KIND_LABELS.get(alert.kind, alert.kind)}: {alert.test}"]
+    """``Regression: 01_message_soak (ci) · http_req_duration.p95 +12.3 %``."""
+    profile = f" ({alert.profile})" if alert.profile else ""
+    parts = [f"{KIND_LABELS.get(alert.kind, alert.kind)}: {alert.test}{profile}"]
     if alert.metric:
         parts.append(alert.metric)
     magnitude = format_magnitude(alert.magnitude)
@@ -108,6 +110,8 @@ def alert_headline(alert: Alert) -> str:
 def alert_facts(alert: Alert) -> list[tuple[str, str]]:
     """Labelled facts of one alert, only those given (detail and link excluded)."""
     facts = [("Kind", alert.kind), ("Test", alert.test)]
+    if alert.profile:
+        facts.append(("Profile", alert.profile))
     if alert.metric:
         facts.append(("Metric", alert.metric))
     magnitude = format_magnitude(alert.magnitude)

@@ -20,6 +20,8 @@ class Alert:
     ``magnitude`` is the signed relative change of a regression (+0.123 = 12.3 % worse,
     whatever the metric's direction); ``night`` is the night the alert is about and
     ``first_bad_night`` the first night of a regression (None for other kinds).
+    ``profile`` is the profile whose run it is about (a test runs at several profiles on
+    one night; None when the alert is not about one profile's run, e.g. a failed run).
     """
 
     kind: AlertKind
@@ -30,6 +32,7 @@ class Alert:
     first_bad_night: date | None
     detail: str
     report_url: str | None
+    profile: str | None = None
 
 
 @dataclass(frozen=True)
