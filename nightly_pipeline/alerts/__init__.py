@@ -1,6 +1,7 @@
 """Slack and Discord alerts for failed tests, failed runs and regressions. No Dagster.
 
     send_alerts(alerts, settings) -> list[Delivery]     never raises for delivery failures
+    deliver(outbox, new, send, ...) -> TickOutcome      a failed alert stays pending, retried
     settings_from_env(os.environ) -> AlertSettings      at entry points only
 
 Environment (read only by ``settings_from_env``):
@@ -19,7 +20,7 @@ tests send only to loopback receivers.
 Modules: ``model`` (Alert, AlertSettings, Delivery), ``config`` (environment, destination
 check), ``formatting`` (one Message per night), ``channel`` (the ``Channel.post``
 interface, dry run), ``slack`` / ``discord`` (one channel each), ``webhook`` (retries),
-``send`` (``send_alerts``).
+``send`` (``send_alerts``), ``outbox`` (alerts owed from one sensor tick to the next).
 """
 
 from nightly_pipeline.alerts.channel import Channel
@@ -27,11 +28,20 @@ from nightly_pipeline.alerts.config import check_destination, settings_from_env
 from nightly_pipeline.alerts.discord import DiscordChannel, discord_payload
 from nightly_pipeline.alerts.formatting import Message, build_messages, format_magnitude
 from nightly_pipeline.alerts.model import Alert, AlertKind, AlertSettings, Delivery
-from nightly_pipeline.alerts.send import send_alerts
+from nightly_pipeline.alerts.outbox import (
+    RETRY_BOUND,
+    Outbox,
+    Pending,
+    RetryBound,
+    TickOutcome,
+    deliver,
+)
+from nightly_pipeline.alerts.send import configured_channels, only_channels, send_alerts
 from nightly_pipeline.alerts.slack import SlackChannel, slack_payload
 from nightly_pipeline.alerts.webhook import RetryPolicy, WebhookPoster
 
 __all__ = [
+    "RETRY_BOUND",
     "Alert",
     "AlertKind",
     "AlertSettings",
@@ -39,13 +49,20 @@ __all__ = [
     "Delivery",
     "DiscordChannel",
     "Message",
+    "Outbox",
+    "Pending",
+    "RetryBound",
     "RetryPolicy",
     "SlackChannel",
+    "TickOutcome",
     "WebhookPoster",
     "build_messages",
     "check_destination",
+    "configured_channels",
+    "deliver",
     "discord_payload",
     "format_magnitude",
+    "only_channels",
     "send_alerts",
     "settings_from_env",
     "slack_payload",

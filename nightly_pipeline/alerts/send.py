@@ -6,6 +6,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 import httpx
 
@@ -24,6 +25,24 @@ CHANNELS = {
     "discord": (DiscordChannel, discord_payload),
 }
 """Registry: channel name → (webhook channel class, payload renderer)."""
+
+
+def _urls(settings: AlertSettings) -> dict[str, str | None]:
+    return {"slack": settings.slack_webhook_url, "discord": settings.discord_webhook_url}
+
+
+def configured_channels(settings: AlertSettings) -> tuple[str, ...]:
+    """The channels with a webhook URL: those an alert is owed to."""
+    return tuple(name for name, url in _urls(settings).items() if url)
+
+
+def only_channels(settings: AlertSettings, names: Sequence[str]) -> AlertSettings:
+    """``settings`` sending to ``names`` only: a retry goes to the channels that failed."""
+    return replace(
+        settings,
+        slack_webhook_url=settings.slack_webhook_url if "slack" in names else None,
+        discord_webhook_url=settings.discord_webhook_url if "discord" in names else None,
+    )
 
 
 def send_alerts(
@@ -64,7 +83,7 @@ def send_alerts(
 
 
 def _channels(settings: AlertSettings, poster: WebhookPoster) -> Iterator[Channel]:
-    urls = {"slack": settings.slack_webhook_url, "discord": settings.discord_webhook_url}
+    urls = _urls(settings)
     problems = settings.validate()
     for name, (webhook_class, render) in CHANNELS.items():
         url = urls[name]

@@ -3,14 +3,20 @@ target's reported version changes; when a suite run ends, its store row is close
 the night's history run is requested. Each comes from a small factory so tests can
 build one with their own resources and names."""
 
-import json
 from datetime import UTC, datetime
 
 import dagster as dg
 import httpx
 
 from nightly_pipeline import evaluate
-from nightly_pipeline.alerts import Alert
+from nightly_pipeline.alerts import (
+    RETRY_BOUND,
+    Alert,
+    Outbox,
+    RetryBound,
+    TickOutcome,
+    deliver,
+)
 from nightly_pipeline.assets.partitions import NIGHTS
 from nightly_pipeline.automation.jobs import nightly_history_job, nightly_suite_job
 from nightly_pipeline.automation.schedules import DEFAULT_SCHEDULED_PROFILE, profile_launch
@@ -18,6 +24,7 @@ from nightly_pipeline.automation.suite_runs import (
     CLI_TRIGGER,
     HISTORY_AFTER,
     PARTITION_TAG,
+    PROFILE_TAG,
     SUITE_OUTCOMES,
     TRIGGER_TAG,
     close_store_run,
@@ -28,8 +35,6 @@ from nightly_pipeline.suite.profiles import ProfileName
 
 ALERT_POLL_S = 300
 VERSION_POLL_S = 300
-SENT_KEYS_KEPT = 1000
-"""The alert sensor's cursor remembers this many sent alerts (oldest dropped first)."""
 
 
 def make_run_failure_alert_sensor(name: str = "run_failure_alert") -> dg.SensorDefinition:
@@ -52,6 +57,7 @@ def make_run_failure_alert_sensor(name: str = "run_failure_alert") -> dg.SensorD
                     first_bad_night=None,
                     detail=f"run {run.run_id}: {message}",
                     report_url=None,
+                    profile=run.tags.get(PROFILE_TAG),
                 )
             ]
         )
@@ -61,8 +67,15 @@ def make_run_failure_alert_sensor(name: str = "run_failure_alert") -> dg.SensorD
     return run_failure_alert
 
 
-def make_regression_alert_sensor(name: str = "regression_alert") -> dg.SensorDefinition:
-    """Alert once per new regression and per failed test of the latest evaluated night."""
+def make_regression_alert_sensor(
+    name: str = "regression_alert", bound: RetryBound = RETRY_BOUND
+) -> dg.SensorDefinition:
+    """Alert once per new regression and per failed test of the latest evaluated night.
+
+    The cursor is an ``alerts.Outbox``: an alert a channel did not take (a webhook
+    outage) stays pending for that channel and is sent again at the next tick, until
+    ``bound`` gives it up with the reason logged as an error.
+    """
 
     @dg.sensor(
         name=name,
@@ -77,20 +90,36 @@ def make_regression_alert_sensor(name: str = "regression_alert") -> dg.SensorDef
         if evaluated.is_empty():
             return dg.SkipReason("no night has been evaluated yet")
         night = evaluated["night"].max()
-        sent: list[str] = json.loads(context.cursor) if context.cursor else []
+        outbox = Outbox.from_json(context.cursor)
         page = store.home().reports / f"{night}.html"
         due = evaluate.alerts_due(
-            opened, night, sent=set(sent), report_url=page.as_uri() if page.exists() else None
+            opened, night, sent=outbox.known(), report_url=page.as_uri() if page.exists() else None
         )
-        if not due:
+        if not due and not outbox.pending:
             return dg.SkipReason(f"nothing new to alert for {night}")
-        deliveries = alerts.send(due)
-        sent += [evaluate.alert_key(a) for a in due]
-        context.update_cursor(json.dumps(sent[-SENT_KEYS_KEPT:]))
-        summary = ", ".join(f"{d.channel} ok={d.ok}" for d in deliveries) or "no channel set"
-        return dg.SkipReason(f"sent {len(due)} alert(s) for {night}: {summary}")
+        outcome = deliver(
+            outbox,
+            [(evaluate.alert_key(a), a) for a in due],
+            alerts.send,
+            channels=alerts.channels(),
+            now=datetime.now(UTC),
+            bound=bound,
+        )
+        for _, reason in outcome.given_up:
+            context.log.error(reason)
+        context.update_cursor(outcome.outbox.to_json())
+        return dg.SkipReason(_tick_summary(night, outcome))
 
     return regression_alert
+
+
+def _tick_summary(night: object, outcome: TickOutcome) -> str:
+    """What one tick of the alert sensor did, for the tick's log line."""
+    channels = ", ".join(f"{d.channel} ok={d.ok}" for d in outcome.deliveries)
+    return (
+        f"sent {len(outcome.delivered)} alert(s) for {night}: {channels or 'no channel set'}; "
+        f"{len(outcome.retrying)} pending (retried next tick), {len(outcome.given_up)} given up"
+    )
 
 
 def make_target_version_sensor(

@@ -35,6 +35,8 @@ class Receiver:
     def __init__(self, default: Reply | None = None) -> None:
         self.default = default or Reply()
         self.requests: list[Received] = []
+        self.answered: list[int] = []
+        """The HTTP status answered to each request, in order (none for a hung one)."""
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -47,6 +49,8 @@ class Receiver:
                 with receiver._lock:
                     receiver.requests.append(Received(self.path, dict(self.headers), body))
                     reply = receiver._script.popleft() if receiver._script else receiver.default
+                    if not reply.hang:
+                        receiver.answered.append(reply.status)
                 if reply.hang:
                     receiver._stop.wait(10)
                     return
