@@ -153,3 +153,20 @@ def test_an_api_that_leaks_per_login_fails_the_blocking_memory_check(leaking, tm
     assert not memory.passed and memory.observed > 5, outcome.record.detail
     assert checks["login_success_over_99_9pct"].passed, outcome.record.detail
     assert outcome.blocking_failed and outcome.record.status == "failed"
+
+
+def test_an_api_cut_from_its_session_store_fails_the_blocking_login_check(
+    platform, tmp_path
+) -> None:
+    """Fault: the API's Redis link (fault proxy ``redis``) cut for the whole run. A login
+    stores its session in Redis, so every one is answered 503 and
+    ``login_success rate>0.999`` fails at 0 — a broken platform, where the wrong
+    password above is a misdescribed target. Last on this platform: its Redis breaker
+    may still be open when the link returns."""
+    link = platform.endpoints.redis_proxy_control
+    with ProxyControl(link, proxy="redis") as proxy, proxy.down():
+        outcome = _run(platform, tmp_path)
+    checks = {c.check.name: c for c in outcome.checks}
+    login_ok = checks["login_success_over_99_9pct"]
+    assert not login_ok.passed and login_ok.observed == 0.0, outcome.record.detail
+    assert outcome.blocking_failed and outcome.record.status == "failed"
