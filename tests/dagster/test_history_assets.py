@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import dagster as dg
 import pytest
 
+from nightly_pipeline import evaluate
+from nightly_pipeline.alerts import Alert, RetryBound
 from nightly_pipeline.assets.history import baseline_snapshot, nightly_report, regressions
 from nightly_pipeline.automation.sensors import (
     make_regression_alert_sensor,
     make_run_failure_alert_sensor,
 )
+from nightly_pipeline.automation.suite_runs import PARTITION_TAG, PROFILE_TAG
 from nightly_pipeline.resources import AlertsResource, MetricStoreResource
-from tests.alerts.receiver import Receiver
-from tests.dagster.history_fixture import STEP_NIGHT, seed_history
+from tests.alerts.receiver import Receiver, Reply
+from tests.dagster.history_fixture import FIRST_NIGHT, STEP_NIGHT, seed_history
+from tests.real_rows import SOAK, two_profile_history
 
 LAST_NIGHT = "2026-11-22"
 
@@ -103,7 +108,11 @@ def _failing_job() -> None:
 
 def test_a_failed_run_is_alerted(slack) -> None:
     with dg.instance_for_test() as instance:
-        result = _failing_job.execute_in_process(instance=instance, raise_on_error=False)
+        result = _failing_job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            tags={PROFILE_TAG: "smoke", PARTITION_TAG: LAST_NIGHT},
+        )
         context = dg.build_run_status_sensor_context(
             sensor_name="run_failure_alert",
             dagster_instance=instance,
@@ -113,4 +122,89 @@ def test_a_failed_run_is_alerted(slack) -> None:
         ).for_run_failure()
         make_run_failure_alert_sensor()(context)
     (request,) = slack.requests
-    assert "_failing_job" in request.body.decode()
+    text = request.json()["text"] + json.dumps(request.json()["blocks"])
+    assert "Run failed: _failing_job (smoke)" in text  # the job and the run's profile
+    assert "Steps failed: ['_always_fails']" in text  # the failure's message
+    assert f"night {LAST_NIGHT}" in text  # the run's night, not today's
+    assert result.dagster_run.run_id in text
+
+
+@pytest.fixture
+def two_profile_store(tmp_path):
+    """The soak at ci and smoke; ci regressed from STEP_NIGHT, both failed LAST_NIGHT."""
+    path = tmp_path / "home" / "metrics.duckdb"
+    store = MetricStoreResource(path=str(path)).open()
+    last = date.fromisoformat(LAST_NIGHT)
+    nights = (last - FIRST_NIGHT).days + 1
+    two_profile_history(store, FIRST_NIGHT, nights, ci_step=STEP_NIGHT, failed_on=last)
+    dg.materialize([regressions], partition_key=LAST_NIGHT, resources=_resources(path))
+    return path
+
+
+def _due(store_path) -> list[Alert]:
+    """What the night owes: every ci regression (one per latency stat) and both failures."""
+    store = MetricStoreResource(path=str(store_path)).open()
+    return evaluate.alerts_due(store, date.fromisoformat(LAST_NIGHT))
+
+
+def _alert_resources(store_path, slack) -> dict:
+    """One attempt per tick: each tick is one request per message, no waits."""
+    alerts = AlertsResource(slack_webhook_url=slack.url, max_attempts=1)
+    return {"store": MetricStoreResource(path=str(store_path)), "alerts": alerts}
+
+
+def test_a_test_failing_at_two_profiles_is_alerted_for_each(two_profile_store, slack) -> None:
+    """The failed-test path: each profile's failed run is its own alert, named."""
+    sensor = make_regression_alert_sensor()
+    resources = _alert_resources(two_profile_store, slack)
+    due = _due(two_profile_store)
+    regressions = [a for a in due if a.kind == "regression"]
+    assert {a.profile for a in regressions} == {"ci"}
+    first = sensor.evaluate_tick(dg.build_sensor_context(resources=resources))
+    assert f"sent {len(due)} alert(s)" in first.skip_message, first.skip_message
+    (request,) = slack.requests  # one message for the night
+    text = request.json()["text"]
+    assert f"2 failed checks, {len(regressions)} regressions" in text
+    assert f"Check failed: {SOAK} (ci)" in text and f"Check failed: {SOAK} (smoke)" in text
+    assert f"Regression: {SOAK} (ci) · http_req_duration.p95" in text
+    assert f"Regression: {SOAK} (smoke)" not in text
+    again = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor, resources=resources))
+    assert "nothing new" in again.skip_message
+    assert len(slack.requests) == 1
+
+
+def test_an_alert_not_delivered_is_retried_at_the_next_tick(two_profile_store, slack) -> None:
+    """A webhook outage (HTTP 500) loses nothing: the alerts stay pending and go out
+    once, at the first tick after the webhook is back."""
+    sensor = make_regression_alert_sensor()
+    resources = _alert_resources(two_profile_store, slack)
+    due = len(_due(two_profile_store))
+    slack.default = Reply(500, body=b"outage")
+    cursor = None
+    for _ in range(2):
+        tick = sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor, resources=resources))
+        assert "sent 0 alert(s)" in tick.skip_message
+        assert f"{due} pending" in tick.skip_message
+        cursor = tick.cursor
+    slack.default = Reply()  # the webhook recovers
+    tick = sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor, resources=resources))
+    assert f"sent {due} alert(s)" in tick.skip_message and "0 pending" in tick.skip_message
+    after = sensor.evaluate_tick(dg.build_sensor_context(cursor=tick.cursor, resources=resources))
+    assert "nothing new" in after.skip_message
+    assert slack.answered == [500, 500, 200]
+    delivered = slack.requests[-1].json()["text"]
+    assert "(ci)" in delivered and "(smoke)" in delivered
+
+
+def test_an_alert_is_given_up_past_its_bound_and_logged(two_profile_store, slack, capfd) -> None:
+    sensor = make_regression_alert_sensor(bound=RetryBound(max_ticks=2))
+    resources = _alert_resources(two_profile_store, slack)
+    slack.default = Reply(500, body=b"outage")
+    first = sensor.evaluate_tick(dg.build_sensor_context(resources=resources))
+    second = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor, resources=resources))
+    assert f"{len(_due(two_profile_store))} given up" in second.skip_message
+    logged = capfd.readouterr().err  # the sensor's log, an error per alert given up
+    assert "check_failed alert 01_message_soak (smoke) of 2026-11-22 given up after 2" in logged
+    third = sensor.evaluate_tick(dg.build_sensor_context(cursor=second.cursor, resources=resources))
+    assert "nothing new" in third.skip_message
+    assert slack.answered == [500, 500]
