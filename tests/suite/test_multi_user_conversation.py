@@ -20,6 +20,8 @@ MULTI = select_tests("12")[0]
 KNOBS = MULTI.spec.knobs
 SOCKETS = KNOBS.sockets
 MISROUTE_EVERY = 7
+DUPLICATE_EVERY = 5
+CORRUPT_EVERY = 11
 SEVER_AFTER_S = 5.0
 
 
@@ -31,9 +33,15 @@ def healthy(tmp_path_factory, system_dir):
 
 @pytest.fixture(scope="module")
 def leaky(tmp_path_factory, system_dir):
-    """A gateway that sends every 7th message to one socket of a non-member too, and an
-    API with no access control (foreign reads and posts served)."""
-    overrides = {"ws_misroute_every": MISROUTE_EVERY, "access_control": False}
+    """A gateway that sends every 7th message to one socket of a non-member too, every
+    5th twice and every 11th with a byte flipped, and an API with no access control
+    (foreign reads and posts served)."""
+    overrides = {
+        "ws_misroute_every": MISROUTE_EVERY,
+        "ws_duplicate_every": DUPLICATE_EVERY,
+        "ws_corrupt_every": CORRUPT_EVERY,
+        "access_control": False,
+    }
     with ci_platform(
         tmp_path_factory, system_dir, "leaky", users=KNOBS.pool, overrides=overrides
     ) as up:
@@ -84,6 +92,8 @@ def test_multi_user_conversations_pass_on_the_healthy_platform(healthy, tmp_path
 def test_a_misrouting_gateway_without_row_security_fails_the_isolation_checks(
     leaky, tmp_path
 ) -> None:
+    """Leaks, foreign access, and the delivery checks ``each_message_delivered_once``
+    and ``zero_corrupted_messages`` on the same broken platform; nothing is lost."""
     outcome = run_ci(MULTI, leaky.target(), tmp_path)
     checks = _checks(outcome)
     leaks = checks["zero_cross_conversation_leaks"]
@@ -94,7 +104,9 @@ def test_a_misrouting_gateway_without_row_security_fails_the_isolation_checks(
     assert "could post into conversation" in checks["no_foreign_access_allowed"].detail
     denied = checks["foreign_access_denied"]
     assert not denied.passed and denied.observed == 0  # no 403 without access control
-    for truthful in ("zero_message_loss", "each_message_delivered_once", "all_sockets_stay_open"):
+    for broken in ("each_message_delivered_once", "zero_corrupted_messages"):
+        assert not checks[broken].passed and checks[broken].observed > 0, broken
+    for truthful in ("zero_message_loss", "all_sockets_stay_open", "zero_ws_disconnects"):
         assert checks[truthful].passed, (truthful, outcome.record.detail)
     assert outcome.blocking_failed and outcome.record.status == "failed"
     assert "zero_cross_conversation_leaks" in outcome.record.detail
@@ -108,6 +120,8 @@ def test_a_gateway_that_drops_healthy_sockets_fails_the_socket_checks(severing, 
     assert f"of the {SOCKETS} sockets open at its lowest" in stay_open.detail
     disconnects = checks["zero_ws_disconnects"]
     assert not disconnects.passed and "the server closed" in disconnects.detail
+    lost = checks["zero_message_loss"]  # what was posted to a dropped socket never came
+    assert not lost.passed and lost.observed > 0, outcome.record.detail
     assert outcome.blocking_failed and outcome.record.status == "failed"
     assert checks["zero_cross_conversation_leaks"].passed  # dropped is not leaked
 
