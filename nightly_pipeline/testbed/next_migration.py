@@ -3,8 +3,9 @@ ones (``sql/``), applied and rolled back by Test 13 under load, never by the lau
 
 ``next_migration(name, dsn)`` is the ``MigrationSource`` of ``next_migrations/<name>.up.sql``
 with the shared down file of its number; ``TestbedConfig.next_migration`` chooses which
-one the platform ships (the fault knob: ``0003_message_size_unsafe``, or the milder
-``0003_message_size_plain_index``).
+one the platform ships (the fault knobs: ``0003_message_size_unsafe``, the milder
+``0003_message_size_plain_index``, or ``0003_message_size_breaking``: safe locks, but a
+rename the running API does not know).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from nightly_pipeline.suite.migration.source import MigrationSource
 SAFE = "0003_message_size"
 UNSAFE = "0003_message_size_unsafe"
 PLAIN_INDEX = "0003_message_size_plain_index"
+BREAKING = "0003_message_size_breaking"
 
 
 def migrations_dir() -> Path:

@@ -24,7 +24,13 @@ from nightly_pipeline.suite.context import SuiteTest
 from nightly_pipeline.suite.migration import MigrationFailed, MigrationSource
 from nightly_pipeline.suite.profiles import PROFILES
 from nightly_pipeline.suite.runner import run_suite_test
-from nightly_pipeline.testbed.next_migration import SAFE, UNSAFE, migrations_dir, next_migration
+from nightly_pipeline.testbed.next_migration import (
+    BREAKING,
+    SAFE,
+    UNSAFE,
+    migrations_dir,
+    next_migration,
+)
 from tests.suite.platforms import NIGHT, ci_platform, metric, run_ci, scenario_module
 
 MIGRATION = select_tests("13")[0]
@@ -160,6 +166,27 @@ def migration_sessions(dsn: str) -> int:
             " AND state = 'active' AND query LIKE '%size_bytes%'",
         )
     )
+
+
+def test_a_migration_the_running_api_cannot_work_with_fails_the_error_check(
+    tmp_path_factory, system_dir, tmp_path
+) -> None:
+    """Fault: ``next_migration: 0003_message_size_breaking``, safe locks but it renames
+    ``messages.sha256``, which the API's posts and reads name: errors_under_1pct fails,
+    its detail names the migration's steps; the rename is rolled back after."""
+    overrides = {"next_migration": BREAKING}
+    with ci_platform(tmp_path_factory, system_dir, "breaking", overrides=overrides) as up:
+        dsn = up.datastores()["postgres"]
+        before = schema(dsn)
+        outcome = run_ci(MIGRATION, up.target(), tmp_path)
+        after = schema(dsn)
+    failed = {c.check.name: c for c in outcome.checks if not c.passed}
+    assert "errors_under_1pct" in failed, outcome.record.detail
+    errors = failed["errors_under_1pct"]
+    assert errors.observed > 0.01 and "rename_digest" in errors.detail, errors.detail
+    assert outcome.blocking_failed
+    assert before[:2] == after[:2]  # sha256 is back: the next night's API works
+    no_migration_left()
 
 
 def test_ctrl_c_during_the_migration_cancels_it_and_rolls_it_back(platform, tmp_path) -> None:
