@@ -1,7 +1,9 @@
 """The engine end to end against real loopback HTTP and WebSocket servers.
 
-No wall-clock bounds: assertions are on counts, rates over the run's own duration and
-latencies the engine measured (the pause test asserts latencies are at least the pause).
+No wall-clock bounds: assertions are on counts (every due iteration started or dropped,
+every started one measured), on ordering, and on latencies the engine measured compared
+with the fault the test made (a pause: latencies at least the pause). How fast and how
+exactly the engine keeps a rate is a speed figure: bench/timing_figures.py prints it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from nightly_pipeline.loadgen import (
     ThresholdSyntaxError,
     run_load,
 )
+from nightly_pipeline.loadgen.metrics_stats import percentile_key
 from nightly_pipeline.loadgen.scenario import GetPath
 from tests.loadgen.scenarios import (
     AlternatingStatus,
@@ -40,36 +43,46 @@ def server():
         yield srv
 
 
-def achieved_rate(result) -> float:
-    return result.recorder.stats("http_reqs")["count"] / 5.0
+def accounted(result, config) -> None:
+    """Every iteration the schedule made due was started or counted as dropped (never
+    queued, never lost), and every started one finished and was measured."""
+    due = len(list(config.offsets()))
+    assert result.counts["started"] + result.counts["dropped"] == due
+    assert result.counts["interrupted"] == 0
+    assert result.recorder.stats("iterations")["count"] == result.counts["started"]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_constant_arrival_rate_is_met_within_two_percent(server, workers) -> None:
-    result = run_load(
-        LoadTest(
-            ConstantArrivalRate(rate=400, bounds=RunBounds(5), max_vus=100),
-            GetPath("/"),
-            server.url,
-            workers=workers,
-        )
-    )
-    assert achieved_rate(result) == pytest.approx(400, rel=0.02)
-    assert result.counts["dropped"] == 0
+def test_constant_arrival_rate_accounts_for_every_due_iteration(server, workers) -> None:
+    """400/s for 5 s is 2,000 due iterations, split between the workers; the achieved
+    rate (how close to 400/s, drops) is printed here and measured in bench/."""
+    config = ConstantArrivalRate(rate=400, bounds=RunBounds(5), max_vus=100)
+    result = run_load(LoadTest(config, GetPath("/"), server.url, workers=workers))
+    accounted(result, config)
+    assert len(list(config.offsets())) == 2000
+    assert result.recorder.stats("http_reqs")["count"] == result.counts["started"]
     assert result.recorder.stats("http_req_failed")["rate"] == 0
+    print(
+        f"\n{workers} worker(s): {result.recorder.stats('http_reqs')['count'] / 5.0:.1f} req/s"
+        f" of 400, {result.counts['dropped']} dropped"
+    )
 
 
 def test_ramping_arrival_rate_follows_its_stages(server) -> None:
     config = RampingArrivalRate(0, (Stage(2, 200), Stage(2, 200)), RunBounds(4), max_vus=50)
     result = run_load(LoadTest(config, GetPath("/"), server.url))
     # 200 arrivals in the ramp, 400 at the plateau
-    assert result.recorder.stats("iterations")["count"] == pytest.approx(600, rel=0.02)
+    assert len(list(config.offsets())) == 600
+    accounted(result, config)
     per_second = {
         row["second"]: row["count"]
         for row in result.recorder.series_rows()
         if row["metric"] == "iterations" and not row["tags"]
     }
-    assert per_second[0] < per_second[1] < per_second[2]
+    # The ramp's two seconds carry a third of the plateau's two: a late second on a busy
+    # machine moves a few iterations between neighbours, not that.
+    ramp = per_second.get(0, 0) + per_second.get(1, 0)
+    assert 0 < ramp < sum(per_second.values()) - ramp
 
 
 def test_a_paused_server_shows_in_open_model_latency_not_in_closed_model(server) -> None:
@@ -84,15 +97,11 @@ def test_a_paused_server_shows_in_open_model_latency_not_in_closed_model(server)
         finally:
             timer.join()
 
-    open_model = run_with_pause(
-        LoadTest(
-            ConstantArrivalRate(rate=300, bounds=RunBounds(10), max_vus=1000),
-            GetPath("/"),
-            server.url,
-        )
-    )
+    vus = 10
+    open_model_config = ConstantArrivalRate(rate=300, bounds=RunBounds(10), max_vus=1000)
+    open_model = run_with_pause(LoadTest(open_model_config, GetPath("/"), server.url))
     closed_model = run_with_pause(
-        LoadTest(ConstantVus(vus=10, bounds=RunBounds(10)), GetThenSleep(0.01), server.url)
+        LoadTest(ConstantVus(vus=vus, bounds=RunBounds(10)), GetThenSleep(0.01), server.url)
     )
     open_lat = open_model.recorder.stats("http_req_latency")
     closed_lat = closed_model.recorder.stats("http_req_duration")
@@ -100,12 +109,22 @@ def test_a_paused_server_shows_in_open_model_latency_not_in_closed_model(server)
         f"\n1 s pause: open model p99 {open_lat['p(99)']:.0f} ms max {open_lat['max']:.0f} ms;"
         f" closed model p99 {closed_lat['p(99)']:.1f} ms max {closed_lat['max']:.0f} ms"
     )
-    assert open_lat["max"] >= pause_s * 1000 * 0.98  # the pause timer itself is not exact
-    assert open_lat["p(99)"] >= 0.8 * pause_s * 1000
-    assert open_model.counts["dropped"] == 0
-    # The closed model saw the same stall (its max) but its p99 hides it.
-    assert closed_lat["max"] >= 0.8 * pause_s * 1000
-    assert closed_lat["p(99)"] < 0.2 * pause_s * 1000
+    stall_ms = 0.8 * pause_s * 1000  # the pause timer itself is not exact
+    # Open model: the requests due during the pause waited for it (lower bounds only: a
+    # busy machine makes latencies longer, never shorter).
+    assert open_lat["max"] >= pause_s * 1000 * 0.98
+    assert open_lat["p(99)"] >= stall_ms
+    accounted(open_model, open_model_config)
+    assert open_model.counts["dropped"] == 0  # measured, not dropped: 1,000 VUs for ~300
+    # Closed model: each VU had one request in the stall, so at most one stalled sample
+    # per VU (twice that for margin) of thousands: its p99 cannot show the pause. Said as
+    # a rank: the sample 2 x vus from the top is below the stall, where the open model's
+    # sample of the same rank is in it.
+    assert closed_lat["max"] >= stall_ms
+    n = closed_lat["count"]
+    assert n >= 100 * 2 * vus, n  # enough samples for p99 to hide 2 x vus of them
+    rank = percentile_key(100.0 * (1 - 2 * vus / n))
+    assert closed_lat[rank] < stall_ms <= open_lat[rank], (rank, closed_lat[rank])
 
 
 def test_capped_in_flight_drops_and_counts_iterations(server) -> None:
@@ -132,7 +151,9 @@ def test_thresholds_pass_and_fail_on_the_measured_latency(server) -> None:
         )
         return run_load(test)
 
-    good = run({"http_req_duration": ["p(95)<1000", "min>=25"], "http_req_failed": ["rate==0"]})
+    # Every response takes at least its 30 ms delay, however busy the machine: thresholds
+    # on that floor pass, one below it fails (no upper bound on a measured latency).
+    good = run({"http_req_duration": ["p(95)>=25", "min>=25"], "http_req_failed": ["rate==0"]})
     bad = run({"http_req_duration": ["p(95)<20"], "http_req_failed": ["rate==0"]})
     assert good.passed, good.thresholds
     assert not bad.passed
@@ -173,7 +194,8 @@ def test_until_ends_the_load_early_without_an_abort(server, workers) -> None:
     )
     assert result.aborted is None and result.passed
     assert result.counts["interrupted"] == 0
-    assert 50 * 2 <= result.counts["started"] < 50 * 10  # ~3-4 s of the 60 s at 50/s
+    # ~3-4 s of the 60 s at 50/s; the bound says "long before 60 s", not how soon.
+    assert 50 * 2 <= result.counts["started"] < 50 * 30
     assert result.recorder.stats("http_req_failed")["rate"] == 0
 
 
