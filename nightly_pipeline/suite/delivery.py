@@ -193,8 +193,10 @@ def judge_delivery(
     received: Receipts | Mapping[tuple[str, str], Received],
 ) -> DeliveryVerdict:
     """Every sent message must reach every participant of its conversation exactly once,
-    with the ciphertext that was sent: a frame is corrupted when its ciphertext does not
-    hash to the digest we sent (so swapped bodies count, whatever the frame claims)."""
+    with the ciphertext that was sent. ``corrupted`` counts bad frames: those whose body
+    does not match the digest they carry, and at least one per delivery whose bodies are
+    not what was sent (a swapped body with its own digest counts too); a frame wrong
+    both ways is one corrupted frame, not two."""
     lost = duplicated = corrupted = expected = 0
     e2e = []
     for message_id, s in sent.items():
@@ -205,6 +207,6 @@ def judge_delivery(
                 lost += 1
                 continue
             duplicated += got.count - 1
-            corrupted += got.corrupted + (1 if got.digests - {s.sha256} else 0)
+            corrupted += max(got.corrupted, 1 if got.digests - {s.sha256} else 0)
             e2e.append((got.first_at - s.sent_at) * 1000.0)
     return DeliveryVerdict(expected, lost, duplicated, corrupted, e2e)

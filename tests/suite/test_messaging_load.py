@@ -149,6 +149,19 @@ def test_a_body_swapped_with_its_hash_still_counts_as_corrupted() -> None:
     assert verdict.corrupted == 1 and verdict.lost == 0
 
 
+def test_a_frame_with_a_flipped_byte_is_one_corrupted_frame_not_two() -> None:
+    """Its body matches neither the digest it carries nor the one sent: counted once
+    (it was counted twice, so 30 flipped messages to 3 recipients read 180)."""
+    from nightly_pipeline.suite.delivery import Received, Sent, judge_delivery
+
+    sent = {"m1": Sent("c1", "a" * 64, 0.0), "m2": Sent("c1", "c" * 64, 0.0)}
+    flipped = Received(count=1, corrupted=1, first_at=0.01, digests={"b" * 64})
+    twice = Received(count=2, corrupted=2, first_at=0.01, digests={"d" * 64})
+    received = {("m1", "u1"): flipped, ("m2", "u1"): twice}
+    verdict = judge_delivery(sent, {"c1": ("u1",)}, received)
+    assert (verdict.corrupted, verdict.duplicated, verdict.lost) == (3, 1, 0)
+
+
 def test_a_listener_pings_each_socket_and_reports_the_round_trips() -> None:
     """websockets' server answers pings: two sockets pinging every 0.1 s report round
     trips (at least one each), and no miss on a healthy loopback server."""
