@@ -2,7 +2,7 @@
 below receives typed values.
 
     nightly run [--profile ci|smoke|nightly] [--tests 01,04] [--night YYYY-MM-DD]
-                [--target embedded|FILE] [--junit FILE]
+                [--target embedded|FILE] [--junit FILE] [--knob NAME=VALUE ...]
     nightly selfcheck [--rate 500] [--duration 10] [--workers 1] [--summary-export FILE]
     nightly history [--nights 7] [--profile P]
     nightly report [--night YYYY-MM-DD] [--open]
@@ -73,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--night", type=_night, default=None, help="default: the latest night")
     run.add_argument("--target", default="embedded", help="embedded, or an external target file")
     run.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
+    run.add_argument(
+        "--knob",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="break the embedded platform with a testbed fault knob (testbed/CONTRACT.md), "
+        "e.g. optimistic_locking=false; VALUE is JSON (false, 3, null) or else a string",
+    )
 
     check = sub.add_parser("selfcheck", help="load the built-in loopback target, record it")
     check.add_argument("--rate", type=_positive(float), default=500.0, help="requests/s")
@@ -229,6 +237,35 @@ def cmd_stack(args: argparse.Namespace, home: Home) -> int:
     )
 
 
+def _knobs(pairs: Sequence[str]) -> dict[str, object]:
+    """``--knob NAME=VALUE`` options as overrides: VALUE as JSON, else as a string."""
+    from nightly_pipeline.suite.errors import ConfigurationError
+
+    knobs: dict[str, object] = {}
+    for pair in pairs:
+        name, equals, text = pair.partition("=")
+        if not equals or not name:
+            raise ConfigurationError(f"--knob {pair!r}: expected NAME=VALUE")
+        try:
+            knobs[name] = json.loads(text)
+        except json.JSONDecodeError:
+            knobs[name] = text
+    return knobs
+
+
+def _check_knobs(args: argparse.Namespace) -> None:
+    """Knobs name fields of the embedded platform, which a target file's is not."""
+    from nightly_pipeline.suite.errors import ConfigurationError
+    from nightly_pipeline.testbed.embedded import check_overrides
+
+    knobs = _knobs(args.knob)
+    if knobs and args.target != "embedded":
+        raise ConfigurationError(
+            "--knob breaks the embedded platform; a target file's platform is not ours to break"
+        )
+    check_overrides(knobs)
+
+
 def _run_problems(args: argparse.Namespace, home: Home) -> list[str]:
     """Every problem with what ``nightly run`` was asked, found before Dagster starts."""
     from nightly_pipeline.automation.run import check_night, latest_night
@@ -240,6 +277,7 @@ def _run_problems(args: argparse.Namespace, home: Home) -> list[str]:
         lambda: profile_named(args.profile),
         lambda: select_tests(args.tests) if args.tests else None,
         lambda: check_night(args.night or latest_night()),
+        lambda: _check_knobs(args),
     ]
     if args.target != "embedded":
         target_file = Path(args.target)
@@ -286,9 +324,11 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
     profile = profile_named(args.profile)
     tests = select_tests(args.tests) if args.tests else None
     night = args.night or latest_night()
+    knobs = _knobs(args.knob)
     tests_named = ", ".join(t.spec.key for t in tests) if tests else "the whole nightly_suite"
+    broken = f" (testbed knobs: {json.dumps(knobs)})" if knobs else ""
     print(
-        f"night {night}, profile {profile.name}, target {args.target}: {tests_named}",
+        f"night {night}, profile {profile.name}, target {args.target}{broken}: {tests_named}",
         file=sys.stderr,
     )
 
@@ -309,6 +349,7 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
             profile,
             night,
             target=args.target,
+            knobs=knobs,
             home=home,
             say=say,
             log_level="WARNING" if live else "INFO",

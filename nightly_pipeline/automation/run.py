@@ -6,9 +6,11 @@ command line chose; the run's store row is closed by ``suite_runs.close_store_ru
 the sensors close a scheduled run's. Then a summary of the checks and JUnit.
 """
 
+import json
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -144,18 +146,26 @@ def run_night(
     *,
     target: str,
     home: Home,
+    knobs: Mapping[str, object] | None = None,
     say=lambda _: None,
     log_level: str = "INFO",
 ) -> NightRun:
     """Run ``nightly_suite`` for ``night`` (only ``tests`` when given), then, unless it was
     interrupted, ``nightly_history``; ``say`` gets a line for what the user should know,
-    and Dagster's console log shows ``log_level`` and above."""
+    and Dagster's console log shows ``log_level`` and above. ``knobs``: the embedded
+    platform's fault knobs (in the run's config, so the UI shows the night was broken)."""
     check_night(night)
     logs = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     store = MetricStore(home.store)
     # The jobs' own resources, configured as a launch from the UI would configure them.
     resources = {
-        "target": {"config": {"target": target, "home": str(home.root)}},
+        "target": {
+            "config": {
+                "target": target,
+                "home": str(home.root),
+                "testbed_knobs": json.dumps(dict(knobs)) if knobs else "",
+            }
+        },
         "store": {"config": {"path": str(home.store)}},
         "profile": {"config": {"name": profile.name}},
     }

@@ -2,6 +2,7 @@
 resources: thin adapters over ``suite`` and ``testbed``."""
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pydantic import Field, PrivateAttr
 
 from nightly_pipeline.home import Home
 from nightly_pipeline.loadgen.safety import check_target
+from nightly_pipeline.suite.errors import ConfigurationError
 from nightly_pipeline.suite.profiles import PROFILES, Profile, ProfileName
 from nightly_pipeline.suite.target import Target, load_target
 from nightly_pipeline.testbed.embedded import PlatformSettings
@@ -33,6 +35,12 @@ class TargetResource(dg.ConfigurableResource):
     """scrypt cost of the embedded platform's passwords. 2**14 (realistic, ~51 ms a hash
     here) sustains about 25 logins/s on 2 cores; Test 06 asks 200/s, so the embedded
     default is 2**10. Raise it on bigger machines."""
+    testbed_knobs: str = Field(
+        default="",
+        description="A JSON object of the embedded platform's fault knobs "
+        '(testbed/CONTRACT.md), e.g. {"optimistic_locking": false}: a broken platform, '
+        "to prove the suite's checks catch it. Empty: the healthy platform.",
+    )
 
     _external: Target | None = PrivateAttr(default=None)
     _embedded: OnDemandPlatform | None = PrivateAttr(default=None)
@@ -46,10 +54,11 @@ class TargetResource(dg.ConfigurableResource):
             return
         home = Home.at(self.home) if self.home else Home.from_env(os.environ)
         run_id = context.run.run_id if context.run else "adhoc"
+        overrides = self.knobs()
+        if self.api_port:
+            overrides["http_port"] = self.api_port
         settings = PlatformSettings(
-            users=self.users,
-            password_hash_n=self.password_hash_n,
-            overrides={"http_port": self.api_port} if self.api_port else {},
+            users=self.users, password_hash_n=self.password_hash_n, overrides=overrides
         )
         with OnDemandPlatform(home.stack / run_id, settings, os.environ.get("PATH")) as platform:
             self._embedded = platform
@@ -57,6 +66,17 @@ class TargetResource(dg.ConfigurableResource):
                 yield self
             finally:
                 self._embedded = None
+
+    def knobs(self) -> dict[str, object]:
+        """``testbed_knobs`` read; their names and types are checked when the platform
+        starts (in the test's step: a ``ConfigurationError``, never retried)."""
+        try:
+            knobs = json.loads(self.testbed_knobs or "{}")
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"testbed_knobs is not JSON: {exc}") from exc
+        if not isinstance(knobs, dict):
+            raise ConfigurationError(f"testbed_knobs must be a JSON object, got {knobs!r}")
+        return knobs
 
     @property
     def current(self) -> Target:

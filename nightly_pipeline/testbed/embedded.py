@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from nightly_pipeline.chaos.control import ProxyControl
+from nightly_pipeline.suite.errors import ConfigurationError
 from nightly_pipeline.suite.target import Target
 from nightly_pipeline.testbed import migrate
 from nightly_pipeline.testbed.config import TestbedConfig
@@ -64,6 +65,36 @@ WATCHED_PROCESSES = ("api", "dispatcher", "consumer")
 """Whose memory the suite watches (PostgreSQL's RSS grows as it touches shared buffers,
 which is not a leak)."""
 DEFAULT_PASSWORD = "nightly-load-password"
+LAUNCHER_FIELDS = ("pg_dsn", "redis_url")
+"""TestbedConfig fields the launcher sets from the stack's addresses: never overridden."""
+KNOB_TYPES: Mapping[str, tuple[type, ...]] = {
+    "bool": (bool,),
+    "int": (int,),
+    "float": (int, float),
+    "float | None": (int, float, type(None)),
+    "str": (str,),
+}
+
+
+def check_overrides(overrides: Mapping[str, Any]) -> None:
+    """``ConfigurationError`` listing every override that is not a ``TestbedConfig``
+    field the launcher leaves alone (its fault knobs: ``testbed/CONTRACT.md``), or whose
+    value is not of the field's type; before anything starts, so a typo never runs a
+    healthy platform in place of the broken one that was asked for."""
+    fields = {f.name: f for f in dataclasses.fields(TestbedConfig) if f.name not in LAUNCHER_FIELDS}
+    problems = []
+    for name, value in overrides.items():
+        if name not in fields:
+            problems.append(f"{name!r} is not a testbed knob")
+            continue
+        kinds = KNOB_TYPES.get(str(fields[name].type), (object,))
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            problems.append(f"{name} must be {fields[name].type}, got {value!r}")
+    if problems:
+        raise ConfigurationError(
+            f"testbed knobs: {'; '.join(problems)} (the knobs: {', '.join(sorted(fields))}; "
+            "see nightly_pipeline/testbed/CONTRACT.md)"
+        )
 
 
 @dataclass(frozen=True)
@@ -243,8 +274,11 @@ class PlatformProcesses:
 def embedded_platform(
     stack: StackConfig, settings: PlatformSettings | None = None
 ) -> Iterator[Platform]:
-    """The whole platform up for the ``with`` body; everything stopped afterwards."""
-    processes = PlatformProcesses(settings or PlatformSettings())
+    """The whole platform up for the ``with`` body; everything stopped afterwards.
+    Unknown or ill-typed overrides raise ``ConfigurationError`` before anything starts."""
+    settings = settings or PlatformSettings()
+    check_overrides(settings.overrides)
+    processes = PlatformProcesses(settings)
     running = EmbeddedStack(stack, processes=processes)
     with running as endpoints:
         yield processes.platform(endpoints, running)
