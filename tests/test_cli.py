@@ -53,6 +53,22 @@ def test_selfcheck_records_a_night_that_history_shows(tmp_path, capsys) -> None:
     assert "2026-11-21" in history and "engine_selfcheck" in history and "passed" in history
 
 
+def test_selfcheck_exits_1_when_the_generator_cannot_keep_its_schedule(tmp_path, capsys) -> None:
+    """100,000 req/s from one generator process is past what Python keeps on any machine
+    (about 14,000 here): iterations are dropped, the blocking thresholds fail, exit 1,
+    and the night is stored as failed."""
+    store = str(tmp_path / "m.duckdb")
+    argv = ["selfcheck", "--rate", "100000", "--duration", "1", "--night", "2026-11-21"]
+    code = main(["--store", store, *argv])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert re.search(r"dropped_iterations count==0\s+run\s+[\d,]+\s+FAIL", out), out
+    assert "engine_selfcheck: failed" in out
+    (row,) = MetricStore(store).recent_results().iter_rows(named=True)
+    assert (row["test"], row["status"]) == ("engine_selfcheck", "failed")
+    assert MetricStore(store).runs()["status"].to_list() == ["failed"]
+
+
 def test_a_store_from_a_newer_schema_is_refused_with_the_fix(tmp_path, capsys) -> None:
     path = tmp_path / "m.duckdb"
     assert main(["--store", str(path), "history"]) == 0
