@@ -17,7 +17,7 @@ import pytest
 from nightly_pipeline.suite import catalog
 from nightly_pipeline.suite.context import SuiteTest
 from nightly_pipeline.suite.profiles import PROFILES
-from nightly_pipeline.suite.runner import TestOutcome, run_suite_test
+from nightly_pipeline.suite.runner import CheckOutcome, TestOutcome, run_suite_test
 from nightly_pipeline.suite.target import Target
 from nightly_pipeline.testbed.embedded import Platform, PlatformSettings, embedded_platform
 from nightly_pipeline.testbed.stack import StackConfig
@@ -46,6 +46,21 @@ def run_ci(test: SuiteTest, target: Target, run_dir: Path) -> TestOutcome:
     return run_suite_test(
         test, PROFILES["ci"], target, night=NIGHT, run_id=test.spec.name, run_dir=run_dir
     )
+
+
+def assert_blocking_passed(outcome: TestOutcome) -> dict[str, CheckOutcome]:
+    """Every blocking (error) check passed and the record says so; WARN checks (latency
+    and ratio targets) are printed, not required: on a busy machine they miss for reasons
+    that are not the platform's, and a WARN miss leaves the record "passed" (runner.py).
+    Returns the outcomes by check name."""
+    for c in outcome.checks:
+        if c.check.severity == "warn":
+            verdict = "ok" if c.passed else "MISSED"
+            print(f"WARN {outcome.spec.id} {c.check.name}: {verdict}, observed {c.observed:g}")
+    blocking = [c for c in outcome.checks if c.check.severity == "error"]
+    assert blocking and all(c.passed for c in blocking), outcome.record.detail
+    assert outcome.record.status == "passed", outcome.record.detail
+    return {c.check.name: c for c in outcome.checks}
 
 
 def metric(outcome: TestOutcome, name: str) -> float:

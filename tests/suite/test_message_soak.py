@@ -12,7 +12,7 @@ import pytest
 
 from nightly_pipeline.chaos import ProxyControl
 from nightly_pipeline.suite.catalog import select_tests
-from tests.suite.platforms import ci_platform, metric, run_ci
+from tests.suite.platforms import assert_blocking_passed, ci_platform, metric, run_ci
 
 SOAK = select_tests("01")[0]
 
@@ -29,9 +29,8 @@ def _run(platform, tmp_path):
 
 def test_message_soak_passes_on_the_healthy_platform(platform, tmp_path) -> None:
     outcome = _run(platform, tmp_path)
-    checks = {c.check.name: (c.passed, c.observed) for c in outcome.checks}
-    assert outcome.record.status == "passed", outcome.record.detail
-    assert checks["zero_message_loss"] == (True, 0)
+    checks = assert_blocking_passed(outcome)
+    assert checks["zero_message_loss"].observed == 0
     sent = [m.value for m in outcome.record.metrics if m.metric == "delivery_expected.count"]
     assert sent and sent[0] >= 0.9 * 100 * 6 * 3  # ~600 messages x 3 participants
 

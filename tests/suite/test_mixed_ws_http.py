@@ -23,7 +23,7 @@ import pytest
 from nightly_pipeline.chaos import ProxyControl
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.sampling import parse_metrics
-from tests.suite.platforms import ci_platform, metric, run_ci
+from tests.suite.platforms import assert_blocking_passed, ci_platform, metric, run_ci
 
 MIXED = select_tests("04")[0]
 SOCKETS = MIXED.spec.knobs.sockets
@@ -44,12 +44,10 @@ def _run(platform, tmp_path):
 
 def test_mixed_ws_http_passes_on_the_healthy_platform(platform, tmp_path) -> None:
     outcome = _run(platform, tmp_path)
-    checks = {c.check.name: (c.passed, c.observed) for c in outcome.checks}
-    assert outcome.record.status == "passed", outcome.record.detail
-    assert checks["zero_ws_disconnects"] == (True, 0)
-    assert checks["zero_message_loss"] == (True, 0)
-    assert checks["each_message_delivered_once"] == (True, 0)
-    assert checks["e2e_p95_under_500ms"][0], outcome.record.detail
+    checks = assert_blocking_passed(outcome)  # e2e_p95_under_500ms is WARN: printed
+    assert checks["zero_ws_disconnects"].observed == 0
+    assert checks["zero_message_loss"].observed == 0
+    assert checks["each_message_delivered_once"].observed == 0
     expected = [m.value for m in outcome.record.metrics if m.metric == "delivery_expected.count"]
     # ~600 messages, each to 3 users x 5 devices
     assert expected and expected[0] >= 0.9 * 100 * 6 * 15

@@ -16,7 +16,7 @@ from nightly_pipeline.chaos.control import ProxyControl
 from nightly_pipeline.loadgen import Recorder
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.sampling import Samples, Scrape
-from tests.suite.platforms import ci_platform, run_ci, scenario_module
+from tests.suite.platforms import assert_blocking_passed, ci_platform, run_ci, scenario_module
 
 LOGIN = select_tests("06")[0]
 login = scenario_module("06")
@@ -92,13 +92,11 @@ def _run(platform, tmp_path, target=None):
 
 def test_sustained_login_passes_on_the_healthy_platform(platform, tmp_path) -> None:
     outcome = _run(platform, tmp_path)
-    checks = {c.check.name: (c.passed, c.observed) for c in outcome.checks}
-    print("06 ci:", checks)
-    assert outcome.record.status == "passed", outcome.record.detail
-    assert all(passed for passed, _ in checks.values()), outcome.record.detail
-    assert checks["login_success_over_99_9pct"] == (True, 1.0)
-    assert 0 < checks["token_p95_under_50ms"][1] < 50
-    assert 0 < checks["redis_pool_under_80pct"][1] < 0.8
+    checks = assert_blocking_passed(outcome)
+    assert checks["login_success_over_99_9pct"].observed == 1.0
+    # WARN targets (printed): measured at all, whether or not within their bounds
+    assert checks["token_p95_under_50ms"].observed > 0
+    assert checks["redis_pool_under_80pct"].observed > 0
     issued = [
         m.value for m in outcome.record.metrics if m.metric == "auth_token_generation_ms.count"
     ]
