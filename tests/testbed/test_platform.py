@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 
 import httpx
 import psutil
@@ -47,8 +48,22 @@ def _login(platform, user: str) -> str:
     return response.json()["access_token"]
 
 
-async def _deliveries(platform, tokens: dict[str, str], conversation: str, sender_token: str):
-    """Open one socket per user, post MESSAGES messages as the sender, collect frames."""
+async def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        assert loop.time() < deadline, f"timed out after {timeout_s:g} s waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def _deliveries(
+    platform, tokens: dict[str, str], conversation: str, sender_token: str, members: list[str]
+):
+    """Open one socket per user, post MESSAGES messages as the sender, then a sentinel;
+    collect frames until every member has the sentinel. That is the positive signal that
+    nothing posted before it is still on its way: one Redis publishes in order and each
+    socket is written in order, so a duplicate of an earlier message, had the platform
+    published one, has arrived by then."""
     received: dict[str, list[dict]] = {user: [] for user in tokens}
     sockets = {
         user: await connect(platform.ws_url, additional_headers={"Authorization": f"Bearer {t}"})
@@ -68,22 +83,31 @@ async def _deliveries(platform, tokens: dict[str, str], conversation: str, sende
         headers={"Authorization": f"Bearer {sender_token}"},
         trust_env=False,
     ) as client:
-        for n in range(MESSAGES):
+
+        async def post(client_msg_id: str) -> str:
             payload = os.urandom(1024)
             body = {
                 "conversation_id": conversation,
-                "client_msg_id": f"m{n}",
+                "client_msg_id": client_msg_id,
                 "ciphertext": base64.b64encode(payload).decode(),
                 "sha256": hashlib.sha256(payload).hexdigest(),
             }
             response = await client.post("/v1/messages", json=body)
             assert response.status_code == 202, response.text
             sent[response.json()["message_id"]] = body["sha256"]
-    for _ in range(100):  # bounded wait for delivery
-        if all(len(frames) >= MESSAGES for frames in received.values()):
-            break
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(0.3)  # a duplicate would arrive now
+            return response.json()["message_id"]
+
+        for n in range(MESSAGES):
+            await post(f"m{n}")
+        await _until(
+            lambda: all(len(received[u]) >= MESSAGES for u in members), 30, "every message"
+        )
+        sentinel = await post("sentinel")
+    await _until(
+        lambda: all(any(f["message_id"] == sentinel for f in received[u]) for u in members),
+        30,
+        "the sentinel on every member's socket",
+    )
     for ws in sockets.values():
         await ws.close()
     for task in readers:
@@ -102,7 +126,11 @@ def test_a_posted_message_reaches_every_participant_once_intact(platform) -> Non
     )
     assert created.status_code == 201, created.text
     conversation = created.json()["id"]
-    sent, received = asyncio.run(_deliveries(platform, tokens, conversation, tokens[alice]))
+    members = [alice, bob, carol]
+    sent, received = asyncio.run(
+        _deliveries(platform, tokens, conversation, tokens[alice], members)
+    )
+    assert len(sent) == MESSAGES + 1  # and the sentinel
     for user in (alice, bob, carol):
         ids = Counter(frame["message_id"] for frame in received[user])
         assert set(ids) == set(sent), f"{user} missed messages"

@@ -134,7 +134,11 @@ async def _scenario(platform: Platform) -> Run:
             await run.post(30)
             await _until(run.ready, 60, "/readyz 200")
             await _until(run.all_delivered, 60, "every acknowledged message on every socket")
-            await asyncio.sleep(0.3)  # a duplicate would arrive now
+            # Not a sleep: a sentinel posted after is the signal that nothing posted before
+            # is still on its way (one Redis publishes in order, each socket is written in
+            # order), so a duplicate of an earlier message would have arrived by then.
+            assert await run.post(1) == {202: 1}
+            await _until(run.all_delivered, 60, "the sentinel on every socket")
         finally:
             for ws in sockets.values():
                 await ws.close()
