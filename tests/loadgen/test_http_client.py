@@ -70,11 +70,21 @@ def test_pool_is_bounded_and_reused_under_concurrency(server):
     assert open_now <= 4
 
 
+async def _checked_out(client: HttpClient, deadline_s: float = 30) -> None:
+    """Wait (bounded) until a request holds the client's one connection: opened, not idle.
+    A positive signal instead of a sleep that a busy machine could outrun."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline_s
+    while not (client.open_connections == 1 and client.idle_connections == 0):
+        assert loop.time() < give_up, "no request took the connection"
+        await asyncio.sleep(0.005)
+
+
 def test_waiting_for_a_connection_is_bounded(server):
     async def go():
         async with HttpClient(server.url, max_connections=1, pool_timeout=0.05) as client:
             slow = asyncio.ensure_future(client.request("GET", "/delay?ms=500"))
-            await asyncio.sleep(0.05)
+            await _checked_out(client)  # the slow request holds the only connection
             waiting = await client.request("GET", "/")
             return await slow, waiting
 
@@ -215,7 +225,7 @@ def test_in_flight_requests_end_as_client_closed(server):
     async def go():
         client = HttpClient(server.url)
         pending = asyncio.ensure_future(client.request("GET", "/hang"))
-        await asyncio.sleep(0.05)
+        await _checked_out(client)  # in flight on its connection
         await client.aclose()
         return await pending, client
 

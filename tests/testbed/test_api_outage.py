@@ -140,7 +140,11 @@ def test_breaker_open_fails_fast_and_lets_one_trial_through(
 
 def test_knob_pool_without_timeout_waits_without_bound(tmp_path: Path, system_dir: Path) -> None:
     """``pg_pool_timeout_s=None``: nothing times out, nothing is counted, the breaker never
-    moves; requests wait for the lock however long it is held (Test 10 must fail)."""
+    moves; requests wait for the lock however long it is held (Test 10 must fail).
+
+    "However long" has no positive signal (a timeout that never fires reports nothing),
+    so the lock is held a bounded 3 s, twice what the healthy bounds allow, and then the
+    requests must still be waiting."""
     knob = {**FAST, "pg_pool_timeout_s": None, "http_request_timeout_s": None}
     with api_stack(tmp_path / "run", system_dir, **knob) as api:
         token = api.login("user0001")

@@ -170,6 +170,17 @@ def test_concurrent_posts_get_seqs_without_gaps_or_repeats(
     assert _written(api, conv) == (n + 1, list(range(1, n + 2)), n + 1)
 
 
+async def _waiting_on_a_lock(monitor: asyncpg.Connection, pid: int, timeout_s: float = 10) -> None:
+    """Poll pg_stat_activity (a fresh snapshot per statement: autocommit) until backend
+    ``pid`` waits on a lock; fail after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    query = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1"
+    while await monitor.fetchval(query, pid) != "Lock":
+        assert loop.time() < deadline, f"backend {pid} never waited on a lock"
+        await asyncio.sleep(0.02)
+
+
 def test_racing_retry_rolls_back_and_the_second_call_answers_it(api: ApiStack) -> None:
     """B looks before A commits, then waits on A's row lock: its INSERT hits the
     client_msg_id key (the error the handler retries on), with no seq consumed."""
@@ -180,17 +191,20 @@ def test_racing_retry_rolls_back_and_the_second_call_answers_it(api: ApiStack) -
 
     async def race() -> tuple[asyncpg.Record, BaseException, asyncpg.Record]:
         a, b = await asyncpg.connect(app), await asyncpg.connect(app)
+        monitor = await asyncpg.connect(api.endpoints.postgres_dsn)
         try:
             async with a.transaction():
                 first = await a.fetchrow(call, me, conv)
                 blocked = asyncio.ensure_future(b.fetchrow(call, me, conv))
-                await asyncio.sleep(0.3)  # B is waiting on the conversation row
+                # PostgreSQL's own report, not a sleep: B's backend waits on a lock.
+                await _waiting_on_a_lock(monitor, b.get_server_pid())
                 assert not blocked.done()
             error = await asyncio.wait_for(asyncio.gather(blocked, return_exceptions=True), 5)
             return first, error[0], await b.fetchrow(call, me, conv)
         finally:
             await a.close()
             await b.close()
+            await monitor.close()
 
     first, error, second = asyncio.run(race())
     assert isinstance(error, asyncpg.UniqueViolationError)
