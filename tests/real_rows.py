@@ -3,7 +3,10 @@
 A ``Recorder`` is fed one request sample after another (no clock: the sample times are
 given), ``suite.results.build_test_record`` turns the run into the record the runner
 stores, and ``MetricStore.write_test_result`` writes it: the same metric names, tags,
-per-second series and statuses a nightly run leaves, without running a load.
+per-second series and statuses a nightly run leaves, without running a load. A run
+with ``rss_mb`` also gets what the runner adds from the target's process samples
+(``suite.runner.add_target_metrics``: ``process_rss_growth_pct`` for a test that checks
+it), the only RSS figure a real run stores.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from datetime import UTC, date, datetime, timedelta
 
 from nightly_pipeline.loadgen import LoadResult, Recorder, ThresholdResult
 from nightly_pipeline.store import MetricStore
+from nightly_pipeline.suite.catalog import TESTS
 from nightly_pipeline.suite.results import build_test_record
+from nightly_pipeline.suite.runner import add_target_metrics
+from nightly_pipeline.suite.sampling import ProcessSample, Samples
 
 RATE = 10
 """Requests recorded per second of a run."""
@@ -31,6 +37,10 @@ class Run:
     """Every request's duration: the run's p50, p95 and p99 alike."""
     failed: bool = False
     """A blocking threshold failed (the test's status is 'failed')."""
+    failing_every: int = 0
+    """Every n-th request of a second fails (``http_req_failed``); 0: none."""
+    rss_mb: tuple[float, ...] = ()
+    """The api process's RSS sampled once a second, as the runner's sampler reads it."""
 
 
 def load_result(run: Run) -> LoadResult:
@@ -41,7 +51,13 @@ def load_result(run: Run) -> LoadResult:
             at = second + i / RATE
             recorder.trend("http_req_duration", run.latency_ms, at)
             recorder.counter("http_reqs", at)
-            recorder.rate("http_req_failed", False, at)
+            failing = run.failing_every > 0 and i % run.failing_every == 0
+            recorder.rate("http_req_failed", failing, at)
+    if run.rss_mb:
+        spec = next(t.spec for t in TESTS if t.spec.key == run.test)
+        points = [ProcessSample(float(s), mb, 0.0, 0) for s, mb in enumerate(run.rss_mb)]
+        end = float(run.seconds) - 0.5  # after the load, as the runner adds it
+        add_target_metrics(recorder, spec, Samples(processes={"api": points}), end)
     recorder.close_all(float(run.seconds))
     threshold = ThresholdResult(
         metric="http_req_duration",

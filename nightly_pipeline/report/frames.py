@@ -146,24 +146,16 @@ def _errors(series: pl.DataFrame) -> Panel | None:
     return _panel("errors", "errors/s", rows.cast({"value": pl.Float64}))
 
 
-def _rss(series: pl.DataFrame) -> Panel | None:
-    rows = series.filter(pl.col("metric").str.contains("rss")).sort("second")
-    line = pl.concat_str(pl.col("metric"), pl.col("tags").fill_null("{}"), separator="\x1f")
-    rows = rows.select("second", line.alias("line"), pl.col("value").cast(pl.Float64))
-    rows = rows.with_columns(
-        pl.col("line").map_elements(
-            lambda s: metric_label(*s.split("\x1f", 1)), return_dtype=pl.String
-        )
-    )
-    return _panel("memory (RSS)", "MB", rows)
-
-
 def series_panels(series: pl.DataFrame | None) -> list[Panel]:
-    """The panels a test's series supports, in display order; absent series are skipped."""
+    """The panels a test's series supports, in display order; absent series are skipped.
+
+    No memory panel: a run stores no per-second RSS. Its one RSS figure,
+    ``process_rss_growth_pct`` (a percentage, one point after the load), is a check's
+    value and shows in the test's checks table; a panel matching "rss" drew it in MB."""
     if series is None or series.is_empty():
         return []
     series = _tags_filled(series)
-    panels = (_throughput(series), _latency(series), _errors(series), _rss(series))
+    panels = (_throughput(series), _latency(series), _errors(series))
     return [p for p in panels if p is not None]
 
 

@@ -1,17 +1,26 @@
-"""Hand-built frames for the report tests: two tests over eight nights, one regression
-(with change nights, a first bad night and a failed night), baselines and one series.
-Two profiles on one night: see test_report_profiles (rows written through the store)."""
+"""Frames for the report tests: two tests over eight nights, one regression (with change
+nights, a first bad night and a failed night), baselines and one in-run series.
+
+History, verdicts and baselines are hand-built with the metric names a run stores
+(``suite.results.metric_rows``); the in-run series is a real run's rows written through
+the store (``tests.real_rows``), RSS included as a run stores it. Two profiles on one
+night: see test_report_profiles."""
 
 from __future__ import annotations
 
+import tempfile
 from datetime import date, timedelta
+from pathlib import Path
 
 import polars as pl
+
+from nightly_pipeline.store import MetricStore
+from tests.real_rows import RATE, Run, write_run
 
 NIGHT = date(2026, 11, 20)
 NIGHTS = [NIGHT - timedelta(days=i) for i in range(7, -1, -1)]  # 8 nights, oldest first
 EVIL = '<script>console.error("pwned")</script><img src=x onerror="console.error(1)">'
-SOAK = "message_soak"
+SOAK = "01_message_soak"
 CRUD = f"crud_{EVIL}"
 FAILED_NIGHT = NIGHTS[5]  # 2026-11-18: message_soak failed
 FIRST_BAD = NIGHTS[4]  # 2026-11-17: the step up
@@ -99,26 +108,29 @@ def baselines() -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def series(
-    seconds: int = 30, *, rss: bool = True, test: str = SOAK, profile: str = "ci"
-) -> pl.DataFrame:
-    """MetricStore.series columns for one test: http_reqs, latency, failures, RSS."""
-    rows = []
-    for s in range(seconds):
-        base = {"tags": "{}", "second": s, "count": None, "errors": None, "mean": None}
-        base |= {"p50": None, "p95": None, "p99": None, "max": None, "value": None}
-        rows.append(base | {"metric": "http_reqs", "count": 100, "value": 100.0 + s % 5})
-        rows.append(
-            base | {"metric": "http_req_duration", "count": 100, "errors": s % 2,
-                    "mean": 21.0, "p50": 20.0, "p95": 50.0 + s, "p99": 80.0 + s, "max": 120.0}
-        )  # fmt: skip
-        rows.append(base | {"metric": "http_req_failed", "count": 100, "value": (s % 2) / 100})
-        if rss:
-            rows.append(base | {"metric": "resources.rss_mb", "tags": '{"process":"api"}',
-                                "value": 100.0 + s * 0.1})  # fmt: skip
-    frame = pl.DataFrame(rows)
-    head = {"night": NIGHT, "profile": profile, "test": test}
-    return frame.select(*(pl.lit(v).alias(k) for k, v in head.items()), pl.all())
+SERIES_LATENCY_MS = 50.0
+FAILING_EVERY = 5
+"""In the series' run every 5th request of a second fails: 2 of its 10 requests."""
+RSS_MB = (100.0, 100.5, 101.0, 102.0, 103.0, 104.0)
+"""The api process's RSS as the sampler read it: the soak's run stores its growth."""
+
+
+def series(seconds: int = 30, *, test: str = SOAK, profile: str = "ci") -> pl.DataFrame:
+    """``MetricStore.series`` of one run of ``test`` that ``tests.real_rows`` wrote: per
+    second http_reqs, http_req_duration (every request SERIES_LATENCY_MS), http_req_failed
+    (every FAILING_EVERY-th request) and, for the soak, the ``process_rss_growth_pct``
+    gauge the runner adds after the load."""
+    run = Run(
+        profile, test, seconds=seconds, latency_ms=SERIES_LATENCY_MS,
+        failing_every=FAILING_EVERY, rss_mb=RSS_MB if test == SOAK else (),
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MetricStore(Path(tmp) / "metrics.duckdb")
+        write_run(store, NIGHT, run)
+        return store.series(NIGHT, test, profile)
+
+
+FAILED_PER_SECOND = RATE // FAILING_EVERY
 
 
 def nights() -> pl.DataFrame:

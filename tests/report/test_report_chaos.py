@@ -143,9 +143,9 @@ def test_series_figure_shades_every_panel_and_names_each_fault_once() -> None:
     windows = [chaos.FaultWindow("slow-reads", *SLOW_READS, reverted=True)]
     fig = series_figure(frames.SOAK, panels, windows)
     rects = [s for s in fig.layout.shapes if s.type == "rect"]
-    assert len(rects) == len(panels) == 4
+    assert len(rects) == len(panels) == 3  # throughput, latency, errors
     assert {(s.x0, s.x1, s.xref) for s in rects} == {
-        (*SLOW_READS, xref) for xref in ("x", "x2", "x3", "x4")
+        (*SLOW_READS, xref) for xref in ("x", "x2", "x3")
     }
     labels = [a.text for a in fig.layout.annotations if a.text == "slow-reads"]
     assert labels == ["slow-reads"]
@@ -156,11 +156,11 @@ def test_page_shades_the_windows_and_lists_the_activities(tmp_path: Path) -> Non
     rects = [s for s in _figure_json(page) if s.get("type") == "rect"]
     spans = sorted({(round(s["x0"], 6), round(s["x1"], 6)) for s in rects})
     assert spans == [SLOW_READS, CONSUMER_KILL]
-    assert len(rects) == 2 * 4  # two faults on four panels
+    assert len(rects) == 2 * 3  # two faults on three panels
     assert in_figure("slow-reads") in page and in_figure("consumer-kill") in page
     assert page.count(FIGURE) == DEFAULT_FIGURES
 
-    soak = page.index('<h3 id="test-ci-message_soak">')
+    soak = page.index(f'<h3 id="test-ci-{frames.SOAK}">')
     experiment = page.index('<p class="experiment">Chaos experiment: 08_consumer_resilience')
     assert soak < experiment < page.index(FIGURE, soak)
     assert "status <b>completed</b>" in page

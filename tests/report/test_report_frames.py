@@ -5,28 +5,35 @@ from __future__ import annotations
 import pytest
 
 from nightly_pipeline.report import frames as fr
+from tests.real_rows import RATE
 from tests.report import frames
 
 
 def test_series_panels_from_store_series() -> None:
     panels = fr.series_panels(frames.series(seconds=4))
-    assert [p.title for p in panels] == [
-        "throughput", "latency http_req_duration", "errors", "memory (RSS)",
-    ]  # fmt: skip
-    throughput, latency, errors, rss = (p.lines for p in panels)
-    assert throughput["value"].to_list() == [100.0, 101.0, 102.0, 103.0]
+    assert [p.title for p in panels] == ["throughput", "latency http_req_duration", "errors"]
+    throughput, latency, errors = (p.lines for p in panels)
+    assert throughput["value"].to_list() == [float(RATE)] * 4
     assert sorted(latency["line"].unique()) == ["p50", "p95", "p99"]
-    assert latency.filter(line="p95")["value"].to_list() == [50.0, 51.0, 52.0, 53.0]
-    assert errors["value"].to_list() == [0.0, 1.0, 0.0, 1.0]
-    assert rss["line"].unique().to_list() == ["resources.rss_mb{process=api}"]
+    assert latency.filter(line="p95")["value"].to_list() == [frames.SERIES_LATENCY_MS] * 4
+    assert errors["value"].to_list() == [float(frames.FAILED_PER_SECOND)] * 4
+
+
+def test_rss_growth_is_not_drawn_as_memory() -> None:
+    """A run's only RSS figure is its growth in %, one point after the load: a check's
+    value, not a memory series (the panel that matched "rss" drew it in MB)."""
+    soak = frames.series(seconds=4)
+    growth = soak.filter(metric="process_rss_growth_pct")
+    assert growth.height == 1 and growth["value"][0] > 0
+    assert fr.series_panels(growth) == []
+    assert "memory (RSS)" not in [p.title for p in fr.series_panels(soak)]
 
 
 def test_absent_series_give_fewer_panels() -> None:
-    assert [p.title for p in fr.series_panels(frames.series(rss=False))][-1] == "errors"
     assert fr.series_panels(None) == []
     assert fr.series_panels(frames.series().clear()) == []
-    only_rss = frames.series().filter(metric="resources.rss_mb")
-    assert [p.title for p in fr.series_panels(only_rss)] == ["memory (RSS)"]
+    only_failures = frames.series().filter(metric="http_req_failed")
+    assert [p.title for p in fr.series_panels(only_failures)] == ["errors"]
 
 
 @pytest.mark.parametrize(
@@ -50,22 +57,22 @@ def test_trends_for_the_night() -> None:
     trends = fr.trends(frames.history(), frames.verdicts(), frames.baselines(), frames.NIGHT)
     labels = [(t.test, t.label) for t in trends]
     assert labels == [
+        (frames.SOAK, "http_req_duration.p95"),
+        (frames.SOAK, "http_req_duration.p99"),
+        (frames.SOAK, "http_req_failed.rate"),
         (frames.CRUD, "engine.generator_bound"),  # improvement verdict: charted
         (frames.CRUD, "http_req_duration.p95"),
         (frames.CRUD, "http_req_duration.p99"),
         (frames.CRUD, "http_req_failed.rate"),
-        (frames.SOAK, "http_req_duration.p95"),
-        (frames.SOAK, "http_req_duration.p99"),
-        (frames.SOAK, "http_req_failed.rate"),
     ]
-    regression = trends[4]
+    regression = trends[0]
     assert regression.verdict == "regression"
     assert regression.first_bad_night == frames.FIRST_BAD
     assert regression.change_nights == (frames.NIGHTS[2], frames.FIRST_BAD)
     assert regression.band == pytest.approx((48.0, 50.0, 52.0))
     assert regression.failed_nights == (frames.FAILED_NIGHT,)
     assert regression.points["night"].to_list() == frames.NIGHTS
-    assert trends[0].band is None  # no baseline for it
+    assert trends[3].band is None  # no baseline for it
 
 
 def test_trends_stop_at_the_night_and_filter_profiles() -> None:

@@ -11,8 +11,10 @@ def test_summary_counts_tests_and_verdicts() -> None:
     text = markdown_summary(frames.NIGHT, frames.results(), frames.verdicts())
     lines = text.splitlines()
     assert lines[0] == "**2026-11-20** (ci): 1 passed, 1 failed, 0 errors; 1 regressions"
-    assert "| message_soak | failed | 31.5 | 2 |" in lines
-    assert "| message_soak | http_req_duration.p95 | regression | +30.0 % | 2026-11-17 |" in lines
+    assert "| 01_message_soak | failed | 31.5 | 2 |" in lines
+    assert (
+        "| 01_message_soak | http_req_duration.p95 | regression | +30.0 % | 2026-11-17 |" in lines
+    )
     assert "stable" not in text
     assert frames.EVIL not in text and "crud_&lt;script&gt;" in text
 

@@ -15,7 +15,7 @@ from nightly_pipeline.report import render_index, render_night_report
 from tests.report import frames
 
 FIGURE = 'class="plotly-graph-div"'
-DEFAULT_FIGURES = 1 + 7  # message_soak's series + 3 + 4 trends (see test_report_frames)
+DEFAULT_FIGURES = 1 + 7  # 01_message_soak's series + 3 + 4 trends (see test_report_frames)
 
 
 def in_figure(text: str) -> str:
@@ -64,7 +64,7 @@ def test_all_metrics_charts_every_metric(tmp_path: Path) -> None:
         verdicts=frames.verdicts(), baselines=frames.baselines(),
         series={("ci", frames.SOAK): frames.series()}, all_metrics=True,
     ).read_text("utf-8")  # fmt: skip
-    # message_soak: 5 metrics + a tagged p95; crud: 5 metrics; + 1 series figure
+    # 01_message_soak: 5 metrics + a tagged p95; crud: 5 metrics; + 1 series figure
     assert page.count(FIGURE) == 1 + 6 + 5
 
 
@@ -76,7 +76,7 @@ def test_header_counts_and_verdict_rows_regressions_first(report: Path) -> None:
     assert regression is not None
     cells = re.findall(r"<td[^>]*>(.*?)</td>", regression.group(1))
     assert cells == [
-        "ci", "message_soak", "http_req_duration.p95", "regression", "+30.0",
+        "ci", frames.SOAK, "http_req_duration.p95", "regression", "+30.0",
         "2026-11-17", "99.99", "yes",
     ]  # fmt: skip
     improvement = page.index('<tr class="improvement">')
@@ -103,13 +103,13 @@ def test_text_from_data_is_escaped_in_figures(tmp_path: Path) -> None:
 
 def test_test_results_and_series_sections(report: Path) -> None:
     page = report.read_text("utf-8")
-    soak = page.index('<h3 id="test-ci-message_soak">')
+    soak = page.index(f'<h3 id="test-ci-{frames.SOAK}">')
     assert page.index('<tr class="failed">', soak) > soak
     assert "p(95)&lt;100 failed" in page
-    assert in_figure("message_soak (ci) — in-run series") in page
+    assert in_figure(f"{frames.SOAK} (ci) — in-run series") in page
     for title in ("throughput (req/s)", "latency http_req_duration (ms)", "errors (errors/s)"):
         assert in_figure(title) in page
-    assert in_figure("memory (RSS) (MB)") in page
+    assert "memory (RSS)" not in page  # no run stores a per-second RSS
     assert page.count("No in-run series recorded.") == 1  # the crud test has none
 
 
@@ -117,8 +117,9 @@ def test_absent_series_are_skipped(tmp_path: Path) -> None:
     page = _render(tmp_path, series={})
     assert page.count(FIGURE) == DEFAULT_FIGURES - 1
     assert page.count("No in-run series recorded.") == 2
-    page = _render(tmp_path, series={("ci", frames.SOAK): frames.series(rss=False)})
-    assert in_figure("memory (RSS)") not in page and in_figure("throughput (req/s)") in page
+    only_failures = frames.series().filter(metric="http_req_failed")
+    page = _render(tmp_path, series={("ci", frames.SOAK): only_failures})
+    assert in_figure("errors (errors/s)") in page and in_figure("throughput (req/s)") not in page
 
 
 def test_empty_night_still_renders(tmp_path: Path) -> None:
