@@ -6,7 +6,7 @@ stores, and ``MetricStore.write_test_result`` writes it: the same metric names, 
 per-second series and statuses a nightly run leaves, without running a load. A run
 with ``rss_mb`` also gets what the runner adds from the target's process samples
 (``suite.runner.add_target_metrics``: ``process_rss_growth_pct`` for a test that checks
-it), the only RSS figure a real run stores.
+it), the only RSS figure a real run stores: a whole-run metric, in no per-second series.
 """
 
 from __future__ import annotations
@@ -53,12 +53,12 @@ def load_result(run: Run) -> LoadResult:
             recorder.counter("http_reqs", at)
             failing = run.failing_every > 0 and i % run.failing_every == 0
             recorder.rate("http_req_failed", failing, at)
-    if run.rss_mb:
+    recorder.close_all(float(run.seconds))
+    if run.rss_mb:  # after the load is closed, as the runner adds it: a whole-run figure
         spec = next(t.spec for t in TESTS if t.spec.key == run.test)
         points = [ProcessSample(float(s), mb, 0.0, 0) for s, mb in enumerate(run.rss_mb)]
-        end = float(run.seconds) - 0.5  # after the load, as the runner adds it
-        add_target_metrics(recorder, spec, Samples(processes={"api": points}), end)
-    recorder.close_all(float(run.seconds))
+        samples = Samples(processes={"api": points})
+        add_target_metrics(recorder, spec, samples, float(run.seconds))
     threshold = ThresholdResult(
         metric="http_req_duration",
         tags={},

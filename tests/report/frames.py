@@ -3,7 +3,7 @@ nights, a first bad night and a failed night), baselines and one in-run series.
 
 History, verdicts and baselines are hand-built with the metric names a run stores
 (``suite.results.metric_rows``); the in-run series is a real run's rows written through
-the store (``tests.real_rows``), RSS included as a run stores it. Two profiles on one
+the store (``tests.real_rows``), which has no RSS series: no run writes one. Two profiles on one
 night: see test_report_profiles."""
 
 from __future__ import annotations
@@ -112,14 +112,14 @@ SERIES_LATENCY_MS = 50.0
 FAILING_EVERY = 5
 """In the series' run every 5th request of a second fails: 2 of its 10 requests."""
 RSS_MB = (100.0, 100.5, 101.0, 102.0, 103.0, 104.0)
-"""The api process's RSS as the sampler read it: the soak's run stores its growth."""
+"""The api process's RSS as the sampler read it: the soak's run stores its growth only."""
 
 
 def series(seconds: int = 30, *, test: str = SOAK, profile: str = "ci") -> pl.DataFrame:
     """``MetricStore.series`` of one run of ``test`` that ``tests.real_rows`` wrote: per
-    second http_reqs, http_req_duration (every request SERIES_LATENCY_MS), http_req_failed
-    (every FAILING_EVERY-th request) and, for the soak, the ``process_rss_growth_pct``
-    gauge the runner adds after the load."""
+    second http_reqs, http_req_duration (every request SERIES_LATENCY_MS) and
+    http_req_failed (every FAILING_EVERY-th request). The soak's run also stores its RSS
+    growth, as a whole-run metric: no run has a per-second RSS series."""
     run = Run(
         profile, test, seconds=seconds, latency_ms=SERIES_LATENCY_MS,
         failing_every=FAILING_EVERY, rss_mb=RSS_MB if test == SOAK else (),

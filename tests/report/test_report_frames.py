@@ -19,13 +19,11 @@ def test_series_panels_from_store_series() -> None:
     assert errors["value"].to_list() == [float(frames.FAILED_PER_SECOND)] * 4
 
 
-def test_rss_growth_is_not_drawn_as_memory() -> None:
-    """A run's only RSS figure is its growth in %, one point after the load: a check's
-    value, not a memory series (the panel that matched "rss" drew it in MB)."""
+def test_a_run_stores_no_rss_series() -> None:
+    """The runner adds the RSS growth after the load: a whole-run figure (a check's value,
+    in the checks table), in no per-second series. So no memory panel."""
     soak = frames.series(seconds=4)
-    growth = soak.filter(metric="process_rss_growth_pct")
-    assert growth.height == 1 and growth["value"][0] > 0
-    assert fr.series_panels(growth) == []
+    assert sorted(soak["metric"].unique()) == ["http_req_duration", "http_req_failed", "http_reqs"]
     assert "memory (RSS)" not in [p.title for p in fr.series_panels(soak)]
 
 
