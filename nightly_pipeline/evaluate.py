@@ -78,6 +78,7 @@ def write_report(store: MetricStore, night: date, out_dir: Path) -> ReportFiles:
         series=series,
         experiments=store.chaos_experiments(night),
         activities=store.chaos_activities(night),
+        thresholds=store.threshold_results(night),
     )
     index = render_index(out_dir, store.nights())
     return ReportFiles(page, index, markdown_summary(night, results, verdicts))

@@ -1,8 +1,9 @@
 """The night report: one self-contained HTML file per night (analysis/CONTRACT.md).
 
-Sections: header (counts and the verdict table), one block per test (its result, in-run
-series and, for a chaos test, its experiment: fault windows shaded on the series and the
-journal's activities), and the trend of the metrics that matter across nights.
+Sections: header (counts and the verdict table), one block per test (its result, its
+checks with their observed values, in-run series and, for a chaos test, its experiment:
+fault windows shaded on the series and the journal's activities), and the trend of the
+metrics that matter across nights.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from nightly_pipeline.report import chaos, frames
+from nightly_pipeline.report import chaos, checks, frames
 from nightly_pipeline.report.figures import series_figure, trend_figure
 from nightly_pipeline.report.html import anchor, css_class, esc, figure_div, page, table
 
@@ -133,6 +134,7 @@ def _test_block(
     series: pl.DataFrame | None,
     *,
     journals: tuple[pl.DataFrame, pl.DataFrame],
+    check_rows: list[dict[str, object]],
 ) -> str:
     status = str(result["status"])
     row = [
@@ -147,6 +149,7 @@ def _test_block(
         f'<h3 id="{anchor("test", result["profile"], result["test"])}">'
         f"{esc(result['test'])} <small>({esc(result['profile'])})</small></h3>",
         table(headers, [row], row_classes=[css_class(status)], numeric=(1, 3)),
+        checks.checks_table(check_rows),
     ]
     journal = chaos.journal_of(*journals, result["profile"], result["test"])
     if journal is not None:
@@ -179,10 +182,15 @@ def _tests_section(
     results: pl.DataFrame,
     series: Mapping[SeriesKey, pl.DataFrame],
     journals: tuple[pl.DataFrame, pl.DataFrame],
+    thresholds: pl.DataFrame,
+    history: pl.DataFrame,
 ) -> str:
     blocks = [
         _test_block(
-            result, _series_of(series, result["profile"], result["test"]), journals=journals
+            result,
+            _series_of(series, result["profile"], result["test"]),
+            journals=journals,
+            check_rows=checks.check_rows(thresholds, history, result["profile"], result["test"]),
         )
         for result in results.iter_rows(named=True)
     ]
@@ -218,6 +226,7 @@ def render_night_report(
     series: Mapping[SeriesKey, pl.DataFrame],
     experiments: pl.DataFrame | None = None,
     activities: pl.DataFrame | None = None,
+    thresholds: pl.DataFrame | None = None,
     all_metrics: bool = False,
 ) -> Path:
     """Write ``<out_dir>/<night>.html`` and return its path.
@@ -226,9 +235,10 @@ def render_night_report(
     frame holding another profile's or test's rows is refused (ValueError).
     ``experiments`` and ``activities`` are ``MetricStore.chaos_experiments(night)`` and
     ``.chaos_activities(night)``: a chaos test gets its activity table and its fault
-    windows shaded on its series. ``all_metrics`` charts the trend of every metric
-    instead of the key ones (p95/p99, error rates, throughput) plus those with a
-    regression or improvement verdict.
+    windows shaded on its series. ``thresholds`` is ``MetricStore.threshold_results(night)``:
+    each test's run-wide checks with their observed values. ``all_metrics`` charts the
+    trend of every metric instead of the key ones (p95/p99, error rates, throughput) plus
+    those with a regression or improvement verdict.
     """
     results = frames.night_results(frames.conform(results, frames.RESULTS_SCHEMA, "results"), night)
     verdicts = frames.night_verdicts(
@@ -240,6 +250,8 @@ def render_night_report(
         frames.conform(_frame(experiments), chaos.EXPERIMENTS_SCHEMA, "experiments"),
         frames.conform(_frame(activities), chaos.ACTIVITIES_SCHEMA, "activities"),
     )
+    night_history = history.filter(pl.col("night") == night)
+    thresholds = frames.conform(_frame(thresholds), checks.THRESHOLDS_SCHEMA, "thresholds")
     profiles = results["profile"].unique().to_list() or None
     tests = results["test"].unique().to_list() or None
     trends = frames.trends(
@@ -248,7 +260,7 @@ def render_night_report(
     )  # fmt: skip
     body = (
         _header(night, results, verdicts)
-        + _tests_section(results, series, journals)
+        + _tests_section(results, series, journals, thresholds, night_history)
         + _trends_section(trends, all_metrics=all_metrics)
     )
     out_dir = Path(out_dir)
