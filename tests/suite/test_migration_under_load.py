@@ -31,7 +31,14 @@ from nightly_pipeline.testbed.next_migration import (
     migrations_dir,
     next_migration,
 )
-from tests.suite.platforms import NIGHT, ci_platform, metric, run_ci, scenario_module
+from tests.suite.platforms import (
+    NIGHT,
+    assert_blocking_passed,
+    ci_platform,
+    metric,
+    run_ci,
+    scenario_module,
+)
 
 MIGRATION = select_tests("13")[0]
 MODULE = scenario_module("13")
@@ -107,7 +114,7 @@ def test_the_next_migration_passes_under_load_after_undoing_a_crashed_runs_lefto
 
     asyncio.run(crash_leftovers())
     outcome = run_ci(MIGRATION, platform.target(), tmp_path)
-    assert outcome.record.status == "passed", outcome.record.detail
+    assert_blocking_passed(outcome)  # the p95 ratio and the errors; < 60 s is WARN
     assert metric(outcome, "http_reqs.count") > 100  # the load really ran
     mix: dict[str, float] = {}
     for m in outcome.record.metrics:
@@ -117,8 +124,7 @@ def test_the_next_migration_passes_under_load_after_undoing_a_crashed_runs_lefto
     assert mix["post_message"] > mix["read_messages"] > 0  # 60 % / 40 %
     assert metric(outcome, "migration_batches.count") >= 10  # a batched backfill
     assert metric(outcome, "lock_samples.count") > 5
-    assert metric(outcome, "migration_p95_ratio.value") <= 2
-    assert metric(outcome, "migration_duration_s.max") < 60
+    assert metric(outcome, "migration_duration_s.max") > 0  # it finished
     assert metric(outcome, "migration_table_rows.value") == MIGRATION.spec.knobs.prefill_rows
     phases = {m.metric for m in outcome.record.metrics if m.metric.startswith("create_index")}
     assert phases, "pg_stat_progress_create_index never seen"
