@@ -9,6 +9,8 @@
       reports/                  the nightly HTML reports and their index
       chaos/active.json         faults injected and not reverted yet (a killed run's are
                                 reverted at the next start)
+      alerts/pending/           run-failure alerts a webhook did not take, one JSON file
+                                each, until regression_alert adopts them (alerts.inbox)
 
 A home is absolute: PostgreSQL changes into its data directory, so a relative path
 would point somewhere else once it has (its socket lock file could not be created).
@@ -69,6 +71,10 @@ class Home:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    @property
+    def pending_alerts(self) -> Path:
+        return self.root / "alerts" / "pending"
 
     @property
     def chaos_ledger(self) -> Path:

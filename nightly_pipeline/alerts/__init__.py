@@ -2,6 +2,9 @@
 
     send_alerts(alerts, settings) -> list[Delivery]     never raises for delivery failures
     deliver(outbox, new, send, ...) -> TickOutcome      a failed alert stays pending, retried
+    send_or_keep(key, alert, send, inbox, ...)          a run-status sensor's alert: what
+                                                        failed is left in a PendingInbox
+    adopt(outbox, inbox) -> Adopted                     ... for the periodic sensor's outbox
     settings_from_env(os.environ) -> AlertSettings      at entry points only
 
 Environment (read only by ``settings_from_env``):
@@ -20,13 +23,15 @@ tests send only to loopback receivers.
 Modules: ``model`` (Alert, AlertSettings, Delivery), ``config`` (environment, destination
 check), ``formatting`` (one Message per night), ``channel`` (the ``Channel.post``
 interface, dry run), ``slack`` / ``discord`` (one channel each), ``webhook`` (retries),
-``send`` (``send_alerts``), ``outbox`` (alerts owed from one sensor tick to the next).
+``send`` (``send_alerts``), ``outbox`` (alerts owed from one sensor tick to the next),
+``inbox`` (alerts another sensor could not deliver, handed to the outbox's sensor).
 """
 
 from nightly_pipeline.alerts.channel import Channel
 from nightly_pipeline.alerts.config import check_destination, settings_from_env
 from nightly_pipeline.alerts.discord import DiscordChannel, discord_payload
 from nightly_pipeline.alerts.formatting import Message, build_messages, format_magnitude
+from nightly_pipeline.alerts.inbox import Adopted, PendingInbox, adopt, send_or_keep
 from nightly_pipeline.alerts.model import Alert, AlertKind, AlertSettings, Delivery
 from nightly_pipeline.alerts.outbox import (
     RETRY_BOUND,
@@ -42,6 +47,7 @@ from nightly_pipeline.alerts.webhook import RetryPolicy, WebhookPoster
 
 __all__ = [
     "RETRY_BOUND",
+    "Adopted",
     "Alert",
     "AlertKind",
     "AlertSettings",
@@ -51,11 +57,13 @@ __all__ = [
     "Message",
     "Outbox",
     "Pending",
+    "PendingInbox",
     "RetryBound",
     "RetryPolicy",
     "SlackChannel",
     "TickOutcome",
     "WebhookPoster",
+    "adopt",
     "build_messages",
     "check_destination",
     "configured_channels",
@@ -64,6 +72,7 @@ __all__ = [
     "format_magnitude",
     "only_channels",
     "send_alerts",
+    "send_or_keep",
     "settings_from_env",
     "slack_payload",
 ]
