@@ -3,6 +3,7 @@ target's reported version changes; when a suite run ends, its store row is close
 the night's history run is requested. Each comes from a small factory so tests can
 build one with their own resources and names."""
 
+import json
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -13,9 +14,12 @@ from nightly_pipeline.alerts import (
     RETRY_BOUND,
     Alert,
     Outbox,
+    PendingInbox,
     RetryBound,
     TickOutcome,
+    adopt,
     deliver,
+    send_or_keep,
 )
 from nightly_pipeline.assets.partitions import NIGHTS
 from nightly_pipeline.automation.jobs import nightly_history_job, nightly_suite_job
@@ -37,44 +41,77 @@ ALERT_POLL_S = 300
 VERSION_POLL_S = 300
 
 
-def make_run_failure_alert_sensor(name: str = "run_failure_alert") -> dg.SensorDefinition:
-    """Alert Slack/Discord when any run of this code location fails."""
+def make_run_failure_alert_sensor(
+    name: str = "run_failure_alert", bound: RetryBound = RETRY_BOUND
+) -> dg.SensorDefinition:
+    """Alert Slack/Discord when any run of this code location fails.
+
+    Dagster moves this sensor past the run whatever the delivery did, and a sensor cannot
+    write another's cursor: a channel that did not take the alert is owed it in a file of
+    the home (``alerts.PendingInbox``), which ``regression_alert`` adopts and retries.
+    """
 
     @dg.run_failure_sensor(name=name, default_status=dg.DefaultSensorStatus.RUNNING)
-    def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
+    def run_failure_alert(
+        context: dg.RunFailureSensorContext, alerts: AlertsResource, store: MetricStoreResource
+    ) -> None:
         run = context.dagster_run
         key = run.tags.get(PARTITION_TAG)
         night = datetime.now(UTC).date() if key is None else datetime.fromisoformat(key).date()
         message = context.failure_event.message or "run failed"
-        deliveries = alerts.send(
-            [
-                Alert(
-                    kind="run_failed",
-                    night=night,
-                    test=run.job_name,
-                    metric=None,
-                    magnitude=None,
-                    first_bad_night=None,
-                    detail=f"run {run.run_id}: {message}",
-                    report_url=None,
-                    profile=run.tags.get(PROFILE_TAG),
-                )
-            ]
+        alert = Alert(
+            kind="run_failed",
+            night=night,
+            test=run.job_name,
+            metric=None,
+            magnitude=None,
+            first_bad_night=None,
+            detail=f"run {run.run_id}: {message}",
+            report_url=None,
+            profile=run.tags.get(PROFILE_TAG),
         )
-        for delivery in deliveries:
+        try:
+            outcome = send_or_keep(
+                run_failure_key(run.run_id),
+                alert,
+                alerts.send,
+                PendingInbox(store.home().pending_alerts),
+                channels=alerts.channels(),
+                now=datetime.now(UTC),
+                bound=bound,
+            )
+        except OSError as exc:  # raising would not retry either: Dagster moves on
+            context.log.error(f"run {run.run_id}'s alert not kept for a retry: {exc!r}")
+            return
+        for delivery in outcome.deliveries:
             context.log.info(f"alert via {delivery.channel}: ok={delivery.ok}")
+        for pending in outcome.retrying:
+            context.log.warning(
+                f"run {run.run_id}'s alert pending for {', '.join(pending.channels)}: "
+                "retried by regression_alert at its next tick"
+            )
+        for _, reason in outcome.given_up:
+            context.log.error(reason)
 
     return run_failure_alert
+
+
+def run_failure_key(run_id: str) -> str:
+    """A failed run's alert is sent once per run (two failed runs of one job and night
+    are two alerts)."""
+    return json.dumps(["run_failed", run_id])
 
 
 def make_regression_alert_sensor(
     name: str = "regression_alert", bound: RetryBound = RETRY_BOUND
 ) -> dg.SensorDefinition:
-    """Alert once per new regression and per failed test of the latest evaluated night.
+    """Alert once per new regression and per failed test of the latest evaluated night,
+    and resend the run-failure alerts ``run_failure_alert`` could not deliver.
 
     The cursor is an ``alerts.Outbox``: an alert a channel did not take (a webhook
     outage) stays pending for that channel and is sent again at the next tick, until
-    ``bound`` gives it up with the reason logged as an error.
+    ``bound`` gives it up with the reason logged as an error. Each tick first adopts the
+    home's pending run-failure alerts (``alerts.adopt``) into it.
     """
 
     @dg.sensor(
@@ -85,17 +122,26 @@ def make_regression_alert_sensor(
     def regression_alert(
         context: dg.SensorEvaluationContext, store: MetricStoreResource, alerts: AlertsResource
     ) -> dg.SkipReason:
+        home = store.home()
+        adopted = adopt(Outbox.from_json(context.cursor), PendingInbox(home.pending_alerts))
+        for problem in adopted.unreadable:
+            context.log.error(f"pending alert file set aside, unreadable: {problem}")
+        outbox = adopted.outbox
         opened = store.open()
         evaluated = opened.verdicts()
-        if evaluated.is_empty():
-            return dg.SkipReason("no night has been evaluated yet")
-        night = evaluated["night"].max()
-        outbox = Outbox.from_json(context.cursor)
-        page = store.home().reports / f"{night}.html"
-        due = evaluate.alerts_due(
-            opened, night, sent=outbox.known(), report_url=page.as_uri() if page.exists() else None
-        )
+        night = None if evaluated.is_empty() else evaluated["night"].max()
+        due: list[Alert] = []
+        if night is not None:
+            page = home.reports / f"{night}.html"
+            due = evaluate.alerts_due(
+                opened,
+                night,
+                sent=outbox.known(),
+                report_url=page.as_uri() if page.exists() else None,
+            )
         if not due and not outbox.pending:
+            if night is None:
+                return dg.SkipReason("no night has been evaluated yet")
             return dg.SkipReason(f"nothing new to alert for {night}")
         outcome = deliver(
             outbox,
@@ -108,7 +154,7 @@ def make_regression_alert_sensor(
         for _, reason in outcome.given_up:
             context.log.error(reason)
         context.update_cursor(outcome.outbox.to_json())
-        return dg.SkipReason(_tick_summary(night, outcome))
+        return dg.SkipReason(_tick_summary(night or "no evaluated night", outcome))
 
     return regression_alert
 

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from nightly_pipeline import evaluate
-from nightly_pipeline.alerts import Alert, RetryBound
+from nightly_pipeline.alerts import Alert, PendingInbox, RetryBound
 from nightly_pipeline.assets.history import baseline_snapshot, nightly_report, regressions
 from nightly_pipeline.automation.sensors import (
     make_regression_alert_sensor,
@@ -106,27 +106,97 @@ def _failing_job() -> None:
     _always_fails()
 
 
-def test_a_failed_run_is_alerted(slack) -> None:
+def _fail_a_run(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    return _failing_job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        tags={PROFILE_TAG: "smoke", PARTITION_TAG: LAST_NIGHT},
+    )
+
+
+def _alert_run_failure(instance, result, resources: dict) -> None:
+    """``run_failure_alert`` on ``result``'s failure, in Dagster's own context."""
+    with dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+        resources=resources,
+    ) as context:
+        make_run_failure_alert_sensor()(context.for_run_failure())
+
+
+def test_a_failed_run_is_alerted(slack, tmp_path) -> None:
+    store = MetricStoreResource(path=str(tmp_path / "home" / "metrics.duckdb"))
     with dg.instance_for_test() as instance:
-        result = _failing_job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            tags={PROFILE_TAG: "smoke", PARTITION_TAG: LAST_NIGHT},
-        )
-        context = dg.build_run_status_sensor_context(
-            sensor_name="run_failure_alert",
-            dagster_instance=instance,
-            dagster_run=result.dagster_run,
-            dagster_event=result.get_run_failure_event(),
-            resources={"alerts": AlertsResource(slack_webhook_url=slack.url)},
-        ).for_run_failure()
-        make_run_failure_alert_sensor()(context)
+        result = _fail_a_run(instance)
+        alerts = AlertsResource(slack_webhook_url=slack.url)
+        _alert_run_failure(instance, result, {"alerts": alerts, "store": store})
     (request,) = slack.requests
     text = request.json()["text"] + json.dumps(request.json()["blocks"])
     assert "Run failed: _failing_job (smoke)" in text  # the job and the run's profile
     assert "Steps failed: ['_always_fails']" in text  # the failure's message
     assert f"night {LAST_NIGHT}" in text  # the run's night, not today's
     assert result.dagster_run.run_id in text
+    assert PendingInbox(store.home().pending_alerts).files() == []  # nothing owed
+
+
+def _tick(sensor: dg.SensorDefinition, cursor: str | None, resources: dict):
+    with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+        return sensor.evaluate_tick(context)
+
+
+def test_a_failed_run_not_alerted_in_an_outage_is_sent_once_by_the_next_ticks(
+    slack, tmp_path
+) -> None:
+    """Dagster moves run_failure_alert past the run whatever the delivery did: the alert
+    the webhook refused (HTTP 500) is kept in the home and sent by regression_alert, once,
+    at its first tick after the webhook is back, even before any night is evaluated."""
+    store = MetricStoreResource(path=str(tmp_path / "home" / "metrics.duckdb"))
+    resources = {
+        "store": store,
+        "alerts": AlertsResource(slack_webhook_url=slack.url, max_attempts=1),
+    }
+    slack.default = Reply(500, body=b"outage")
+    with dg.instance_for_test() as instance:
+        result = _fail_a_run(instance)
+        _alert_run_failure(instance, result, resources)
+    assert len(PendingInbox(store.home().pending_alerts).files()) == 1
+    sensor = make_regression_alert_sensor()
+    tick = _tick(sensor, None, resources)  # still down
+    assert "sent 0 alert(s)" in tick.skip_message and "1 pending" in tick.skip_message
+    slack.default = Reply()  # the webhook recovers
+    tick = _tick(sensor, tick.cursor, resources)
+    assert "sent 1 alert(s)" in tick.skip_message and "0 pending" in tick.skip_message
+    after = _tick(sensor, tick.cursor, resources)
+    assert "no night has been evaluated yet" in after.skip_message
+    assert PendingInbox(store.home().pending_alerts).files() == []
+    assert slack.answered == [500, 500, 200]
+    text = slack.requests[-1].body.decode()
+    assert "Run failed: _failing_job (smoke)" in text and result.dagster_run.run_id in text
+
+
+def test_a_pending_run_failure_alert_goes_out_with_the_nights_alerts(
+    two_profile_store, slack
+) -> None:
+    """Adopted into the same outbox: the night's alerts and the failed run's, one message,
+    each sent once."""
+    store = MetricStoreResource(path=str(two_profile_store))
+    resources = _alert_resources(two_profile_store, slack)
+    slack.default = Reply(500, body=b"outage")
+    with dg.instance_for_test() as instance:
+        result = _fail_a_run(instance)
+        _alert_run_failure(instance, result, resources)
+    slack.default = Reply()
+    sensor = make_regression_alert_sensor()
+    tick = _tick(sensor, None, resources)
+    assert f"sent {len(_due(two_profile_store)) + 1} alert(s)" in tick.skip_message
+    again = _tick(sensor, tick.cursor, resources)
+    assert "nothing new" in again.skip_message
+    assert slack.answered == [500, 200]
+    text = slack.requests[-1].json()["text"]
+    assert "Run failed: _failing_job (smoke)" in text and f"Check failed: {SOAK} (ci)" in text
+    assert PendingInbox(store.home().pending_alerts).files() == []
 
 
 @pytest.fixture
