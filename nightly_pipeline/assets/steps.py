@@ -27,6 +27,17 @@ TARGET_POOL = "target"
 INFRA_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL)
 
 
+def retry_policy_at(profile: Profile, policy: dg.RetryPolicy = INFRA_RETRY) -> dg.RetryPolicy:
+    """``policy`` with its first delay at most the profile's ``infra_retry_delay_s``: a
+    ci night, seconds per test, does not wait 10 s and 30 s to retry a platform."""
+    return dg.RetryPolicy(
+        max_retries=policy.max_retries,
+        delay=min(policy.delay or 0.0, profile.infra_retry_delay_s),
+        backoff=policy.backoff,
+        jitter=policy.jitter,
+    )
+
+
 @contextlib.contextmanager
 def failures_classified(
     context: dg.AssetExecutionContext, what: str, policy: dg.RetryPolicy = INFRA_RETRY

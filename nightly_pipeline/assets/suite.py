@@ -7,7 +7,13 @@ from datetime import date
 import dagster as dg
 
 from nightly_pipeline.assets.partitions import NIGHTS
-from nightly_pipeline.assets.steps import INFRA_RETRY, TARGET_POOL, failures_classified, record_run
+from nightly_pipeline.assets.steps import (
+    INFRA_RETRY,
+    TARGET_POOL,
+    failures_classified,
+    record_run,
+    retry_policy_at,
+)
 from nightly_pipeline.resources import MetricStoreResource, ProfileResource, TargetResource
 from nightly_pipeline.suite.catalog import TESTS
 from nightly_pipeline.suite.context import SuiteTest
@@ -77,7 +83,8 @@ def build_test_asset(
         profile: ProfileResource,
     ):
         opened, home = store.open(), store.home()
-        with failures_classified(context, spec.key, retry_policy):
+        policy = retry_policy_at(profile.profile, retry_policy)
+        with failures_classified(context, spec.key, policy):
             current = target.current
             record_run(context, opened, profile.profile, current)
             outcome = run_suite_test(

@@ -36,6 +36,9 @@ class Profile:
     max_duration_s: float
     load: float
     description: str
+    infra_retry_delay_s: float = 10.0
+    """The first wait before an infrastructure failure's retry (then 3x: exponential): a platform
+    that did not start gets time to free its port; a ci run (seconds per test) waits 1 s."""
 
     def duration(self, plan_s: float) -> float:
         return min(plan_s, self.max_duration_s)
@@ -52,7 +55,7 @@ class Profile:
 PROFILES: Mapping[ProfileName, Profile] = {
     p.name: p
     for p in (
-        Profile("ci", 6.0, 0.2, "seconds per test, for the project's own tests"),
+        Profile("ci", 6.0, 0.2, "seconds per test, for the project's own tests", 1.0),
         Profile("smoke", 60.0, 1.0, "about a minute per test; the whole suite well under 20 min"),
         Profile("nightly", 24 * 3600.0, 1.0, "the plan's durations and rates"),
     )

@@ -135,3 +135,21 @@ def test_one_asset_of_a_test_can_be_materialised_alone(tmp_path) -> None:
     checks = {c.check_name for c in result.get_asset_check_evaluations()}
     assert checks == {"login_success_over_99_9pct", "token_p95_under_50ms"}
     assert MetricStore(tmp_path / "home" / "metrics.duckdb").recent_results().height == 1
+
+
+def test_infrastructure_retries_wait_as_long_as_the_profile_allows() -> None:
+    """10 s then 30 s at smoke and nightly (Dagster's exponential backoff: a port to free,
+    a service to settle); 1 s then 3 s at ci, whose tests last seconds; a policy already
+    shorter is kept."""
+    from nightly_pipeline.assets.steps import INFRA_RETRY, retry_policy_at
+    from nightly_pipeline.suite.profiles import PROFILES
+
+    def delays(policy: dg.RetryPolicy) -> list[float]:
+        return [policy.calculate_delay(n) for n in (1, 2)]
+
+    assert delays(retry_policy_at(PROFILES["nightly"])) == [10, 30]
+    assert delays(retry_policy_at(PROFILES["smoke"])) == [10, 30]
+    assert delays(retry_policy_at(PROFILES["ci"])) == [1, 3]
+    assert retry_policy_at(PROFILES["ci"]).max_retries == INFRA_RETRY.max_retries
+    quick = dg.RetryPolicy(max_retries=2, delay=0.2)
+    assert delays(retry_policy_at(PROFILES["nightly"], quick)) == [0.2, 0.2]
