@@ -4,6 +4,7 @@ checks it names as the ones that failed."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from nightly_pipeline.chaos.ledger import FaultLedger
@@ -29,3 +30,22 @@ def journal(run_dir: Path) -> dict:
 
 def no_fault_left(run_dir: Path) -> None:
     assert FaultLedger(run_dir / "chaos-ledger.json").active() == {}
+
+
+def by_fault(outcome: TestOutcome, metric: str) -> dict[str, float]:
+    """A per-fault whole-run figure (``faults_unrecovered.count``) by fault name."""
+    return {
+        m.tags["fault"]: m.value
+        for m in outcome.record.metrics
+        if m.metric == metric and m.tags and set(m.tags) == {"fault"}
+    }
+
+
+def never_recovered(outcome: TestOutcome, check: str) -> None:
+    """``check`` (a ``time_to_recover_s`` bound) failed because no fault of the run was
+    ever followed by a steady platform: no recovery time recorded, every fault counted
+    in ``faults_unrecovered``."""
+    passed, observed = checks(outcome)[check]
+    assert not passed and math.isnan(observed), (check, passed, observed)
+    unrecovered = by_fault(outcome, "faults_unrecovered.count")
+    assert unrecovered and set(unrecovered.values()) == {1.0}, unrecovered
