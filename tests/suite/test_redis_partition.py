@@ -1,7 +1,9 @@
 """Test 09 against the embedded platform (ci profile): Redis cut off from the
 dispatcher, then from the consumer, each healed: the outbox holds what could not be
 published, publishing resumes, nothing is lost; against a dispatcher that drops its
-outbox rows when Redis errors, the loss and dead-letter checks fail."""
+outbox rows when Redis errors (its gateway sending some frames twice), the loss,
+dead-letter and duplicate checks fail; against one whose every write Redis refuses, the
+resume, loss and recovery checks fail."""
 
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ from nightly_pipeline.chaos.platform_faults import FaultError
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.errors import ConfigurationError
 from nightly_pipeline.suite.target import Target, load_target
-from tests.suite.chaos_checks import checks, failed, journal, no_fault_left
-from tests.suite.platforms import ci_platform, run_ci
+from tests.suite.chaos_checks import checks, failed, journal, never_recovered, no_fault_left
+from tests.suite.platforms import ci_platform, metric, run_ci
 
 PARTITION = select_tests("09")[0]
 
@@ -164,7 +166,7 @@ def test_an_experiment_whose_fault_fails_fails_the_test_with_its_cause(
 
 @pytest.fixture(scope="module")
 def dropping(tmp_path_factory, system_dir):
-    overrides = {"dlq_on_redis_error": False}
+    overrides = {"dlq_on_redis_error": False, "ws_duplicate_every": 5}
     with ci_platform(tmp_path_factory, system_dir, "dropping", overrides=overrides) as up:
         yield up
 
@@ -172,9 +174,37 @@ def dropping(tmp_path_factory, system_dir):
 def test_a_dispatcher_that_drops_rows_fails_the_loss_and_dead_letter_checks(
     dropping, tmp_path
 ) -> None:
+    """``dlq_on_redis_error: false``: the rows whose XADD failed during the dispatcher's
+    partition are deleted, so ``dlq_writes_during_partition`` and ``zero_message_loss``
+    fail. ``ws_duplicate_every: 5`` on the same gateway (every 5th message it delivers
+    goes twice to each socket): ``each_message_delivered_once`` fails."""
     outcome = run_ci(PARTITION, dropping.target(), tmp_path)
     assert {"zero_message_loss", "dlq_writes_during_partition"} <= failed(outcome)
     assert checks(outcome)["zero_message_loss"][1] > 0
+    passed, duplicated = checks(outcome)["each_message_delivered_once"]
+    delivered = metric(outcome, "e2e_delivery_ms.count")  # (message, socket) pairs
+    assert not passed and duplicated > 0 and abs(duplicated - delivered / 5) < 3
     assert outcome.blocking_failed and outcome.record.status == "failed"
     no_fault_left(tmp_path)
     _proxies_healthy(dropping)
+
+
+def test_a_dispatcher_whose_writes_are_all_refused_fails_the_resume_check(
+    tmp_path_factory, system_dir, tmp_path
+) -> None:
+    """``stream_writable: false``: Redis refuses every XADD of the dispatcher (WRONGTYPE),
+    so ``messaging_dispatch_published_total`` does not grow after the heal
+    (``publishing_resumes`` observes 0), nothing is delivered (``zero_message_loss``:
+    every acknowledged message lost) and the pipeline is never steady again after either
+    partition (``recovers_within_60s``: no recovery recorded)."""
+    overrides = {"stream_writable": False}
+    with ci_platform(tmp_path_factory, system_dir, "unwritable", overrides=overrides) as up:
+        outcome = run_ci(PARTITION, up.target(), tmp_path)
+        _proxies_healthy(up)
+    assert checks(outcome)["dlq_writes_during_partition"][0]  # unreachable: rows kept
+    assert checks(outcome)["publishing_resumes"] == (False, 0)
+    expected = metric(outcome, "delivery_expected.count")
+    assert checks(outcome)["zero_message_loss"] == (False, expected) and expected > 0
+    never_recovered(outcome, "recovers_within_60s")
+    assert outcome.blocking_failed and outcome.record.status == "failed"
+    no_fault_left(tmp_path)
