@@ -1,6 +1,9 @@
 """Test 08 against the embedded platform (ci profile): the consumer killed mid-stream
 and restarted, every message still delivered once with the dead consumer's pending
-entries reclaimed; against a consumer that never reclaims them, the reclaim check fails.
+entries reclaimed; against a consumer that never reclaims them, the reclaim check fails
+(its gateway sending some frames twice: the duplicate check too); against one that
+acknowledges on read, the pending-at-the-kill check (its gateway corrupting frames: the
+corruption check too).
 
 (The loss check of a kill without reclaim is not asserted: with the consumer's replies
 slowed, most entries pending at the kill were already published, and their XACK was
@@ -43,24 +46,30 @@ def test_a_killed_consumer_loses_nothing_and_reclaims_its_pending_list(platform,
 
 @pytest.fixture(scope="module")
 def never_reclaiming(tmp_path_factory, system_dir):
-    overrides = {"reclaim_pending": False}
+    overrides = {"reclaim_pending": False, "ws_duplicate_every": 5}
     with ci_platform(tmp_path_factory, system_dir, "no-reclaim", overrides=overrides) as up:
         yield up
 
 
 def test_a_consumer_that_never_reclaims_fails_the_reclaim_check(never_reclaiming, tmp_path):
+    """``reclaim_pending: false``: the restarted consumer takes over none of the PEL
+    left at the kill, so ``pel_reclaimed_equals_pel`` fails by all of it.
+    ``ws_duplicate_every: 5`` on the same gateway (every 5th message it delivers goes
+    twice to each socket): ``each_message_delivered_once`` fails."""
     outcome = run_ci(RESILIENCE, never_reclaiming.target(), tmp_path)
     assert "pel_reclaimed_equals_pel" in failed(outcome)
     assert checks(outcome)["pel_reclaimed_equals_pel"][1] == metric(outcome, "pel_at_kill.value")
+    passed, duplicated = checks(outcome)["each_message_delivered_once"]
+    delivered = metric(outcome, "e2e_delivery_ms.count")  # (message, socket) pairs
+    assert not passed and duplicated > 0 and abs(duplicated - delivered / 5) < 3
     assert outcome.blocking_failed and outcome.record.status == "failed"
     no_fault_left(tmp_path)
 
 
 @pytest.fixture(scope="module")
 def acking_on_read(tmp_path_factory, system_dir):
-    with ci_platform(
-        tmp_path_factory, system_dir, "ack-on-read", overrides={"ack_on_read": True}
-    ) as up:
+    overrides = {"ack_on_read": True, "ws_corrupt_every": 7}
+    with ci_platform(tmp_path_factory, system_dir, "ack-on-read", overrides=overrides) as up:
         yield up
 
 
@@ -69,9 +78,14 @@ def test_an_at_most_once_consumer_fails_the_pending_at_the_kill_check(
 ) -> None:
     """A consumer that acknowledges what it reads before delivering it has no pending
     list for the kill to leave (the kill waits for one, in vain): the reclaim check would
-    prove nothing, and the check that the kill left entries pending fails."""
+    prove nothing, and the check that the kill left entries pending fails.
+    ``ws_corrupt_every: 7`` on the same gateway (every 7th message it delivers has a
+    byte of its ciphertext flipped): ``zero_corrupted_messages`` fails."""
     outcome = run_ci(RESILIENCE, acking_on_read.target(), tmp_path)
     assert checks(outcome)["kill_left_pending_entries"] == (False, 0)
+    passed, corrupted = checks(outcome)["zero_corrupted_messages"]
+    delivered = metric(outcome, "e2e_delivery_ms.count")  # (message, socket) pairs
+    assert not passed and corrupted > 0 and abs(corrupted - delivered / 7) < 3
     assert outcome.blocking_failed and outcome.record.status == "failed"
     pending = [
         r for r in journal(tmp_path)["run"] if r["activity"]["name"] == "pending-before-kill"
