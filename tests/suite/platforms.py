@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from types import ModuleType
@@ -27,14 +27,21 @@ NIGHT = date(2026, 11, 20)
 
 @contextlib.contextmanager
 def ci_platform(
-    tmp_path_factory: pytest.TempPathFactory, system_dir: Path, name: str, **settings: Any
+    tmp_path_factory: pytest.TempPathFactory,
+    system_dir: Path,
+    name: str,
+    *,
+    stack_settings: Mapping[str, Any] | None = None,
+    **settings: Any,
 ) -> Iterator[Platform]:
-    """20 users with cheap password hashes, unless ``settings`` say otherwise."""
+    """20 users with cheap password hashes, unless ``settings`` say otherwise;
+    ``stack_settings``: ``StackConfig`` fields (PostgreSQL's ``max_connections``...)."""
     stack = StackConfig(
         run_dir=tmp_path_factory.mktemp(name) / "run",
         system_dir=system_dir,
         stop_timeout_s=5,
         search_path=os.environ.get("PATH"),
+        **(stack_settings or {}),
     )
     chosen = {"users": 20, "password_hash_n": 2**10, **settings}
     with embedded_platform(stack, PlatformSettings(**chosen)) as up:

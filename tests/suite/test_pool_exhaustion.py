@@ -1,15 +1,19 @@
 """Test 10 against the embedded platform (ci profile): a held table lock fills the
 API's PostgreSQL pool; waits time out, the breaker opens and closes again, the API
 survives; against an API whose pool waits without bound, the timeout and breaker checks
-fail; against one without a breaker, the breaker checks fail."""
+fail; against one without a breaker, the breaker checks fail; against one whose pool
+outgrows PostgreSQL's connection limit and that exits on a refused connection (and
+whose every stream write is refused), the crash and loss checks fail."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from nightly_pipeline.suite.catalog import select_tests
 from tests.suite.chaos_checks import checks, failed, journal, no_fault_left
-from tests.suite.platforms import ci_platform, run_ci
+from tests.suite.platforms import ci_platform, metric, run_ci
 
 EXHAUSTION = select_tests("10")[0]
 
@@ -45,5 +49,32 @@ def test_an_api_without_bounds_or_breaker_fails_the_right_checks(
     with ci_platform(tmp_path_factory, system_dir, "broken-pool", overrides=overrides) as up:
         outcome = run_ci(EXHAUSTION, up.target(), tmp_path)
     assert expected <= failed(outcome), outcome.record.detail
+    assert outcome.blocking_failed
+    no_fault_left(tmp_path)
+
+
+def test_an_api_that_exits_when_its_full_pool_is_refused_fails_the_crash_check(
+    tmp_path_factory, system_dir, tmp_path
+) -> None:
+    """``exit_on_db_loss: true`` with an API pool (``pg_pool_size: 200``) larger than
+    PostgreSQL allows (``max_connections`` 100): the requests waiting on the lock fill it
+    past the server's limit, a connection is refused (too many connections) and the API
+    exits, so ``api_never_crashes`` fails.
+    ``stream_writable: false`` on the same platform (every XADD refused): no message
+    reaches a socket, so ``zero_message_loss`` fails with every acknowledged one lost."""
+    overrides = {"exit_on_db_loss": True, "pg_pool_size": 200, "stream_writable": False}
+    with ci_platform(
+        tmp_path_factory,
+        system_dir,
+        "refused-pool",
+        stack_settings={"max_connections": 100},
+        overrides=overrides,
+    ) as up:
+        outcome = run_ci(EXHAUSTION, up.target(), tmp_path)
+        log = Path(up.endpoints.logs["api"]).read_text()
+    assert checks(outcome)["api_never_crashes"] == (False, 1)
+    assert "TooManyConnectionsError" in log and "exit_on_db_loss is set: exiting" in log
+    expected = metric(outcome, "delivery_expected.count")
+    assert checks(outcome)["zero_message_loss"] == (False, expected) and expected > 0
     assert outcome.blocking_failed
     no_fault_left(tmp_path)
