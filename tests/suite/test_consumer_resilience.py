@@ -5,16 +5,17 @@ entries reclaimed; against a consumer that never reclaims them, the reclaim chec
 acknowledges on read, the pending-at-the-kill check (its gateway corrupting frames: the
 corruption check too).
 
-(The loss check of a kill without reclaim is not asserted: with the consumer's replies
-slowed, most entries pending at the kill were already published, and their XACK was
-what the kill cut off. Loss itself fails under a stopped consumer: Test 01's tests.)"""
+(The loss check of a kill without reclaim is not asserted there: with the consumer's
+replies slowed, the entries pending at the kill are often already published, only their
+XACK cut off, so whether any is lost depends on where the kill lands. Loss and recovery
+fail against a dispatcher whose every write Redis refuses: nothing is ever delivered.)"""
 
 from __future__ import annotations
 
 import pytest
 
 from nightly_pipeline.suite.catalog import select_tests
-from tests.suite.chaos_checks import checks, failed, journal, no_fault_left
+from tests.suite.chaos_checks import checks, failed, journal, never_recovered, no_fault_left
 from tests.suite.platforms import ci_platform, metric, run_ci
 
 RESILIENCE = select_tests("08")[0]
@@ -91,4 +92,21 @@ def test_an_at_most_once_consumer_fails_the_pending_at_the_kill_check(
         r for r in journal(tmp_path)["run"] if r["activity"]["name"] == "pending-before-kill"
     ]
     assert pending[0]["output"] == -1  # no entry was ever seen pending
+    no_fault_left(tmp_path)
+
+
+def test_a_dispatcher_whose_writes_are_all_refused_fails_the_loss_and_recovery_checks(
+    tmp_path_factory, system_dir, tmp_path
+) -> None:
+    """``stream_writable: false``: Redis refuses every XADD of the dispatcher
+    (WRONGTYPE), so no acknowledged message reaches a socket, before the kill or after
+    the restart: ``zero_message_loss`` fails with every one of them lost, and the
+    pipeline is never steady again (``recovers_within_30s``: no recovery recorded)."""
+    overrides = {"stream_writable": False}
+    with ci_platform(tmp_path_factory, system_dir, "unwritable", overrides=overrides) as up:
+        outcome = run_ci(RESILIENCE, up.target(), tmp_path)
+    expected = metric(outcome, "delivery_expected.count")
+    assert checks(outcome)["zero_message_loss"] == (False, expected) and expected > 0
+    never_recovered(outcome, "recovers_within_30s")
+    assert outcome.blocking_failed and outcome.record.status == "failed"
     no_fault_left(tmp_path)
