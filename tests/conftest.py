@@ -34,7 +34,7 @@ def sigint_handler_restored() -> Iterator[None]:
     yield
     now = signal.getsignal(signal.SIGINT)
     if now is not before:
-        warnings.warn(f"SIGINT handler left as {now!r}: restored", stacklevel=1)
+        warnings.warn(f"SIGINT handler left as {now!r} (was {before!r}): restored", stacklevel=1)
         signal.signal(signal.SIGINT, before)
 
 
