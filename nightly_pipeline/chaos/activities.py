@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import redis
 
-from nightly_pipeline.chaos.session import session_of
+from nightly_pipeline.chaos.session import gone_in, session_of
 from nightly_pipeline.suite.sampling import parse_metrics
 
 PROBE_TIMEOUT_S = 5.0
@@ -62,11 +62,15 @@ def wait_until_ready(
     timeout_s: float = 60.0, configuration: Mapping[str, Any] | None = None
 ) -> float:
     """Poll ``/readyz`` until it answers 200; the seconds it took, or -1 after
-    ``timeout_s`` (a probe that lets the steady state be checked once it can hold)."""
+    ``timeout_s`` (a probe that lets the steady state be checked once it can hold), or at
+    once when a process of the running chaos test's platform is gone (it will not answer
+    again by itself)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         if readyz_status(configuration) == 200:
             return time.monotonic() - started
+        if gone_in(configuration) is not None:
+            return -1.0
         time.sleep(0.25)
     return -1.0
 

@@ -142,6 +142,19 @@ class FaultNotRevertedError(RuntimeError):
     """A fault could not be reverted: the night is failed, loudly."""
 
 
+def process_gone(backend: ChaosBackend) -> str | None:
+    """A platform process that is not running once the faults are reverted (the API
+    exited), or None (all running, or a platform that offers no process handles): what
+    is gone does not recover by itself, so nobody should wait for it."""
+    return next((name for name in backend.process_names() if not backend.is_running(name)), None)
+
+
+def gone_in(configuration: Mapping[str, Any] | None) -> str | None:
+    """``process_gone`` of the running chaos test the configuration names, if any."""
+    session = _SESSIONS.get(str((configuration or {}).get("nightly_session")))
+    return None if session is None else process_gone(session.backend)
+
+
 def session_of(configuration: Mapping[str, Any] | None) -> ChaosSession:
     token = (configuration or {}).get("nightly_session")
     session = _SESSIONS.get(str(token))

@@ -43,7 +43,7 @@ from nightly_pipeline.chaos.chaostoolkit_adapter import (
 from nightly_pipeline.chaos.ledger import FaultLedger
 from nightly_pipeline.chaos.platform_faults import FaultError
 from nightly_pipeline.chaos.recovery import Recovery, Sample, SteadyStateWatcher, recovery_of
-from nightly_pipeline.chaos.session import FaultWindow, open_session
+from nightly_pipeline.chaos.session import FaultWindow, open_session, process_gone
 from nightly_pipeline.loadgen import LoadResult
 from nightly_pipeline.loadgen.recorder import Recorder
 from nightly_pipeline.suite.context import ScenarioContext
@@ -205,7 +205,12 @@ def run_chaos_messaging(
                 session.stop(f"the test stopped: {result.aborted}")
             journal = background.journal(STOPPED_GRACE_S if result.aborted else EXPERIMENT_GRACE_S)
             windows = list(session.windows) or journal_windows(journal)
-            watcher.wait(lambda s: all(recovered(w, s) for w in windows), RECOVERY_WATCH_S)
+            watcher.wait(
+                lambda s: (
+                    all(recovered(w, s) for w in windows) or process_gone(backend) is not None
+                ),
+                RECOVERY_WATCH_S,
+            )
     (ctx.run_dir / "journal.json").parent.mkdir(parents=True, exist_ok=True)
     (ctx.run_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
     recoveries = [recovery_of(w, watcher.samples, RECOVERED_AFTER) for w in windows]
