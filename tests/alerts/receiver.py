@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from nightly_pipeline.alerts import Alert, AlertSettings, Delivery, only_channels, send_alerts
 
 
 @dataclass(frozen=True)
@@ -90,3 +93,16 @@ class Receiver:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+
+
+def one_attempt_sender(slack: Receiver | None = None, discord: Receiver | None = None):
+    """``send(alerts, channels)`` as the alerts resource does it, one attempt a send, to
+    the receivers given: what the outbox and the pending inbox are tested with."""
+    settings = AlertSettings(
+        slack.url if slack else None, discord.url if discord else None, max_attempts=1
+    )
+
+    def send(alerts: Sequence[Alert], channels: Sequence[str]) -> list[Delivery]:
+        return send_alerts(alerts, only_channels(settings, channels))
+
+    return send

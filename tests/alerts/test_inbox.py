@@ -5,24 +5,19 @@ to real receivers on loopback, real files; only each tick's time is given."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from nightly_pipeline.alerts import (
     Alert,
-    AlertSettings,
-    Delivery,
     Outbox,
     PendingInbox,
     RetryBound,
     adopt,
     deliver,
-    only_channels,
-    send_alerts,
     send_or_keep,
 )
-from tests.alerts.receiver import Receiver, Reply
+from tests.alerts.receiver import Receiver, Reply, one_attempt_sender
 
 NIGHT = date(2026, 11, 22)
 T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
@@ -38,18 +33,6 @@ def _alert() -> Alert:
     )  # fmt: skip
 
 
-def _sender(slack: Receiver | None = None, discord: Receiver | None = None):
-    """``send(alerts, channels)`` as the resource does it: one attempt a send."""
-    settings = AlertSettings(
-        slack.url if slack else None, discord.url if discord else None, max_attempts=1
-    )
-
-    def send(alerts: Sequence[Alert], channels: Sequence[str]) -> list[Delivery]:
-        return send_alerts(alerts, only_channels(settings, channels))
-
-    return send
-
-
 def _tick(cursor: str | None, inbox: PendingInbox, send, channels, now, bound=None):
     """One periodic-sensor tick: adopt from the committed cursor, deliver, new cursor."""
     adopted = adopt(Outbox.from_json(cursor), inbox)
@@ -62,7 +45,9 @@ def test_a_delivered_run_failure_alert_leaves_nothing_pending(
     tmp_path: Path, slack: Receiver
 ) -> None:
     inbox = PendingInbox(tmp_path / "pending")
-    outcome = send_or_keep(KEY, _alert(), _sender(slack), inbox, channels=("slack",), now=T0)
+    outcome = send_or_keep(
+        KEY, _alert(), one_attempt_sender(slack), inbox, channels=("slack",), now=T0
+    )
     assert [a.test for a in outcome.delivered] == ["nightly_suite"]
     assert inbox.files() == []
     assert slack.answered == [200]
@@ -73,7 +58,7 @@ def test_an_undelivered_run_failure_alert_is_sent_once_after_recovery_to_that_ch
 ) -> None:
     inbox, send, both = (
         PendingInbox(tmp_path / "pending"),
-        _sender(slack, discord),
+        one_attempt_sender(slack, discord),
         ("slack", "discord"),
     )
     slack.default = DOWN
@@ -101,7 +86,7 @@ def test_an_undelivered_run_failure_alert_is_sent_once_after_recovery_to_that_ch
 def test_a_tick_that_did_not_commit_adopts_the_file_again_and_sends_once(
     tmp_path: Path, slack: Receiver
 ) -> None:
-    inbox, send = PendingInbox(tmp_path / "pending"), _sender(slack)
+    inbox, send = PendingInbox(tmp_path / "pending"), one_attempt_sender(slack)
     slack.default = DOWN
     send_or_keep(KEY, _alert(), send, inbox, channels=("slack",), now=T0)
     slack.default = Reply()
@@ -118,7 +103,7 @@ def test_a_tick_that_did_not_commit_adopts_the_file_again_and_sends_once(
 def test_an_alert_written_twice_is_one_file_and_adopted_once(
     tmp_path: Path, slack: Receiver
 ) -> None:
-    inbox, send = PendingInbox(tmp_path / "pending"), _sender(slack)
+    inbox, send = PendingInbox(tmp_path / "pending"), one_attempt_sender(slack)
     slack.default = DOWN
     for _ in range(2):
         send_or_keep(KEY, _alert(), send, inbox, channels=("slack",), now=T0)
@@ -130,7 +115,11 @@ def test_an_alert_written_twice_is_one_file_and_adopted_once(
 def test_a_run_failure_alert_is_given_up_past_the_bound_with_the_reason(
     tmp_path: Path, slack: Receiver
 ) -> None:
-    inbox, send, bound = PendingInbox(tmp_path / "pending"), _sender(slack), RetryBound(3)
+    inbox, send, bound = (
+        PendingInbox(tmp_path / "pending"),
+        one_attempt_sender(slack),
+        RetryBound(3),
+    )
     slack.default = DOWN
     send_or_keep(KEY, _alert(), send, inbox, channels=("slack",), now=T0, bound=bound)
     cursor = None

@@ -4,22 +4,17 @@ receivers on loopback; only the tick's time is given (no clock is read)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from nightly_pipeline.alerts import (
     Alert,
-    AlertSettings,
-    Delivery,
     Outbox,
     RetryBound,
     deliver,
-    only_channels,
-    send_alerts,
 )
-from tests.alerts.receiver import Receiver, Reply
+from tests.alerts.receiver import Receiver, Reply, one_attempt_sender
 
 NIGHT = date(2026, 11, 22)
 T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
@@ -34,20 +29,8 @@ def _alert(test: str = "01_message_soak", profile: str = "ci") -> Alert:
     )  # fmt: skip
 
 
-def _sender(slack: Receiver | None = None, discord: Receiver | None = None):
-    """``send(alerts, channels)`` as the sensor's resource does it: one attempt a tick."""
-    settings = AlertSettings(
-        slack.url if slack else None, discord.url if discord else None, max_attempts=1
-    )
-
-    def send(alerts: Sequence[Alert], channels: Sequence[str]) -> list[Delivery]:
-        return send_alerts(alerts, only_channels(settings, channels))
-
-    return send
-
-
 def test_a_delivered_alert_is_done_and_not_sent_again(slack: Receiver) -> None:
-    send = _sender(slack)
+    send = one_attempt_sender(slack)
     first = deliver(Outbox(), [("k", _alert())], send, channels=("slack",), now=T0)
     assert [a.test for a in first.delivered] == ["01_message_soak"]
     assert first.outbox == Outbox(done=("k",))
@@ -57,7 +40,7 @@ def test_a_delivered_alert_is_done_and_not_sent_again(slack: Receiver) -> None:
 
 
 def test_a_failed_alert_is_retried_and_delivered_once_after_recovery(slack: Receiver) -> None:
-    send, outbox = _sender(slack), Outbox()
+    send, outbox = one_attempt_sender(slack), Outbox()
     slack.default = DOWN
     for tick in range(2):
         outcome = deliver(
@@ -80,7 +63,7 @@ def test_a_failed_alert_is_retried_and_delivered_once_after_recovery(slack: Rece
 def test_only_the_channel_that_failed_is_sent_the_alert_again(
     slack: Receiver, discord: Receiver
 ) -> None:
-    send = _sender(slack, discord)
+    send = one_attempt_sender(slack, discord)
     slack.default = DOWN
     both = ("slack", "discord")
     first = deliver(Outbox(), [("k", _alert())], send, channels=both, now=T0)
@@ -103,7 +86,7 @@ def test_only_the_channel_that_failed_is_sent_the_alert_again(
 def test_an_alert_is_given_up_past_its_bound_with_the_reason(
     slack: Receiver, bound: RetryBound, ticks: int, why: str
 ) -> None:
-    send, outbox = _sender(slack), Outbox()
+    send, outbox = one_attempt_sender(slack), Outbox()
     slack.default = DOWN
     for tick in range(ticks):
         assert outbox.pending or tick == 0
@@ -122,9 +105,11 @@ def test_an_alert_is_given_up_past_its_bound_with_the_reason(
 
 def test_a_channel_no_longer_configured_is_owed_nothing(slack: Receiver) -> None:
     slack.default = DOWN
-    first = deliver(Outbox(), [("k", _alert())], _sender(slack), channels=("slack",), now=T0)
+    first = deliver(
+        Outbox(), [("k", _alert())], one_attempt_sender(slack), channels=("slack",), now=T0
+    )
     assert first.outbox.pending
-    second = deliver(first.outbox, [], _sender(), channels=(), now=T0 + TICK)
+    second = deliver(first.outbox, [], one_attempt_sender(), channels=(), now=T0 + TICK)
     assert second.outbox == Outbox(done=("k",)) and second.deliveries == []
 
 
