@@ -135,15 +135,22 @@ def test_the_next_migration_passes_under_load_after_undoing_a_crashed_runs_lefto
     no_migration_left()
 
 
-def test_an_unsafe_migration_fails_the_p95_check_and_names_the_statement(
-    tmp_path_factory, system_dir, tmp_path
-) -> None:
-    overrides = {"next_migration": UNSAFE}
-    with ci_platform(tmp_path_factory, system_dir, "unsafe", overrides=overrides) as up:
+def run_on_broken_migration(tmp_path_factory, system_dir, tmp_path, name: str):
+    """Test 13 on a platform that ships the next migration ``name``: its outcome, and the
+    schema of messages before and after the run (the rollback's evidence)."""
+    overrides = {"next_migration": name}
+    with ci_platform(tmp_path_factory, system_dir, name, overrides=overrides) as up:
         dsn = up.datastores()["postgres"]
         before = schema(dsn)
         outcome = run_ci(MIGRATION, up.target(), tmp_path)
         after = schema(dsn)
+    return outcome, before, after
+
+
+def test_an_unsafe_migration_fails_the_p95_check_and_names_the_statement(
+    tmp_path_factory, system_dir, tmp_path
+) -> None:
+    outcome, before, after = run_on_broken_migration(tmp_path_factory, system_dir, tmp_path, UNSAFE)
     failed = {c.check.name: c for c in outcome.checks if not c.passed}
     assert "p95_during_migration_under_2x" in failed, outcome.record.detail
     assert outcome.blocking_failed
@@ -180,12 +187,9 @@ def test_a_migration_the_running_api_cannot_work_with_fails_the_error_check(
     """Fault: ``next_migration: 0003_message_size_breaking``, safe locks but it renames
     ``messages.sha256``, which the API's posts and reads name: errors_under_1pct fails,
     its detail names the migration's steps; the rename is rolled back after."""
-    overrides = {"next_migration": BREAKING}
-    with ci_platform(tmp_path_factory, system_dir, "breaking", overrides=overrides) as up:
-        dsn = up.datastores()["postgres"]
-        before = schema(dsn)
-        outcome = run_ci(MIGRATION, up.target(), tmp_path)
-        after = schema(dsn)
+    outcome, before, after = run_on_broken_migration(
+        tmp_path_factory, system_dir, tmp_path, BREAKING
+    )
     failed = {c.check.name: c for c in outcome.checks if not c.passed}
     assert "errors_under_1pct" in failed, outcome.record.detail
     errors = failed["errors_under_1pct"]
