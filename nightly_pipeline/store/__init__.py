@@ -7,10 +7,12 @@
     store.write_test_result(TestResultRecord(...))        # replaces that (night, profile, test)
     store.recent_results(limit_nights=7)                  # polars DataFrame
     store.chaos_activities(night)                         # a chaos test's journal, as rows
+    store.compact(keep_nights=30)                         # older series -> per-minute, shrink
 
 This package does not import dagster; the Dagster resource wraps MetricStore.
 """
 
+from nightly_pipeline.store.compaction import DEFAULT_KEEP_NIGHTS, CompactionResult
 from nightly_pipeline.store.errors import (
     RunNotFoundError,
     StoreBusyError,
@@ -37,7 +39,9 @@ from nightly_pipeline.store.retry import RetryPolicy
 from nightly_pipeline.store.store import MetricStore
 
 __all__ = [
+    "DEFAULT_KEEP_NIGHTS",
     "ActivityRow",
+    "CompactionResult",
     "ExperimentRow",
     "MetricRow",
     "MetricStore",

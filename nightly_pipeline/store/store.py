@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from nightly_pipeline.store import history, migrations, writes
+from nightly_pipeline.store import compaction, history, migrations, writes
 from nightly_pipeline.store.connection import session
 from nightly_pipeline.store.errors import StoreError
 from nightly_pipeline.store.reads import frame
@@ -76,6 +76,24 @@ class MetricStore:
         with self._open(write=True) as conn:
             writes.replace_test_result(conn, self._path, prepared)
 
+    def compact(
+        self,
+        keep_nights: int = compaction.DEFAULT_KEEP_NIGHTS,
+        *,
+        rewrite_min_free: float | None = 0.0,
+        progress: compaction.Progress = lambda _: None,
+    ) -> compaction.CompactionResult:
+        """Per-second series of nights older than the newest ``keep_nights`` become
+        per-minute rows; everything else is kept. Rewrites the file to shrink it when at
+        least ``rewrite_min_free`` of it is free (None: never). See store/compaction.py."""
+        return compaction.compact(
+            self._path,
+            keep_nights=keep_nights,
+            rewrite_min_free=rewrite_min_free,
+            policy=self._retry,
+            progress=progress,
+        )
+
     # -- reads -------------------------------------------------------------------------
 
     def schema_version(self) -> int:
@@ -117,7 +135,8 @@ class MetricStore:
     def series(
         self, night: date, test: str, profile: str, metric: str | None = None
     ) -> pl.DataFrame:
-        """Per-second rows of one test on one night, ordered by metric, tags, second."""
+        """Series rows of one test on one night, ordered by metric, tags, second: per-second
+        (``resolution_s`` 1), or per-minute once compacted (``resolution_s`` 60)."""
         params = {"night": night, "test": test, "profile": profile, "metric": metric}
         with self._open(write=False) as conn:
             return frame(conn, "series", params)

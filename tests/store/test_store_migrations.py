@@ -171,3 +171,22 @@ def test_parse_migrations_rejects_bad_sets(files: dict[str, str], error: str) ->
 def test_parse_migrations_orders_by_number() -> None:
     parsed = parse_migrations({"0002_b.sql": "B", "0001_a.sql": "A"})
     assert [(m.version, m.name, m.sql) for m in parsed] == [(1, "a", "A"), (2, "b", "B")]
+
+
+def test_migrates_a_version_4_file_whose_series_are_per_second(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        for version, migration in enumerate(load_migrations()[:4], start=1):
+            conn.execute(migration.sql)
+            conn.execute(
+                "INSERT INTO schema_version VALUES (?, ?)", [version, datetime(2024, 1, 1)]
+            )
+        conn.execute(
+            "INSERT INTO series (night, profile, test, metric, tags, second, count) "
+            "VALUES (DATE '2024-03-01', 'ci', 'a', 'http_reqs', '{}', 7, 10)"
+        )
+
+    store = MetricStore(path)
+
+    rows = store.series(NIGHT, "a", "ci").select("second", "resolution_s", "seconds_present")
+    assert rows.rows() == [(7, 1, 1)]  # rows from before 0005 are per-second

@@ -57,6 +57,8 @@ EXPECTED_SCHEMAS: dict[str, dict[str, type[pl.DataType] | pl.DataType]] = {
         "p99": pl.Float64,
         "max": pl.Float64,
         "value": pl.Float64,
+        "resolution_s": pl.Int32,
+        "seconds_present": pl.Int32,
     },
     "threshold_results": {
         "night": pl.Date,

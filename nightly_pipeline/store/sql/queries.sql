@@ -122,7 +122,7 @@ ORDER BY night, profile, test, metric, tags;
 
 -- name: series
 SELECT night, profile, test, metric, tags, second, count, errors, mean, p50, p95, p99, max,
-       value
+       value, resolution_s, seconds_present
 FROM series
 WHERE night = $night AND profile = $profile AND test = $test
   AND ($metric IS NULL OR metric = $metric)
@@ -177,3 +177,64 @@ FROM baselines
 WHERE computed_for = (SELECT max(computed_for) FROM baselines)
   AND ($profile IS NULL OR profile = $profile)
 ORDER BY profile, test, metric, tags;
+
+-- Compaction (store/compaction.py, DESIGN §12). The oldest of the newest $keep nights with
+-- results: series of nights before it are downsampled. NULL while fewer nights are stored.
+-- name: compaction_cutoff
+SELECT night FROM (SELECT DISTINCT night FROM test_results)
+ORDER BY night DESC
+LIMIT 1 OFFSET $keep - 1;
+
+-- name: per_second_nights_before
+SELECT DISTINCT night FROM series
+WHERE night < $cutoff AND resolution_s = 1
+ORDER BY night;
+
+-- One per-minute row per (night, profile, test, metric, tags, minute) of the per-second rows
+-- before $cutoff. count and errors: the minute's sums. mean: count-weighted, so exact.
+-- p50: the count-weighted mean of the seconds' medians (an approximation); p95, p99, max:
+-- the largest second's (an upper bound: a one-second spike stays visible). value by the
+-- row's kind (recorder.series_rows): a rate (errors NULL) its count-weighted mean, i.e. the
+-- exact ratio; a gauge (max set, no p50) its latest value; a counter its per-second mean.
+-- name: downsample_series_to_minutes
+CREATE TEMP TABLE compacted_series AS
+SELECT night, profile, test, metric, tags,
+       CAST(second // 60 * 60 AS INTEGER) AS second,
+       CAST(sum(count) AS BIGINT) AS count,
+       CAST(sum(errors) AS BIGINT) AS errors,
+       coalesce(sum(mean * count) / nullif(sum(count) FILTER (WHERE mean IS NOT NULL), 0),
+                avg(mean)) AS mean,
+       coalesce(sum(p50 * count) / nullif(sum(count) FILTER (WHERE p50 IS NOT NULL), 0),
+                avg(p50)) AS p50,
+       max(p95) AS p95,
+       max(p99) AS p99,
+       max(max) AS max,
+       CASE
+           WHEN bool_and(errors IS NULL) AND sum(count) FILTER (WHERE value IS NOT NULL) > 0
+               THEN sum(value * count) / sum(count) FILTER (WHERE value IS NOT NULL)
+           WHEN bool_or(max IS NOT NULL) AND bool_and(p50 IS NULL)
+               THEN arg_max(value, second)
+           ELSE avg(value)
+       END AS value,
+       60 AS resolution_s,
+       CAST(count(*) AS INTEGER) AS seconds_present
+FROM series
+WHERE night < $cutoff AND resolution_s = 1
+GROUP BY night, profile, test, metric, tags, second // 60;
+
+-- name: delete_per_second_series_before
+DELETE FROM series WHERE night < $cutoff AND resolution_s = 1;
+
+-- name: insert_compacted_series
+INSERT INTO series BY NAME SELECT * FROM compacted_series;
+
+-- name: drop_compacted_series
+DROP TABLE IF EXISTS compacted_series;
+
+-- name: series_row_count
+SELECT count(*) FROM series;
+
+-- name: user_tables
+SELECT table_name FROM duckdb_tables()
+WHERE database_name = current_database() AND schema_name = 'main' AND NOT temporary
+ORDER BY table_name;
