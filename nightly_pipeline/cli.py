@@ -9,6 +9,7 @@ below receives typed values.
     nightly stack up [--run-id ID] [--postgres-port N] [--redis-port N] [--keep-data]
                      [--no-testbed] [--users 100]
     nightly ui [--host 127.0.0.1] [--port 3000]
+    nightly store compact [--keep-nights 30] [--no-rewrite]
 
 Everything lives under $NIGHTLY_HOME (default ./.nightly, made absolute here): the
 store, the Dagster instance the UI shows, the stacks' directories and the reports.
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 from nightly_pipeline.home import HOME_ENV, Home
 from nightly_pipeline.loadgen import LoadgenError, Progress
 from nightly_pipeline.report.text import render_frame, render_rows
-from nightly_pipeline.store import MetricStore, RunRecord, StoreError
+from nightly_pipeline.store import DEFAULT_KEEP_NIGHTS, MetricStore, RunRecord, StoreError
 from nightly_pipeline.suite.errors import SelectionError
 from nightly_pipeline.suite.profiles import profile_named
 from nightly_pipeline.suite.selfcheck import SelfcheckConfig, run_selfcheck
@@ -107,6 +108,27 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--keep-data", action="store_true", help="keep PostgreSQL's data dir")
     up.add_argument("--no-testbed", action="store_true", help="only PostgreSQL and Redis")
     up.add_argument("--users", type=_positive(int), default=100, help="users to seed")
+
+    store = sub.add_parser("store", help="maintain the metric store")
+    store_sub = store.add_subparsers(dest="store_command", required=True)
+    compact = store_sub.add_parser(
+        "compact",
+        help="downsample old per-second series to per-minute and shrink the file",
+        description="Series of nights older than the newest --keep-nights become per-minute "
+        "rows; summary metrics, verdicts, baselines and chaos journals are kept as they are. "
+        "Then the file is rewritten so that it shrinks. Writers wait meanwhile; none is lost.",
+    )
+    compact.add_argument(
+        "--keep-nights",
+        type=_positive(int),
+        default=DEFAULT_KEEP_NIGHTS,
+        help=f"nights whose series stay per-second (default {DEFAULT_KEEP_NIGHTS})",
+    )
+    compact.add_argument(
+        "--no-rewrite",
+        action="store_true",
+        help="only downsample: DuckDB reuses the freed space but the file does not shrink",
+    )
 
     ui = sub.add_parser("ui", help="the Dagster UI and daemon on this home's instance")
     ui.add_argument("--host", default="127.0.0.1")
@@ -382,6 +404,28 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
+def cmd_store(args: argparse.Namespace, home: Home) -> int:
+    """``nightly store compact``: progress on stderr, the summary on stdout."""
+    if not home.store.exists():  # MetricStore would create an empty one
+        print(
+            f"nightly store compact: no metric store at {home.store}; pass --store FILE or "
+            f"set {HOME_ENV}",
+            file=sys.stderr,
+        )
+        return 2
+
+    def say(line: str) -> None:
+        print(f"nightly store compact: {line}", file=sys.stderr, flush=True)
+
+    store = MetricStore(home.store)
+    say(f"compacting {store.path} (per-second series kept for {args.keep_nights} nights)")
+    result = store.compact(
+        args.keep_nights, rewrite_min_free=None if args.no_rewrite else 0.0, progress=say
+    )
+    print(result.summary())
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace, home: Home) -> int:
     """``dagster dev`` on the home's instance, in place of this process."""
     from nightly_pipeline.automation.instance import prepare_instance_dir
@@ -401,6 +445,7 @@ COMMANDS = {
     "history": cmd_history,
     "report": cmd_report,
     "stack": cmd_stack,
+    "store": cmd_store,
     "ui": cmd_ui,
 }
 
