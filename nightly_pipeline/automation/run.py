@@ -3,7 +3,8 @@
 The same jobs (``nightly_suite``, then ``nightly_history`` for the night), executed in
 process on the home's Dagster instance (so the UI shows them), with the resources the
 command line chose; the run's store row is closed by ``suite_runs.close_store_run``, as
-the sensors close a scheduled run's. Then a summary of the checks and JUnit.
+the sensors close a scheduled run's. Then the store's compaction (``after_night``), a
+summary of the checks and JUnit.
 """
 
 import json
@@ -21,6 +22,7 @@ import psutil
 
 from nightly_pipeline.assets.partitions import NIGHTS
 from nightly_pipeline.assets.steps import TARGET_POOL
+from nightly_pipeline.automation.after_night import compact_after_night
 from nightly_pipeline.automation.dagster_adapter import (
     free_slots,
     slot_holders,
@@ -226,6 +228,7 @@ def run_night(
             )
             if not history.success:
                 errors.append("the night's verdicts/report failed")
+    compact_after_night(store, say)  # reports its own errors: never fails the night
     return NightRun(night, run_id, not errors, checks, "; ".join(errors))
 
 
