@@ -12,9 +12,9 @@ from collections.abc import Callable
 from nightly_pipeline.store import MetricStore
 
 AFTER_NIGHT_REWRITE_MIN_FREE = 0.25
-"""After a night the file is rewritten only once a quarter of it is free space: DuckDB
-reuses freed blocks for the next nights' rows, so the file stays bounded without being
-copied every night; ``nightly store compact`` rewrites whenever anything is free."""
+"""After a night the file is rewritten when the compaction downsampled a night (once a
+night at most), or else only once a quarter of it is free space: DuckDB reuses freed
+blocks for later rows; ``nightly store compact`` always rewrites."""
 
 
 def compact_after_night(store: MetricStore, say: Callable[[str], None]) -> bool:

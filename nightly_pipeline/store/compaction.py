@@ -108,8 +108,9 @@ def compact(
     progress: Progress = lambda _: None,
 ) -> CompactionResult:
     """Downsample the series of nights older than the newest ``keep_nights`` nights, then
-    rewrite the file when at least ``rewrite_min_free`` of it is free space (0.0: whenever
-    anything is free; None: never). Idempotent: a second run finds nothing to do.
+    rewrite the file when that deleted rows or at least ``rewrite_min_free`` of the file is
+    free space (0.0: always, which also drops the rows an earlier compaction without a
+    rewrite deleted; None: never). Idempotent: a second run finds nothing to downsample.
 
     Raises StoreError (the file left whole: either as before or compacted) on failure.
     """
@@ -132,13 +133,14 @@ def compact(
             free_bytes, total_bytes = _free_space(conn)
         finally:
             conn.close()
-        rewritten = (
-            rewrite_min_free is not None
-            and free_bytes > 0
-            and free_bytes >= rewrite_min_free * total_bytes
+        # Deleted rows free no block while their row group holds live rows (measured: a
+        # smoke store grew 4.73 -> 4.99 MB with 0 bytes free after downsampling 5 of 6
+        # nights), so a compaction that deleted rows always rewrites.
+        rewritten = rewrite_min_free is not None and (
+            bool(nights) or free_bytes >= rewrite_min_free * total_bytes
         )
         if rewritten:
-            progress(f"rewriting {path} to drop {_mb(free_bytes)} of free space")
+            progress(f"rewriting {path} without its deleted rows ({_mb(free_bytes)} free)")
             _rewrite(path, budget)
         return CompactionResult(
             path=path,

@@ -84,8 +84,9 @@ class MetricStore:
         progress: compaction.Progress = lambda _: None,
     ) -> compaction.CompactionResult:
         """Per-second series of nights older than the newest ``keep_nights`` become
-        per-minute rows; everything else is kept. Rewrites the file to shrink it when at
-        least ``rewrite_min_free`` of it is free (None: never). See store/compaction.py."""
+        per-minute rows; everything else is kept. Rewrites the file to shrink it when that
+        deleted rows or at least ``rewrite_min_free`` of it is free (0.0: always; None:
+        never). See store/compaction.py."""
         return compaction.compact(
             self._path,
             keep_nights=keep_nights,
