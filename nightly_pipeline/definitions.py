@@ -12,6 +12,7 @@ import dagster as dg
 from nightly_pipeline.assets.engine import engine_selfcheck, engine_selfcheck_job
 from nightly_pipeline.assets.history import baseline_snapshot, nightly_report, regressions
 from nightly_pipeline.assets.suite import SUITE_ASSETS
+from nightly_pipeline.automation.after_night import HISTORY_ENDS, make_history_finished_sensor
 from nightly_pipeline.automation.jobs import (
     baseline_snapshot_job,
     nightly_history_job,
@@ -48,6 +49,7 @@ defs = dg.Definitions(
         make_regression_alert_sensor(),
         make_target_version_sensor(profile=SCHEDULED_PROFILE),
         *(make_suite_finished_sensor(status) for status in SUITE_OUTCOMES),
+        *(make_history_finished_sensor(status) for status in HISTORY_ENDS),
     ],
     resources={
         "store": MetricStoreResource(),
