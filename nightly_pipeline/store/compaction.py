@@ -140,7 +140,8 @@ def compact(
             bool(nights) or free_bytes >= rewrite_min_free * total_bytes
         )
         if rewritten:
-            progress(f"rewriting {path} without its deleted rows ({_mb(free_bytes)} free)")
+            dropped = "the deleted per-second rows and " if nights else ""
+            progress(f"rewriting {path} without {dropped}its free space ({_mb(free_bytes)})")
             _rewrite(path, budget)
         return CompactionResult(
             path=path,
