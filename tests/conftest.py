@@ -42,3 +42,16 @@ def sigint_handler_restored() -> Iterator[None]:
 def ci_night(tmp_path_factory: pytest.TempPathFactory) -> CiNight:
     """Every test of the suite at ci through ``nightly run``, once (``tests/ci_night.py``)."""
     return run_ci_night(tmp_path_factory.mktemp("ci-night"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for ``pytest -n N --dist loadgroup`` (``make test``): a module's tests run in
+    one worker, so its module-scoped platforms start once; every test that reads the
+    session's ``ci_night`` runs in one worker too, so the night runs once, and first (it
+    is the longest group: a worker free early picks up the rest)."""
+    for item in items:
+        module = getattr(item, "module", None)
+        group = "ci_night" if "ci_night" in item.fixturenames else getattr(module, "__name__", "")
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: "ci_night" not in item.fixturenames)  # stable: order kept
