@@ -14,6 +14,15 @@ import pytest
 from tests.ci_night import CiNight, run_ci_night
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as a terminal delivers it, even when pytest was started in the background
+    of a non-interactive shell (`make test &`, a CI runner): such a shell starts its
+    jobs with SIGINT ignored, Python then keeps it ignored, and so would every process
+    a test starts — the Ctrl-C tests would see no interrupt at all."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(scope="session")
 def system_dir() -> Iterator[Path]:
     """Stand-in for /var/lib/nightly-pipeline (root only): world-traversable, removed after."""

@@ -48,6 +48,22 @@ STATS_BY_KIND: dict[str, tuple[tuple[str, str, str], ...]] = {
     RATE: (("rate", "rate", "ratio"), ("passes", "true", "count"), ("fails", "false", "count")),
     GAUGE: (("value", "value", ""), ("min", "min", ""), ("max", "max", "")),
 }
+GAUGE_UNITS: tuple[tuple[str, str], ...] = (
+    # (name ends with, unit): a gauge's unit is in its name (first match wins)
+    ("_pct", "%"),
+    ("_per_s", "1/s"),
+    ("_ms", "ms"),
+    ("_s", "s"),
+    ("_ratio", "ratio"),
+    ("_kib_per_socket", "KiB"),
+    ("_bytes", "B"),
+)
+
+
+def gauge_unit(name: str) -> str:
+    """``process_rss_growth_pct`` is in ``%``, ``time_to_recover_s`` in ``s``; ``""`` for a
+    name that does not say (the report then shows the bare number)."""
+    return next((unit for suffix, unit in GAUGE_UNITS if name.endswith(suffix)), "")
 
 
 def metric_rows(result: LoadResult) -> list[MetricRow]:
@@ -57,9 +73,11 @@ def metric_rows(result: LoadResult) -> list[MetricRow]:
     for key in rec.metric_keys():
         tags = dict(key.tags)
         stats = rec.stats(key.name, tags, exact=True)
-        for stat, name, unit in STATS_BY_KIND[rec.kind(key.name)]:
+        kind = rec.kind(key.name)
+        for stat, name, unit in STATS_BY_KIND[kind]:
             value = stats.get(stat)
             if value is not None:
+                unit = gauge_unit(key.name) if kind == GAUGE else unit
                 rows.append(MetricRow(f"{key.name}.{name}", float(value), unit, tags))
     rows.append(MetricRow("engine.scheduling_lag.p99", result.scheduling_lag_p99_ms, "ms"))
     rows.append(MetricRow("engine.generator_bound", float(result.generator_bound), "bool"))
