@@ -8,6 +8,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,14 +54,32 @@ def ci_night(tmp_path_factory: pytest.TempPathFactory) -> CiNight:
     return run_ci_night(tmp_path_factory.mktemp("ci-night"))
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_itemcollected(item: pytest.Item) -> None:
     """Groups for ``pytest -n N --dist loadgroup`` (``make test``): a module's tests run in
     one worker, so its module-scoped platforms start once; every test that reads the
-    session's ``ci_night`` runs in one worker too, so the night runs once, and first (it
-    is the longest group: a worker free early picks up the rest)."""
-    for item in items:
-        module = getattr(item, "module", None)
-        group = "ci_night" if "ci_night" in item.fixturenames else getattr(module, "__name__", "")
-        item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: "ci_night" not in item.fixturenames)  # stable: order kept
+    session's ``ci_night`` runs in one worker too, so the night runs once. (Marked as
+    each test is collected: pytest-xdist reads the marks in its own
+    ``pytest_collection_modifyitems``.)"""
+    module = getattr(item, "module", None)
+    reads_night = "ci_night" in getattr(item, "fixturenames", ())
+    group = "ci_night" if reads_night else getattr(module, "__name__", "")
+    item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The night's readers first: the longest group, so a worker free early picks up the
+    rest instead of waiting for it at the end."""
+    items.sort(key=lambda item: "ci_night" not in getattr(item, "fixturenames", ()))
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's, on the controller
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """Stop at once if pytest-xdist dropped the groups (it did, silently, under pytest
+    9.2: pytest-xdist#1386, hence the pin): the night would run in every worker."""
+    ungrouped = [nodeid for nodeid in ids if "@" not in nodeid]
+    if ungrouped and node.config.getvalue("dist") == "loadgroup":
+        pytest.exit(
+            f"pytest-xdist did not group {len(ungrouped)} test(s), e.g. {ungrouped[0]} "
+            "(pytest-xdist#1386): install a pytest it supports (pyproject.toml's pin)",
+            returncode=4,
+        )
