@@ -7,6 +7,7 @@ shows it as not measurable, with the reason, and the test is not failed."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -16,8 +17,8 @@ import psutil
 import pytest
 
 from nightly_pipeline.suite.catalog import select_tests
-from nightly_pipeline.suite.memory import RSS_GAUGE
-from nightly_pipeline.suite.sampling import parse_metrics
+from nightly_pipeline.suite.memory import RSS_GAUGE, memory_growth, rss_from_metrics
+from nightly_pipeline.suite.sampling import Samples, parse_metrics
 from nightly_pipeline.suite.target import Target, load_target
 from nightly_pipeline.testbed.embedded import Platform
 from tests.suite.metrics_filter import filtered_metrics
@@ -78,6 +79,27 @@ def test_the_metrics_gauge_is_each_processs_real_rss(platform) -> None:
             assert exported == pytest.approx(real, rel=0.10), name
             compared += 1
     assert compared >= 3  # api, dispatcher, consumer
+
+
+def test_one_run_judged_from_pids_and_from_metrics_agrees(platform, tmp_path) -> None:
+    """The embedded target offers both: the same run's samples judged from the pids (as
+    the embedded suite does) and from ``/metrics`` alone (as an external target is) give
+    the same RSS and the same growth within a percentage point (each /metrics reading is
+    taken a few ms before the pid's, so allocations in between differ)."""
+    captured: list[Samples] = []
+    probe = dataclasses.replace(SOAK, derive=lambda samples, _rec, _at: captured.append(samples))
+    run_ci(probe, platform.target(), tmp_path)
+    (samples,) = captured
+    by_pids = memory_growth(samples, platform.metrics_urls)
+    by_metrics = memory_growth(dataclasses.replace(samples, processes={}), platform.metrics_urls)
+    assert (by_pids.source, by_metrics.source) == ("pids", "/metrics")
+    print(f"01 growth: pids {by_pids.growth_pct:+.2f} %, /metrics {by_metrics.growth_pct:+.2f} %")
+    assert by_metrics.growth_pct == pytest.approx(by_pids.growth_pct, abs=1.0)
+    series = rss_from_metrics(samples)
+    for name, points in samples.processes.items():
+        last_pid, last_metrics = points[-1].rss_mb, series[name][-1][1]
+        print(f"{name}: last RSS pid {last_pid:.1f} MiB, /metrics {last_metrics:.1f} MiB")
+        assert last_metrics == pytest.approx(last_pid, rel=0.05), name
 
 
 @pytest.fixture(scope="module")
