@@ -17,6 +17,7 @@ from typing import Any
 
 from nightly_pipeline.loadgen import LoadResult, ThresholdResult
 from nightly_pipeline.loadgen.metrics_stats import COUNTER, GAUGE, RATE, TREND
+from nightly_pipeline.loadgen.thresholds import NOT_MEASURABLE_SEVERITY
 from nightly_pipeline.store import (
     ActivityRow,
     ExperimentRow,
@@ -121,17 +122,24 @@ def threshold_rows(
     severity_of: Mapping[tuple[str, str], str] | None = None,
 ) -> list[ThresholdRow]:
     """Store rows of threshold verdicts; ``severity_of`` maps (selector, expression) to a
-    check's severity, ``severity`` is the default."""
+    check's severity, ``severity`` is the default.
+
+    The store has no third verdict (``threshold_results.passed`` is NOT NULL): a result
+    not measurable on this target is stored with severity ``not_measurable``, passed
+    (it did not fail: no failed threshold is counted) and no observed value; its reason
+    is in the test's ``detail``."""
     return [
         ThresholdRow(
             t.metric,
             t.expression,
             t.scope,  # type: ignore[arg-type]
-            t.passed,
-            t.observed,
+            t.passed or bool(t.not_measurable),
+            None if t.not_measurable else t.observed,
             t.window_start,
             t.window_end,
-            (severity_of or {}).get((t.selector, t.expression), severity),
+            NOT_MEASURABLE_SEVERITY
+            if t.not_measurable
+            else (severity_of or {}).get((t.selector, t.expression), severity),
             dict(t.tags),
         )
         for t in results
