@@ -33,9 +33,11 @@ system-deps:
 run: setup
 	$(BIN)/nightly run --profile smoke
 
-## The tests (exit 5, "no tests collected", is a failure here: there must be tests)
+## The tests (exit 5, "no tests collected", is a failure here: there must be tests), in
+## TEST_WORKERS processes (pytest-xdist; a module's tests stay in one, see tests/conftest.py)
+TEST_WORKERS ?= 2
 test: setup system-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: setup
 	$(BIN)/ruff format --check .

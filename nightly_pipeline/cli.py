@@ -397,6 +397,9 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
     if run.blocking_failed:
         print("\na blocking check failed", file=sys.stderr)
         return 1
+    skipped = [f"{c.test} {c.name}" for c in run.checks if c.not_measurable]
+    if skipped:
+        print(f"\nnot measurable on this target (skipped): {', '.join(skipped)}")
     print(
         f"\nnight {night}: every blocking check passed (stored in {store.path}; "
         f"Dagster run {run.run_id} in {home.dagster}: `nightly ui` shows it)"

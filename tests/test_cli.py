@@ -141,6 +141,9 @@ def _processes_naming(root: Path) -> list[str]:
     return found
 
 
+RUN_MARK = "NIGHTLY_TEST_RUN"  # names an interrupted run's processes, wherever they end up
+
+
 def _interrupt_run(home: Path, tests: str, started: str, after_s: float = 0.0) -> str:
     """``nightly run`` of ``tests`` at ci, Ctrl-C (SIGINT to the whole process group, as a
     terminal sends it) ``after_s`` after a line containing ``started``; its output."""
@@ -158,6 +161,7 @@ def _interrupt_run(home: Path, tests: str, started: str, after_s: float = 0.0) -
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        env={**os.environ, RUN_MARK: str(home)},  # inherited by every process it starts
     )
     seen = []
     try:
@@ -204,14 +208,23 @@ def test_ctrl_c_during_a_fault_reverts_it(tmp_path) -> None:
 def test_ctrl_c_during_test_12_leaves_none_of_its_1000_sockets_listeners(tmp_path) -> None:
     """Ctrl-C while Test 12's 1,000 sockets are open (its load has started): exit 130,
     the platform stopped, and none of the four listener processes left."""
-    _interrupt_run(tmp_path / "home", "12", "12_multi_user_conversation load 1/")
+    home = tmp_path / "home"
+    _interrupt_run(home, "12", "12_multi_user_conversation load 1/")
     listeners = [
         p.pid
         for p in psutil.process_iter(["cmdline", "status"])
         if "nightly_pipeline.suite.ws_listen" in " ".join(p.info["cmdline"] or ())
         and p.info["status"] != psutil.STATUS_ZOMBIE
+        and _environ(p).get(RUN_MARK) == str(home)  # this run's, not another test's
     ]
     assert listeners == []
+
+
+def _environ(proc: psutil.Process) -> dict[str, str]:
+    try:
+        return proc.environ()
+    except psutil.Error:
+        return {}
 
 
 def test_bad_input_is_refused_at_the_door_every_problem_once(tmp_path, capsys) -> None:

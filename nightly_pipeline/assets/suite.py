@@ -1,6 +1,9 @@
 """One multi-asset per nightly test, built from its module (``suite.catalog``): its metric
 assets (``01_message_soak/latency``, ...), and one asset check per check of its spec,
-under the check's own name, on the asset it judges (blocking for ``error`` checks)."""
+under the check's own name, on the asset it judges (blocking for ``error`` checks).
+
+A check not measurable on this target yields no evaluation (Dagster shows it skipped);
+the asset it judges carries the reason as ``not_measurable/<check>`` metadata."""
 
 from datetime import date
 
@@ -23,6 +26,8 @@ from nightly_pipeline.suite.runner import CheckOutcome, run_suite_test
 from nightly_pipeline.suite.spec import Check
 
 SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
+NOT_MEASURABLE_KEY = "not_measurable/"
+"""Prefix of the asset metadata naming a check not measurable on this target."""
 PROGRESS_LOG_EVERY_S = 5.0
 """How often a running test's figures go to the Dagster log."""
 
@@ -106,15 +111,23 @@ def build_test_asset(
                 continue
             on_asset = [c.metric for c in spec.checks if c.on == name]
             figures = figures_for(name, outcome.record.metrics, on_asset)
+            skipped = {
+                f"{NOT_MEASURABLE_KEY}{c.check.name}": dg.MetadataValue.text(c.not_measurable)
+                for c in outcome.checks
+                if c.check.on == name and c.not_measurable
+            }
             yield dg.MaterializeResult(
                 asset_key=key,
                 metadata={
                     "profile": dg.MetadataValue.text(profile.profile.name),
                     **{k: dg.MetadataValue.float(v) for k, v in figures.items()},
+                    **skipped,
                 },
             )
         for c in outcome.checks:
             key = keys[c.check.on]
+            if c.not_measurable:
+                continue  # no verdict: Dagster shows the check skipped, the asset says why
             if dg.AssetCheckKey(key, c.check.name) in context.selected_asset_check_keys:
                 yield check_result(key, c)
 

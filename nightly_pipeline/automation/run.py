@@ -22,6 +22,7 @@ import psutil
 
 from nightly_pipeline.assets.partitions import NIGHTS
 from nightly_pipeline.assets.steps import TARGET_POOL
+from nightly_pipeline.assets.suite import NOT_MEASURABLE_KEY
 from nightly_pipeline.automation.after_night import compact_after_night
 from nightly_pipeline.automation.dagster_adapter import (
     free_slots,
@@ -43,8 +44,10 @@ from nightly_pipeline.automation.suite_runs import (
 from nightly_pipeline.chaos.ledger import FaultLedger
 from nightly_pipeline.definitions import defs
 from nightly_pipeline.home import Home
+from nightly_pipeline.loadgen.thresholds import NOT_MEASURABLE
 from nightly_pipeline.report.night_summary import CheckLine
 from nightly_pipeline.store import MetricStore, RunStatus
+from nightly_pipeline.suite.catalog import TESTS
 from nightly_pipeline.suite.context import SuiteTest
 from nightly_pipeline.suite.errors import SelectionError
 from nightly_pipeline.suite.profiles import Profile
@@ -64,7 +67,7 @@ class NightRun:
 
     @property
     def blocking_failed(self) -> bool:
-        return any(not c.passed and c.blocking for c in self.checks)
+        return any(c.failed and c.blocking for c in self.checks)
 
 
 def latest_night() -> date:
@@ -101,7 +104,37 @@ def _check_lines(result: dg.ExecuteInProcessResult) -> tuple[CheckLine, ...]:
                 str(values.get("metric", "")),
             )
         )
-    return tuple(lines)
+    return (*lines, *_not_measurable_lines(result))
+
+
+def _not_measurable_lines(result: dg.ExecuteInProcessResult) -> list[CheckLine]:
+    """The checks a test reported not measurable on this target: no evaluation, the reason
+    on the asset they judge (``assets.suite.NOT_MEASURABLE_KEY``)."""
+    by_key = {t.spec.key: t.spec for t in TESTS}
+    lines = []
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        test, *asset = materialization.asset_key.path
+        for key, value in materialization.metadata.items():
+            if not key.startswith(NOT_MEASURABLE_KEY) or test not in by_key:
+                continue
+            check = by_key[test].check(key.removeprefix(NOT_MEASURABLE_KEY))
+            lines.append(
+                CheckLine(
+                    test,
+                    "/".join(asset),
+                    check.name,
+                    False,
+                    check.severity == "error",
+                    f"{NOT_MEASURABLE}: {value.value}",
+                    None,
+                    check.expr,
+                    check.unit,
+                    check.metric,
+                    not_measurable=str(value.value),
+                )
+            )
+    return lines
 
 
 def _selection(tests: list[SuiteTest] | None) -> list[dg.AssetKey] | None:
@@ -213,7 +246,7 @@ def run_night(
                 interrupted=True,
             )
         errors = []
-        blocked = any(not c.passed and c.blocking for c in checks)
+        blocked = any(c.failed and c.blocking for c in checks)
         if not suite.success:
             reasons = step_failures(suite)
             if reasons or not blocked:  # failed for another reason than a check
@@ -234,13 +267,15 @@ def run_night(
 
 def write_junit(run: NightRun, path: Path) -> None:
     """One testcase per check; a failed blocking check is a failure, a failed WARN check
-    is reported in system-out (CI stays green on warnings, as the exit status does)."""
+    is reported in system-out (CI stays green on warnings, as the exit status does), a
+    check not measurable on this target is skipped with the reason."""
     suite = ET.Element(
         "testsuite",
         name=f"nightly {run.night}",
         tests=str(len(run.checks)),
-        failures=str(sum(not c.passed and c.blocking for c in run.checks)),
+        failures=str(sum(c.failed and c.blocking for c in run.checks)),
         errors="0" if run.success else "1",
+        skipped=str(sum(bool(c.not_measurable) for c in run.checks)),
     )
     if not run.success:
         case = ET.SubElement(suite, "testcase", classname="nightly", name="run")
@@ -258,7 +293,9 @@ def write_junit(run: NightRun, path: Path) -> None:
         ):
             ET.SubElement(properties, "property", name=name, value=value)
         verdict = f"observed {c.observed_text}, threshold {c.threshold_text}"
-        if not c.passed and c.blocking:
+        if c.not_measurable:
+            ET.SubElement(case, "skipped", message=f"{NOT_MEASURABLE}: {c.not_measurable}"[:500])
+        elif not c.passed and c.blocking:
             ET.SubElement(case, "failure", message=f"{verdict}: {c.description}"[:500])
         elif not c.passed:
             ET.SubElement(case, "system-out").text = f"WARN: {verdict}: {c.description}"

@@ -28,10 +28,15 @@ Counters are the exception, as in k6: a counter that never fired has count 0, so
 ``dead_letters: count==0`` passes — provided the metric's kind is known (recorded,
 `Recorder.declare`d, a k6 built-in, or given in ``kinds=``). During a run
 (`check_live`), metrics and windows without samples are skipped, as k6 does.
+
+A metric the target cannot offer at all (a deployed platform whose ``/metrics`` lacks the
+gauge a check reads) is neither: ``not_measurable`` marks its results with the reason,
+and they count as neither passed nor failed (``ThresholdResult.not_measurable``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +61,8 @@ from nightly_pipeline.loadgen.recorder import Recorder
 __all__ = [
     "GRAMMAR",
     "K6_BUILTIN_KINDS",
+    "NOT_MEASURABLE",
+    "NOT_MEASURABLE_SEVERITY",
     "Expression",
     "Threshold",
     "ThresholdError",
@@ -63,6 +70,7 @@ __all__ = [
     "ThresholdKindError",
     "ThresholdResult",
     "ThresholdSyntaxError",
+    "not_measurable",
     "parse_duration",
     "parse_expression",
     "parse_selector",
@@ -84,6 +92,39 @@ class ThresholdResult:
     selector: str = ""
     window_s: int | None = None
     detail: str = field(default="", compare=False)
+    not_measurable: str = ""
+    """Why the target cannot offer this metric; set, the result is a visible skip:
+    ``passed`` is False and it must not be counted as a failure either."""
+
+    @property
+    def failed(self) -> bool:
+        return not self.passed and not self.not_measurable
+
+
+NOT_MEASURABLE = "not measurable on this target"
+NOT_MEASURABLE_SEVERITY = "not_measurable"
+"""The stored severity of a not-measurable threshold (the store has no third verdict)."""
+
+
+def not_measurable(
+    results: Iterable[ThresholdResult], reasons: Mapping[str, str]
+) -> list[ThresholdResult]:
+    """``results`` with those on a metric named in ``reasons`` (metric -> why the target
+    cannot offer it) turned into skips: not passed, not failed, observed NaN."""
+    return [
+        dataclasses.replace(
+            r,
+            passed=False,
+            observed=math.nan,
+            window_start=None,
+            window_end=None,
+            detail=f"{NOT_MEASURABLE}: {reasons[r.metric]}",
+            not_measurable=reasons[r.metric],
+        )
+        if r.metric in reasons
+        else r
+        for r in results
+    ]
 
 
 def _has_data(kind: str, stats: Mapping[str, float]) -> bool:

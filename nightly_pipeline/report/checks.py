@@ -4,13 +4,20 @@ with the value it observed in the unit the test stored that figure in.
 The store keeps a threshold's metric and expression (``delivery_lost`` ``count==0``) but
 not its unit; the unit is the stored figure's (``delivery_lost.count`` is a ``count``,
 ``http_req_duration.p95`` in ``ms``), found in that night's history rows.
+
+A check not measurable on this target (stored with severity ``not_measurable``) shows as
+such, neither pass nor FAIL; the reason is in the test's detail above the table.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from nightly_pipeline.loadgen.thresholds import parse_expression
+from nightly_pipeline.loadgen.thresholds import (
+    NOT_MEASURABLE,
+    NOT_MEASURABLE_SEVERITY,
+    parse_expression,
+)
 from nightly_pipeline.report.frames import metric_label
 from nightly_pipeline.report.html import css_class, esc, table
 from nightly_pipeline.report.values import format_threshold, format_value
@@ -57,14 +64,16 @@ def check_rows(
     for r in mine.iter_rows(named=True):
         tags = r["tags"] or "{}"
         unit = units.get(stored_metric(r["metric"], r["expression"]), "")
+        skipped = r["severity"] == NOT_MEASURABLE_SEVERITY
         out.append(
             {
                 "check": metric_label(r["metric"], tags),
                 "threshold": format_threshold(r["expression"], unit),
-                "observed": format_value(r["observed"], unit),
-                "severity": "blocking" if r["severity"] == "error" else "warn",
-                "verdict": "pass" if r["passed"] else "FAIL",
-                "passed": bool(r["passed"]),
+                "observed": "-" if skipped else format_value(r["observed"], unit),
+                "severity": "-" if skipped else "blocking" if r["severity"] == "error" else "warn",
+                "verdict": NOT_MEASURABLE if skipped else "pass" if r["passed"] else "FAIL",
+                "passed": bool(r["passed"]) and not skipped,
+                "status": "skipped" if skipped else "passed" if r["passed"] else "failed",
             }
         )
     return out
@@ -75,5 +84,5 @@ def checks_table(rows: list[dict[str, object]]) -> str:
     if not rows:
         return "<p>No checks recorded.</p>"
     cells = [[esc(r[h]) for h in HEADERS] for r in rows]
-    classes = [css_class("passed" if r["passed"] else "failed") for r in rows]
+    classes = [css_class(str(r["status"])) for r in rows]
     return table(HEADERS, cells, row_classes=classes, numeric=(2,))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from nightly_pipeline.loadgen.thresholds import NOT_MEASURABLE
 from nightly_pipeline.report.text import render_rows
 from nightly_pipeline.report.values import format_threshold, format_value, key_figures
 
@@ -24,6 +25,16 @@ class CheckLine:
     threshold: str = ""  # k6 expression, e.g. p(95)<100
     unit: str = ""
     metric: str = ""
+    not_measurable: str = ""
+    """Why the target cannot support this check (a visible skip: not passed, not failed)."""
+
+    @property
+    def failed(self) -> bool:
+        return not self.passed and not self.not_measurable
+
+    @property
+    def verdict(self) -> str:
+        return NOT_MEASURABLE if self.not_measurable else "pass" if self.passed else "FAIL"
 
     @property
     def observed_text(self) -> str:
@@ -58,7 +69,7 @@ def render_checks(lines: Iterable[CheckLine]) -> str:
                 c.observed_text,
                 c.threshold_text,
                 "blocking" if c.blocking else "warn",
-                "pass" if c.passed else "FAIL",
+                c.verdict + (f" ({c.not_measurable})" if c.not_measurable else ""),
             ]
             for c in lines
         ],

@@ -17,6 +17,7 @@ from typing import Any
 
 from nightly_pipeline.loadgen import LoadResult, ThresholdResult
 from nightly_pipeline.loadgen.metrics_stats import COUNTER, GAUGE, RATE, TREND
+from nightly_pipeline.loadgen.thresholds import NOT_MEASURABLE_SEVERITY
 from nightly_pipeline.store import (
     ActivityRow,
     ExperimentRow,
@@ -48,6 +49,22 @@ STATS_BY_KIND: dict[str, tuple[tuple[str, str, str], ...]] = {
     RATE: (("rate", "rate", "ratio"), ("passes", "true", "count"), ("fails", "false", "count")),
     GAUGE: (("value", "value", ""), ("min", "min", ""), ("max", "max", "")),
 }
+GAUGE_UNITS: tuple[tuple[str, str], ...] = (
+    # (name ends with, unit): a gauge's unit is in its name (first match wins)
+    ("_pct", "%"),
+    ("_per_s", "1/s"),
+    ("_ms", "ms"),
+    ("_s", "s"),
+    ("_ratio", "ratio"),
+    ("_kib_per_socket", "KiB"),
+    ("_bytes", "B"),
+)
+
+
+def gauge_unit(name: str) -> str:
+    """``process_rss_growth_pct`` is in ``%``, ``time_to_recover_s`` in ``s``; ``""`` for a
+    name that does not say (the report then shows the bare number)."""
+    return next((unit for suffix, unit in GAUGE_UNITS if name.endswith(suffix)), "")
 
 
 def metric_rows(result: LoadResult) -> list[MetricRow]:
@@ -57,9 +74,11 @@ def metric_rows(result: LoadResult) -> list[MetricRow]:
     for key in rec.metric_keys():
         tags = dict(key.tags)
         stats = rec.stats(key.name, tags, exact=True)
-        for stat, name, unit in STATS_BY_KIND[rec.kind(key.name)]:
+        kind = rec.kind(key.name)
+        for stat, name, unit in STATS_BY_KIND[kind]:
             value = stats.get(stat)
             if value is not None:
+                unit = gauge_unit(key.name) if kind == GAUGE else unit
                 rows.append(MetricRow(f"{key.name}.{name}", float(value), unit, tags))
     rows.append(MetricRow("engine.scheduling_lag.p99", result.scheduling_lag_p99_ms, "ms"))
     rows.append(MetricRow("engine.generator_bound", float(result.generator_bound), "bool"))
@@ -103,17 +122,24 @@ def threshold_rows(
     severity_of: Mapping[tuple[str, str], str] | None = None,
 ) -> list[ThresholdRow]:
     """Store rows of threshold verdicts; ``severity_of`` maps (selector, expression) to a
-    check's severity, ``severity`` is the default."""
+    check's severity, ``severity`` is the default.
+
+    The store has no third verdict (``threshold_results.passed`` is NOT NULL): a result
+    not measurable on this target is stored with severity ``not_measurable``, passed
+    (it did not fail: no failed threshold is counted) and no observed value; its reason
+    is in the test's ``detail``."""
     return [
         ThresholdRow(
             t.metric,
             t.expression,
             t.scope,  # type: ignore[arg-type]
-            t.passed,
-            t.observed,
+            t.passed or bool(t.not_measurable),
+            None if t.not_measurable else t.observed,
             t.window_start,
             t.window_end,
-            (severity_of or {}).get((t.selector, t.expression), severity),
+            NOT_MEASURABLE_SEVERITY
+            if t.not_measurable
+            else (severity_of or {}).get((t.selector, t.expression), severity),
             dict(t.tags),
         )
         for t in results

@@ -4,7 +4,10 @@ reported (lags, dead letters, denials, RSS growth) joins the engine's recorder; 
 check of the spec is evaluated the same way, whatever the profile.
 
 A check whose metric could not be read fails with "no samples" and the outcome names the
-unreadable endpoints: only the checks that need them fail.
+unreadable endpoints: only the checks that need them fail. A check the target cannot
+support at all (memory on a deployed platform whose ``/metrics`` lacks
+``process_resident_memory_bytes``: ``suite.memory``) is "not measurable on this target",
+with the reason: neither passed nor failed, and it does not fail the test.
 """
 
 from __future__ import annotations
@@ -15,15 +18,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from nightly_pipeline.analysis import leak_verdict
 from nightly_pipeline.loadgen import Recorder, ThresholdResult
 from nightly_pipeline.loadgen.thresholds import (
+    NOT_MEASURABLE,
     ThresholdEvaluator,
+    not_measurable,
     parse_selector,
     parse_thresholds,
 )
 from nightly_pipeline.store import TestResultRecord
 from nightly_pipeline.suite.context import ScenarioContext, SuiteTest
+from nightly_pipeline.suite.memory import memory_growth
 from nightly_pipeline.suite.preflight import ensure_reachable
 from nightly_pipeline.suite.profiles import Profile
 from nightly_pipeline.suite.progress import Watch
@@ -48,10 +53,6 @@ from nightly_pipeline.suite.sampling import (
 from nightly_pipeline.suite.spec import Check, TestSpec
 from nightly_pipeline.suite.target import Target
 
-RSS_WARMUP_FRACTION = 0.2
-"""Memory growth is measured after the first fifth of the run (caches, pools, JIT-free
-Python still allocates while warming up)."""
-
 
 @dataclass(frozen=True)
 class CheckOutcome:
@@ -59,6 +60,13 @@ class CheckOutcome:
     passed: bool
     observed: float
     detail: str
+    not_measurable: str = ""
+    """Why the target cannot support this check; set, it is a visible skip (``passed``
+    False, ``failed`` False)."""
+
+    @property
+    def failed(self) -> bool:
+        return not self.passed and not self.not_measurable
 
 
 @dataclass(frozen=True)
@@ -76,24 +84,35 @@ class TestOutcome:
 
 
 def blocking_failed(checks: tuple[CheckOutcome, ...]) -> bool:
-    return any(not c.passed and c.check.severity == "error" for c in checks)
+    return any(c.failed and c.check.severity == "error" for c in checks)
 
 
-def add_target_metrics(recorder: Recorder, spec: TestSpec, samples: Samples, at: float) -> None:
-    """What the target reported during the run, as metrics the checks can read.
+def add_target_metrics(
+    recorder: Recorder,
+    spec: TestSpec,
+    samples: Samples,
+    at: float,
+    metrics_urls: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """What the target reported during the run, as metrics the checks can read; returns
+    the metrics this target cannot offer, each with the reason.
 
     ``*_total`` counters become their growth over the run (per label set when a check
     selects labels: ``storage_errors_total{type:TimeoutError}``, a series first seen
     mid-run counting from zero); other platform metrics their maximum;
-    ``process_rss_growth_pct`` the largest post-warm-up growth of any process.
+    ``process_rss_growth_pct`` the largest post-warm-up growth of any process (sampled
+    by pid, or read from ``metrics_urls``' ``process_resident_memory_bytes``).
     """
+    unsupported: dict[str, str] = {}
     for selector in sorted({c.metric for c in spec.checks}):
         name, tags, _ = parse_selector(selector)
         labels = dict(tags)
         if name == "process_rss_growth_pct":
-            growth = _rss_growth(samples)
-            if growth is not None:
-                recorder.gauge(name, growth, at)
+            memory = memory_growth(samples, metrics_urls or {})
+            if memory.growth_pct is not None:
+                recorder.gauge(name, memory.growth_pct, at)
+            elif memory.not_measurable:
+                unsupported[name] = memory.not_measurable
         elif name.endswith("_total"):
             delta = (
                 labelled_growth(samples, name, **labels) if labels else counter_delta(samples, name)
@@ -104,28 +123,20 @@ def add_target_metrics(recorder: Recorder, spec: TestSpec, samples: Samples, at:
             peak = gauge_max(samples, name, **labels)
             if peak is not None:
                 recorder.gauge(name, peak, at, labels or None)
-
-
-def _rss_growth(samples: Samples) -> float | None:
-    growths = []
-    for points in samples.processes.values():
-        if len(points) < 3:
-            continue
-        seconds = [p.at for p in points]
-        warmup = seconds[-1] * RSS_WARMUP_FRACTION
-        verdict = leak_verdict(
-            seconds, [p.rss_mb for p in points], warmup_s=warmup, max_growth_pct=0
-        )
-        growths.append(verdict.growth_pct)
-    return max(growths) if growths else None
+    return unsupported
 
 
 def judge(
-    spec: TestSpec, recorder: Recorder, evidence: Mapping[str, Sequence[str]] | None = None
+    spec: TestSpec,
+    recorder: Recorder,
+    evidence: Mapping[str, Sequence[str]] | None = None,
+    unsupported: Mapping[str, str] | None = None,
 ) -> tuple[tuple[CheckOutcome, ...], list[ThresholdResult]]:
     """Every check of ``spec`` over the whole run; the outcomes and the raw results. A
-    failing check's detail carries the scenario's ``evidence`` for its metric."""
+    failing check's detail carries the scenario's ``evidence`` for its metric; a check
+    on a metric in ``unsupported`` (name -> reason) is not measurable on this target."""
     results = ThresholdEvaluator(parse_thresholds(spec.thresholds()), recorder).final()
+    results = not_measurable(results, unsupported or {})
     by_key: dict[tuple[str, str], list[ThresholdResult]] = {}
     for r in results:
         by_key.setdefault((r.selector, r.expression), []).append(r)
@@ -136,6 +147,10 @@ def judge(
         observed = found[0].observed if found else float("nan")
         detail = "; ".join(r.detail for r in found if r.detail)
         seen = (evidence or {}).get(parse_selector(check.metric)[0], ())
+        skipped = next((r.not_measurable for r in found if r.not_measurable), "")
+        if skipped:
+            outcomes.append(CheckOutcome(check, False, float("nan"), skipped, skipped))
+            continue
         if not passed and seen:
             detail = "; ".join(filter(None, (detail, *seen)))
         outcomes.append(CheckOutcome(check, passed, observed, detail))
@@ -147,7 +162,12 @@ def describe_failures(checks: tuple[CheckOutcome, ...], missing: Mapping[str, st
         f"{c.check.name} ({c.check.threshold}) observed {c.observed:g} [{c.check.severity}]"
         + (f" ({c.detail})" if c.detail else "")
         for c in checks
-        if not c.passed
+        if c.failed
+    ]
+    parts += [
+        f"{c.check.name} ({c.check.threshold}): {NOT_MEASURABLE}: {c.not_measurable}"
+        for c in checks
+        if c.not_measurable
     ]
     if missing:
         parts.append("unreadable: " + ", ".join(sorted(missing)))
@@ -177,10 +197,10 @@ def run_suite_test(
         result = test.scenario(ctx)
     recorder = result.recorder
     at = time.perf_counter()
-    add_target_metrics(recorder, spec, sampler.samples, at)
+    unsupported = add_target_metrics(recorder, spec, sampler.samples, at, target.metrics_urls)
     if test.derive is not None:
         test.derive(sampler.samples, recorder, at)
-    checks, results = judge(spec, recorder, result.evidence)
+    checks, results = judge(spec, recorder, result.evidence, unsupported)
     missing = unreadable(sampler.samples)
     severity = {(c.check.metric, c.check.expr): c.check.severity for c in checks}
     journal = read_journal(run_dir / JOURNAL, written_since=started)  # chaos tests only

@@ -15,6 +15,11 @@ JSON file (external target mode), for example::
       "allow_hosts": ["messaging.staging.example.com"]
     }
 
+Memory checks read ``process_resident_memory_bytes`` (Prometheus' process collector) from
+every ``metrics_urls`` entry, since a deployed platform offers no pids: list one endpoint
+per process to watch; without the gauge they are "not measurable on this target"
+(``suite.memory``).
+
 The password is never in the file: ``password_env`` names the environment variable that
 holds it, read by the entry point. Hosts other than loopback must be listed in
 ``allow_hosts`` or the load engine refuses them before any request.

@@ -9,12 +9,18 @@
 
 A metric without labelnames is used directly (`.inc()`, `.set()`, `.observe()`).
 Metrics are process-local and not thread-safe beyond the GIL (asyncio processes only).
+
+Every registry also renders Prometheus' standard process collector gauges for the process
+that renders it (``process_resident_memory_bytes`` ...; ``process_lines``): a deployed
+platform's memory is judged from them when the suite cannot see its pids.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+
+import psutil
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -36,8 +42,9 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, *, process_metrics: bool = True) -> None:
         self._metrics: dict[str, _Metric] = {}
+        self.process_metrics = process_metrics
 
     def register(self, metric: _Metric) -> None:
         if metric.name in self._metrics:
@@ -51,7 +58,44 @@ class Registry:
         lines: list[str] = []
         for metric in self._metrics.values():
             lines.extend(metric.render())
+        if self.process_metrics:
+            lines.extend(process_lines())
         return "\n".join(lines) + "\n"
+
+
+PROCESS_GAUGES = (
+    # (name, type, help): the names and meanings of prometheus_client's ProcessCollector
+    ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes."),
+    ("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes."),
+    ("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds."),
+    ("process_open_fds", "gauge", "Number of open file descriptors."),
+    (
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+    ),
+)
+
+
+def process_lines(pid: int | None = None) -> list[str]:
+    """The process collector's families for ``pid`` (default: this process), read when
+    rendered: what ``prometheus_client.ProcessCollector`` exports on Linux, via psutil (so
+    the reference platform needs no second metrics library)."""
+    proc = psutil.Process(pid)
+    with proc.oneshot():
+        memory = proc.memory_info()
+        cpu = proc.cpu_times()
+        values = (
+            memory.rss,
+            memory.vms,
+            cpu.user + cpu.system,
+            proc.num_fds(),
+            proc.create_time(),
+        )
+    lines = []
+    for (name, kind, help_text), value in zip(PROCESS_GAUGES, values, strict=True):
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {_fmt(value)}"]
+    return lines
 
 
 REGISTRY = Registry()

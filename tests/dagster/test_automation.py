@@ -27,6 +27,7 @@ from nightly_pipeline.definitions import defs
 from nightly_pipeline.resources import MetricStoreResource, TargetVersionResource
 from nightly_pipeline.store import MetricStore, RunRecord
 from nightly_pipeline.suite.errors import SelectionError
+from tests.dagster.ticks import SensorTicks
 
 
 def test_every_job_schedule_and_sensor_resolves() -> None:
@@ -307,25 +308,8 @@ def _run_stand_in(
     return job.execute_in_process(instance=instance, partition_key=NIGHT, raise_on_error=False)
 
 
-class _SensorTicks:
-    """Ticks one run-status sensor against a real test instance, keeping its cursor."""
-
-    def __init__(self, sensor: dg.SensorDefinition, instance, store_path) -> None:
-        self.sensor = sensor
-        self.instance = instance
-        self.resources = {"store": MetricStoreResource(path=str(store_path))}
-        self.cursor = None
-
-    def tick(self) -> dg.SensorResult:
-        with dg.build_sensor_context(
-            instance=self.instance,
-            cursor=self.cursor,
-            resources=self.resources,
-            repository_def=defs.get_repository_def(),
-        ) as context:
-            result = self.sensor.evaluate_tick(context)
-        self.cursor = result.cursor
-        return result
+def _store_resources(store_path) -> dict:
+    return {"store": MetricStoreResource(path=str(store_path))}
 
 
 def _store_run(store_path, run_id: str) -> dict:
@@ -348,7 +332,9 @@ def test_a_finished_suite_run_closes_its_store_row_and_requests_the_nights_histo
     ``outcome`` at the run's end time."""
     store_path = tmp_path / "m.duckdb"
     with dg.instance_for_test() as instance:
-        ticks = _SensorTicks(make_suite_finished_sensor(status), instance, store_path)
+        ticks = SensorTicks(
+            make_suite_finished_sensor(status), instance, _store_resources(store_path)
+        )
         assert "Initiating" in ticks.tick().skip_message  # the cursor starts before the run
         result = _run_stand_in(
             instance, "nightly_suite", store_path, passed=passed, writes_row=True
@@ -374,8 +360,10 @@ def test_a_suite_run_that_wrote_no_store_row_still_gets_its_history(tmp_path) ->
     """RunNotFoundError from finish_run is logged; the night is evaluated all the same."""
     store_path = tmp_path / "m.duckdb"
     with dg.instance_for_test() as instance:
-        ticks = _SensorTicks(
-            make_suite_finished_sensor(dg.DagsterRunStatus.FAILURE), instance, store_path
+        ticks = SensorTicks(
+            make_suite_finished_sensor(dg.DagsterRunStatus.FAILURE),
+            instance,
+            _store_resources(store_path),
         )
         ticks.tick()
         result = _run_stand_in(
@@ -391,8 +379,10 @@ def test_a_history_run_ending_requests_nothing(tmp_path) -> None:
     name) failing must not start another one."""
     store_path = tmp_path / "m.duckdb"
     with dg.instance_for_test() as instance:
-        ticks = _SensorTicks(
-            make_suite_finished_sensor(dg.DagsterRunStatus.FAILURE), instance, store_path
+        ticks = SensorTicks(
+            make_suite_finished_sensor(dg.DagsterRunStatus.FAILURE),
+            instance,
+            _store_resources(store_path),
         )
         ticks.tick()
         result = _run_stand_in(
@@ -408,8 +398,10 @@ def test_a_canceled_suite_run_is_marked_canceled_and_gets_no_history(tmp_path) -
     CANCELED through the instance as the run coordinator would."""
     store_path = tmp_path / "m.duckdb"
     with dg.instance_for_test() as instance:
-        ticks = _SensorTicks(
-            make_suite_finished_sensor(dg.DagsterRunStatus.CANCELED), instance, store_path
+        ticks = SensorTicks(
+            make_suite_finished_sensor(dg.DagsterRunStatus.CANCELED),
+            instance,
+            _store_resources(store_path),
         )
         ticks.tick()
         run = instance.add_run(

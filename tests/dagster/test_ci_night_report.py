@@ -156,6 +156,20 @@ def test_block_shows_every_check_with_its_stored_value(night: Night, spec: TestS
         ], check.name
 
 
+def test_memory_growth_checks_read_as_percentages(night: Night) -> None:
+    """The unit comes from the stored row, which once had none (``0.543``)."""
+    rows = [
+        row
+        for spec in SPECS
+        if any(c.metric == "process_rss_growth_pct" for c in spec.checks)
+        for row in _table(night.block(spec.key), "check")
+        if row[0] == "process_rss_growth_pct"
+    ]
+    assert len(rows) >= 4  # 01, 05, 06, 14
+    for row in rows:
+        assert row[1].endswith(" %") and row[2].endswith(" %"), row
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.key)
 def test_block_draws_the_stored_in_run_series(night: Night, spec: TestSpec) -> None:
     (figure,) = _figures(night.block(spec.key))

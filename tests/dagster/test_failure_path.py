@@ -27,6 +27,7 @@ from nightly_pipeline.home import Home
 from nightly_pipeline.resources import MetricStoreResource, ProfileResource, TargetResource
 from nightly_pipeline.store import MetricStore
 from nightly_pipeline.suite.catalog import select_tests
+from tests.dagster.ticks import SensorTicks
 from tests.suite.platforms import ci_platform
 
 NIGHT = date(2026, 11, 20)
@@ -70,13 +71,8 @@ def test_nightly_run_on_a_broken_platform_exits_1_with_the_failure_in_dagster_an
     junit = tmp_path / "junit.xml"
     sensor = defs.resolve_sensor_def("nightly_suite_failed")
     resources = {"store": MetricStoreResource(path=str(home.store))}
-    with (
-        open_instance(home) as instance,  # the sensor's cursor starts before the run
-        dg.build_sensor_context(
-            instance=instance, resources=resources, repository_def=defs.get_repository_def()
-        ) as context,
-    ):
-        cursor = sensor.evaluate_tick(context).cursor
+    with open_instance(home) as instance:  # the sensor's cursor starts before the run
+        cursor = SensorTicks(sensor, instance, resources).tick().cursor
 
     code = main(_night(home, "--knob", "optimistic_locking=false", "--junit", str(junit)))
 
@@ -103,13 +99,7 @@ def test_nightly_run_on_a_broken_platform_exits_1_with_the_failure_in_dagster_an
         assert history.status == dg.DagsterRunStatus.SUCCESS
         assert history.tags["nightly/suite_run"] == suite.run_id
         assert history.tags["nightly/suite_status"] == "failed"
-        with dg.build_sensor_context(
-            instance=instance,
-            cursor=cursor,
-            resources=resources,
-            repository_def=defs.get_repository_def(),
-        ) as context:
-            tick = sensor.evaluate_tick(context)
+        tick = SensorTicks(sensor, instance, resources, cursor).tick()
         assert tick.run_requests == []
         assert f"run {suite.run_id} is nightly run's" in tick.skip_message
 
@@ -152,16 +142,8 @@ def test_a_scheduled_night_on_a_broken_platform_gets_its_history_from_the_failur
             (request,) = schedule.evaluate_tick(context).run_requests
         assert request.partition_key == NIGHT.isoformat()
 
-        def tick(cursor: str | None) -> dg.SensorResult:
-            with dg.build_sensor_context(
-                instance=instance,
-                cursor=cursor,
-                resources=resources,
-                repository_def=defs.get_repository_def(),
-            ) as context:
-                return sensor.evaluate_tick(context)
-
-        first = tick(None)
+        ticks = SensorTicks(sensor, instance, resources)
+        ticks.tick()
         knobs = {"target": {"config": {"testbed_knobs": json.dumps(BROKEN)}}}
         suite = defs.resolve_job_def("nightly_suite").execute_in_process(
             instance=instance,
@@ -175,12 +157,11 @@ def test_a_scheduled_night_on_a_broken_platform_gets_its_history_from_the_failur
         (failed,) = [e for e in suite.get_asset_check_evaluations() if not e.passed]
         assert (failed.asset_key, failed.check_name) == (LOCKING.asset_key, LOCKING.name)
 
-        second = tick(first.cursor)
-        (history_request,) = second.run_requests
+        (history_request,) = ticks.tick().run_requests
         assert history_request.partition_key == NIGHT.isoformat()
         assert history_request.run_key == f"history-{suite.run_id}"
         assert history_request.tags["nightly/suite_status"] == "failed"
-        assert tick(second.cursor).run_requests == []  # once per run
+        assert ticks.tick().run_requests == []  # once per run
         (row,) = MetricStore(home.store).runs().iter_rows(named=True)
         assert (row["run_id"], row["status"]) == (suite.run_id, "failed")
 

@@ -147,11 +147,12 @@ def _tick(sensor: dg.SensorDefinition, cursor: str | None, resources: dict):
 
 
 def test_a_failed_run_not_alerted_in_an_outage_is_sent_once_by_the_next_ticks(
-    slack, tmp_path
+    slack, tmp_path, capfd
 ) -> None:
     """Dagster moves run_failure_alert past the run whatever the delivery did: the alert
-    the webhook refused (HTTP 500) is kept in the home and sent by regression_alert, once,
-    at its first tick after the webhook is back, even before any night is evaluated."""
+    the webhook refused (HTTP 500) is kept in the home, the sensor's log says so, and
+    regression_alert sends it once, at its first tick after the webhook is back, even
+    before any night is evaluated."""
     store = MetricStoreResource(path=str(tmp_path / "home" / "metrics.duckdb"))
     resources = {
         "store": store,
@@ -160,8 +161,13 @@ def test_a_failed_run_not_alerted_in_an_outage_is_sent_once_by_the_next_ticks(
     slack.default = Reply(500, body=b"outage")
     with dg.instance_for_test() as instance:
         result = _fail_a_run(instance)
+        capfd.readouterr()
         _alert_run_failure(instance, result, resources)
     assert len(PendingInbox(store.home().pending_alerts).files()) == 1
+    said = capfd.readouterr().err  # the sensor's log, as the daemon's log shows it
+    assert "dagster - INFO - alert via slack: ok=False" in said
+    run_id = result.dagster_run.run_id
+    assert f"dagster - WARNING - run {run_id}'s alert pending for slack: retried" in said
     sensor = make_regression_alert_sensor()
     tick = _tick(sensor, None, resources)  # still down
     assert "sent 0 alert(s)" in tick.skip_message and "1 pending" in tick.skip_message

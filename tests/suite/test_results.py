@@ -48,6 +48,25 @@ def test_metrics_are_named_stat_by_stat_with_units_and_tags() -> None:
     assert record.status == "passed" and record.detail == ""
 
 
+def test_a_gauge_is_stored_in_the_unit_its_name_says() -> None:
+    """Seen in a real report before: ``RSS growth 0.543`` with no unit."""
+    result = _result({})
+    for name in (
+        "process_rss_growth_pct",
+        "time_to_recover_s",
+        "frame_growth_per_s",
+        "pel_at_kill",
+    ):
+        result.recorder.gauge(name, 1.0, 2.5)
+    record = _record(result)
+    units = {m.metric: m.unit for m in record.metrics}
+    assert units["process_rss_growth_pct.value"] == "%"
+    assert units["process_rss_growth_pct.max"] == "%"
+    assert units["time_to_recover_s.value"] == "s"
+    assert units["frame_growth_per_s.value"] == "1/s"
+    assert units["pel_at_kill.value"] == ""  # the name does not say
+
+
 def test_latency_series_carry_the_seconds_failed_requests() -> None:
     record = _record(_result({}))
     rows = {(s.metric, s.second): s for s in record.series if not s.tags}

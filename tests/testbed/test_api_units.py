@@ -6,9 +6,11 @@ import base64
 import hashlib
 
 import asyncpg
+import psutil
 import pytest
 import redis.exceptions
 
+from nightly_pipeline.suite.sampling import parse_metrics
 from nightly_pipeline.testbed import metrics
 from nightly_pipeline.testbed.api.auth import sign, verify
 from nightly_pipeline.testbed.api.breaker import BreakerOpen, CircuitBreaker, error_type
@@ -47,6 +49,22 @@ def test_metrics_render_counter_gauge_histogram() -> None:
         c.labels(other="x")
     with pytest.raises(ValueError):
         c.labels(result="ok").inc(-1)
+
+
+def test_every_registry_exports_the_process_collectors_gauges_of_its_process() -> None:
+    """What Prometheus' process collector exports, read by the suite's own parser: the
+    RSS is this process's as psutil reads it (within 5 MiB: allocations between the two
+    reads), the CPU seconds a counter; a registry built without them has none."""
+    text = metrics.Registry().render()
+    parsed = parse_metrics(text)
+    rss = psutil.Process().memory_info().rss
+    assert parsed[("process_resident_memory_bytes", ())] == pytest.approx(rss, abs=5 * 2**20)
+    assert "# TYPE process_cpu_seconds_total counter" in text
+    assert parsed[("process_open_fds", ())] > 0
+    assert parsed[("process_start_time_seconds", ())] == pytest.approx(
+        psutil.Process().create_time()
+    )
+    assert "process_" not in metrics.Registry(process_metrics=False).render()
 
 
 @pytest.mark.parametrize(
