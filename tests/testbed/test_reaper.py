@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from nightly_pipeline.testbed.stack import EmbeddedStack, StackConfig
 from nightly_pipeline.testbed.stack.owner import RECORD, StackOwner, identity
 from nightly_pipeline.testbed.stack.reaper import PREFIX, reap_dead_stacks
 
@@ -217,7 +218,8 @@ def test_a_killed_owners_real_stack_dies_with_it_and_its_data_is_reaped(
 ) -> None:
     """PostgreSQL, Redis and both proxies, started from a thread that has ended: alive
     while their owner lives, all gone (backends too) once it is SIGKILLed, with no reaper;
-    the next start's reap then removes the data and the record."""
+    the next stack started beside it reaps the data and the record, and its own clean
+    teardown leaves no record."""
     stacks = tmp_path / "stacks"
     run_dir = stacks / "run-1"
     with owner_process(STACK_OWNER, run_dir, system_dir) as owner:
@@ -233,7 +235,14 @@ def test_a_killed_owners_real_stack_dies_with_it_and_its_data_is_reaped(
         assert wait_gone(alive) == set()
         assert all(os.path.exists(p) for p in data)  # the data waits for the reaper
 
-        (line,) = reap_dead_stacks(stacks)
+        config = StackConfig(
+            run_dir=stacks / "run-2", system_dir=system_dir, search_path=os.environ.get("PATH")
+        )
+        beside = EmbeddedStack(config)
+        with beside:
+            (line,) = beside.reaped
+            assert (stacks / "run-2" / RECORD).is_file()
+        assert not (stacks / "run-2" / RECORD).exists()
 
         assert line.startswith(PREFIX) and "killed 0 process(es)" in line, line
         assert not any(os.path.exists(p) for p in data)
