@@ -67,24 +67,28 @@ class ManagedProcess:
             out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {self.argv}\n".encode())
             out.flush()
             try:
-                self.proc = spawn_on_owner_thread(
-                    lambda: subprocess.Popen(
-                        self.argv,
-                        stdin=subprocess.PIPE if self._stdin_pipe else subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        env=self._env,
-                        cwd=self._cwd,
-                        start_new_session=True,
-                        preexec_fn=die_with_parent(),
-                        **self._popen_kwargs,
-                    )
-                )
+                spawn_on_owner_thread(lambda: self._spawn(out))
             except OSError as exc:
                 raise StackStartError(self.name, f"cannot execute {self.argv[0]}: {exc}") from exc
+        assert self.proc is not None
+        log.debug("started %s pid %d: %s", self.name, self.proc.pid, self.argv)
+
+    def _spawn(self, out: Any) -> None:
+        """On the spawner thread (``spawn``): start, keep and record the process in one go,
+        so a caller interrupted meanwhile still finds it to stop."""
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.PIPE if self._stdin_pipe else subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=self._env,
+            cwd=self._cwd,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+            **self._popen_kwargs,
+        )
         if self._on_spawn is not None:
             self._on_spawn(self)  # recorded before any wait: a kill -9 from here on is reaped
-        log.debug("started %s pid %d: %s", self.name, self.proc.pid, self.argv)
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -20,6 +20,7 @@ children outlive a killed owner; ``reaper`` then removes them at the next start.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import queue
@@ -83,7 +84,19 @@ class _OwnerThread:
             return fn()
         future: Future[object] = Future()
         self._jobs.put((fn, future))
-        return future.result()  # type: ignore[return-value]
+        try:
+            return future.result()  # type: ignore[return-value]
+        except BaseException:
+            # Ctrl-C while the spawner works: the spawn still lands (bounded wait), where
+            # the caller's teardown finds it (``fn`` stores what it started), then re-raise
+            with contextlib.suppress(BaseException):
+                future.result(timeout=10)
+            raise
+
+    def forget(self) -> None:
+        """In a forked child: no spawner thread there, and the lock may be a copy held."""
+        self._lock = threading.Lock()
+        self._thread = None
 
     def _ensure(self) -> threading.Thread:
         with self._lock:
@@ -110,6 +123,7 @@ class _OwnerThread:
 
 
 _OWNER = _OwnerThread()
+os.register_at_fork(after_in_child=_OWNER.forget)
 
 
 def spawn_on_owner_thread(fn: Callable[[], T]) -> T:
