@@ -203,6 +203,24 @@ def test_a_reused_pid_is_never_killed(tmp_path: Path) -> None:
         stranger.wait()
 
 
+def test_data_outside_the_run_dir_is_never_removed(tmp_path: Path) -> None:
+    """A record naming a place outside its run dir (and not its ``postgres.location``)
+    keeps it; the run dir's own data and the named external home go."""
+    run_dir, elsewhere, pg_home = tmp_path / "run", tmp_path / "precious", tmp_path / "pg"
+    for place in (run_dir / "redis", elsewhere, pg_home / "data"):
+        place.mkdir(parents=True)
+    (run_dir / "postgres.location").write_text(f"{pg_home}\n")
+    places = [run_dir / "redis", elsewhere, pg_home]
+    dead = {"pid": 0, "create_time": None}
+    record = {"owner": dead, "processes": [], "remove": [str(p) for p in places]}
+    (run_dir / RECORD).write_text(json.dumps(record))
+
+    (line,) = reap_dead_stacks(tmp_path)
+
+    assert elsewhere.is_dir() and f"left {elsewhere} (not the stack's" in line, line
+    assert not (run_dir / "redis").exists() and not pg_home.exists()
+
+
 def test_an_unreadable_record_is_named_and_left(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -6,8 +6,10 @@ monitoring) is a dead run's stack.
 For each: every recorded process still alive *as recorded* (same pid and create time: a
 reused pid is never touched) is SIGKILLed with its descendants and its process group
 (PostgreSQL's backends); so is a postmaster named by a ``postmaster.pid`` in the
-recorded data, under the same check. Then the recorded data (PostgreSQL's data dir, Redis's
-directory) is removed and the record deleted; the logs stay. Stopped by pid, never by
+recorded data and not recorded itself, if it is a postgres started after the stack's
+first process. Then the recorded data (PostgreSQL's data dir, Redis's
+directory; only inside the run dir, or the PostgreSQL home its ``postgres.location``
+names) is removed and the record deleted; the logs stay. Stopped by pid, never by
 name (DESIGN §8). A stack with a process that survives SIGKILL (permissions) keeps its
 record and data, and the line says so. Concurrent reapers are serialised by an flock.
 """
@@ -81,14 +83,30 @@ def reap_stack(run_dir: Path) -> str | None:
         what = f"{PREFIX} {run_dir} (owner pid {owner.get('pid')} is gone)"
         if survivors:
             return f"{what}: NOT reaped: pid(s) {sorted(survivors)} survived SIGKILL"
-        removed = [p for p in record.get("remove", []) if os.path.lexists(p)]
+        places = [p for p in record.get("remove", []) if os.path.lexists(p)]
+        removed = [p for p in places if _removable(run_dir, Path(p))]
         for target in removed:
             shutil.rmtree(target, ignore_errors=True)
         path.unlink(missing_ok=True)
         names = sorted(set(victims.values()))
         killed = f"killed {len(victims)} process(es)" + (f" ({', '.join(names)})" if names else "")
         data = f"removed {', '.join(removed)}" if removed else "no data to remove"
+        if kept := [p for p in places if p not in removed]:
+            data += f"; left {', '.join(kept)} (not the stack's: outside its run dir)"
         return f"{what}: {killed}; {data}"
+
+
+def _removable(run_dir: Path, place: Path) -> bool:
+    """Only the stack's own data goes: inside its run dir, or the PostgreSQL home that
+    its ``postgres.location`` names (a record is a file anyone could have edited)."""
+    target = place.resolve()
+    if run_dir.resolve() in target.parents:
+        return True
+    try:
+        external = Path((run_dir / "postgres.location").read_text().strip()).resolve()
+    except OSError:
+        return False
+    return target == external or external in target.parents
 
 
 def _postmasters(remove: list[str], recorded: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
