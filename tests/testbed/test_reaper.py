@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -201,6 +202,47 @@ def test_a_reused_pid_is_never_killed(tmp_path: Path) -> None:
     finally:
         kill_all([stranger.pid])
         stranger.wait()
+
+
+def test_an_unrecorded_postmaster_named_by_its_pid_file_is_reaped(tmp_path: Path) -> None:
+    """A server that forked off (``pg_ctl start`` daemonizes): not recorded, but named by
+    ``postmaster.pid`` in the recorded data dir. Killed if it is a postgres started after
+    the stack's first process; an older one is not the stack's and is left alone."""
+    postgres = tmp_path / "bin" / "postgres"  # a process named postgres: sleep, renamed
+    postgres.parent.mkdir()
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", postgres)
+    older = subprocess.Popen([str(postgres), "600"], start_new_session=True)
+    stacks = tmp_path / "stacks"
+    first, second = stacks / "run-1", stacks / "run-2"
+    started = []
+    try:
+        time.sleep(0.05)  # create times differ by at least a clock tick
+        for run_dir in (first, second):
+            data = run_dir / "postgres" / "data"
+            data.mkdir(parents=True)
+            recorded_proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
+            started.append(recorded_proc)
+            record = {
+                "owner": {"pid": 0, "create_time": None},
+                "processes": [{"name": "redis", **identity(recorded_proc.pid)}],
+                "remove": [str(data)],
+            }
+            (run_dir / RECORD).write_text(json.dumps(record))
+        forked = subprocess.Popen([str(postgres), "601"], start_new_session=True)
+        started.append(forked)
+        (first / "postgres" / "data" / "postmaster.pid").write_text(f"{forked.pid}\n/data\n")
+        (second / "postgres" / "data" / "postmaster.pid").write_text(f"{older.pid}\n/data\n")
+
+        one, two = reap_dead_stacks(stacks)
+
+        assert "killed 2 process(es) (postmaster, redis)" in one, one
+        assert forked.wait(5) == -signal.SIGKILL
+        assert "killed 1 process(es) (redis)" in two, two
+        assert older.poll() is None
+    finally:
+        for proc in (older, *started):
+            proc.kill()
+            proc.wait()
 
 
 def test_data_outside_the_run_dir_is_never_removed(tmp_path: Path) -> None:
