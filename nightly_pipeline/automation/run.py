@@ -51,6 +51,7 @@ from nightly_pipeline.suite.catalog import TESTS
 from nightly_pipeline.suite.context import SuiteTest
 from nightly_pipeline.suite.errors import SelectionError
 from nightly_pipeline.suite.profiles import Profile
+from nightly_pipeline.testbed.stack.reaper import reap_dead_stacks
 
 PID_TAG = "nightly/pid"
 HOST_TAG = "nightly/host"
@@ -154,7 +155,9 @@ def _alive(pid: int, started: float | None) -> bool:
 
 def reap_dead_runs(instance: dg.DagsterInstance, store: MetricStore) -> list[str]:
     """Runs of ``nightly run`` on this host whose process is gone (kill -9, a crash):
-    marked failed in Dagster and in the store, their pool slots freed. What was reaped."""
+    marked failed in Dagster (which has no crashed status), ``crashed`` in the store
+    (``failed`` stays for runs that ran and failed), their pool slots freed. What was
+    reaped. Their stacks are reaped by ``reap_dead_stacks`` (``run_night``)."""
     reaped = []
     host = socket.gethostname()
     active = dg.RunsFilter(
@@ -166,11 +169,11 @@ def reap_dead_runs(instance: dg.DagsterInstance, store: MetricStore) -> list[str
         pid = int(run.tags.get(PID_TAG, "0"))
         if pid and _alive(pid, record.start_time):
             continue
-        message = f"run {run.run_id}: its process (pid {pid}) is gone; marked failed"
+        message = f"run {run.run_id}: its process (pid {pid}) is gone; marked crashed"
         instance.report_run_failed(run, message)
         free_slots(instance, run.run_id)
-        close_store_run(store, instance, run.run_id, "failed")
-        reaped.append(message)
+        _, closed = close_store_run(store, instance, run.run_id, "crashed")
+        reaped.append(f"{message} ({closed})")
     return reaped
 
 
@@ -212,6 +215,8 @@ def run_night(
     }
     for line in FaultLedger(home.chaos_ledger).revert_leftovers():
         say(f"a dead run's fault: {line}")
+    for line in reap_dead_stacks(home.stack):  # its processes are gone before its row closes
+        say(line)
     with open_instance(home) as instance:
         for line in reap_dead_runs(instance, store):
             say(line)

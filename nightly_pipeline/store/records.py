@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from typing import Literal, get_args
 
 TestStatus = Literal["passed", "failed", "error"]
-RunStatus = Literal["running", "succeeded", "failed", "canceled"]
+RunStatus = Literal["running", "succeeded", "failed", "canceled", "crashed"]
 ThresholdScope = Literal["run", "window"]
 ActivityPhase = Literal[
     "hypothesis_before", "method", "hypothesis_during", "hypothesis_after", "rollback"

@@ -63,7 +63,8 @@ class MetricStore:
             writes.upsert_run(conn, run)
 
     def finish_run(self, run_id: str, status: RunStatus, finished_at: datetime) -> None:
-        """Record how a run ended ('succeeded', 'failed' or 'canceled')."""
+        """Record how a run ended ('succeeded', 'failed', 'canceled', or 'crashed': its
+        process died and a later run reaped it)."""
         with self._open(write=True) as conn:
             writes.finish_run(conn, run_id, status, finished_at)
 

@@ -10,6 +10,11 @@ fails half-way: extra processes in reverse order, proxies, Redis, PostgreSQL
 SIGTERM arriving during teardown are deferred until it is done, then re-raised.
 Signal handlers for a long-running stack are the entry point's job (``up.py``).
 
+A killed owner leaves nothing running: every process is spawned to die with this one
+(``spawn``: PDEATHSIG) and recorded in ``owner.json`` (``owner``); each start first reaps
+the stacks of dead owners beside its run dir (``reaper``), so what PDEATHSIG could not
+reach (another OS, a server that forked off) and their data go at the next start.
+
 A running stack signals and restarts its processes by their handles (``process_names()``,
 ``pids()``, ``is_running()``, ``signal()``, ``restart()``; see ``process_control``);
 teardown stops whatever runs then, restarted or paused. ``Endpoints.pids`` are the pids
@@ -50,6 +55,7 @@ from nightly_pipeline.testbed.stack.errors import (
     StackConfigError,
     TeardownError,
 )
+from nightly_pipeline.testbed.stack.owner import StackOwner, postmaster_pid
 from nightly_pipeline.testbed.stack.postgres import SUPERUSER, PostgresServer, PostgresSettings
 from nightly_pipeline.testbed.stack.privileges import (
     RunAs,
@@ -62,6 +68,7 @@ from nightly_pipeline.testbed.stack.privileges import (
 from nightly_pipeline.testbed.stack.probes import HOST, free_port, http_ok, port_in_use
 from nightly_pipeline.testbed.stack.process_control import Handle, ProcessControl
 from nightly_pipeline.testbed.stack.procs import ManagedProcess
+from nightly_pipeline.testbed.stack.reaper import reap_dead_stacks
 from nightly_pipeline.testbed.stack.redis import RedisServer, RedisSettings
 
 log = logging.getLogger(__name__)
@@ -122,6 +129,8 @@ class EmbeddedStack(ProcessControl):
         self._pg_home_external = False
         self.endpoints: Endpoints | None = None
         self.start_seconds: float | None = None
+        self._owner = StackOwner(config.run_dir)
+        self.reaped: list[str] = []  # what the start reaped of dead runs' stacks
 
     def __enter__(self) -> Endpoints:
         return self.start()
@@ -133,7 +142,10 @@ class EmbeddedStack(ProcessControl):
 
     def start(self) -> Endpoints:
         t0 = time.monotonic()
+        self.reaped = reap_dead_stacks(self.config.run_dir.parent)
         try:
+            redis_data = [] if self.config.keep_data else [self.config.run_dir / "redis"]
+            self._owner.claim(remove=redis_data)
             self.endpoints = self._start()
             self._up = True
         except BaseException:
@@ -169,6 +181,7 @@ class EmbeddedStack(ProcessControl):
                 stop_timeout_s=cfg.stop_timeout_s,
             ),
             logs,
+            on_spawn=self._spawned,
         )
         self._redis.start(fresh=True)
         for name, upstream in (("postgres", pg_port), ("redis", redis_port)):
@@ -182,9 +195,15 @@ class EmbeddedStack(ProcessControl):
             ready_timeout_s=cfg.ready_timeout_s,
             stop_timeout_s=cfg.stop_timeout_s,
         )
-        self._postgres = PostgresServer(pg_bins, self._pg_home(run_as), settings, logs, run_as)
+        pg_home = self._pg_home(run_as)
+        if not cfg.keep_data:
+            self._owner.add_removal(pg_home if self._pg_home_external else pg_home / "data")
+        self._postgres = PostgresServer(
+            pg_bins, pg_home, settings, logs, run_as, on_spawn=self._spawned
+        )
         self._postgres.prepare()
         self._postgres.start()
+        self._record_postmaster()
         self._redis.wait_ready()
         proxy_ports = {}
         for name, proc in self._proxies.items():
@@ -231,7 +250,13 @@ class EmbeddedStack(ProcessControl):
         argv += ["--name", name]
         argv += ["--max-connections", str(cfg.proxy_max_connections)]
         argv += ["--idle-timeout", str(cfg.proxy_idle_timeout_s), "--exit-on-stdin-eof"]
-        proc = ManagedProcess(f"proxy-{name}", argv, logs / f"proxy-{name}.log", stdin_pipe=True)
+        proc = ManagedProcess(
+            f"proxy-{name}",
+            argv,
+            logs / f"proxy-{name}.log",
+            stdin_pipe=True,
+            on_spawn=self._spawned,
+        )
         proc.start()
         return proc
 
@@ -262,7 +287,12 @@ class EmbeddedStack(ProcessControl):
         pids, log_paths, lines = dict(endpoints.pids), dict(endpoints.logs), {}
         for spec in specs:
             proc = ManagedProcess(
-                spec.name, spec.argv, logs / f"{spec.name}.log", env=spec.env, cwd=spec.cwd
+                spec.name,
+                spec.argv,
+                logs / f"{spec.name}.log",
+                env=spec.env,
+                cwd=spec.cwd,
+                on_spawn=self._spawned,
             )
             self._extras.append((spec, proc))
             if (line := _start_extra(spec, proc)) is not None:
@@ -307,8 +337,22 @@ class EmbeddedStack(ProcessControl):
         match = proc.wait_line(_PROXY_READY, self.config.ready_timeout_s)
         return match.group(0)
 
+    def _spawned(self, proc: ManagedProcess) -> None:
+        """Every process the stack spawns, restarts included, goes into ``owner.json``."""
+        self._owner.add_process(proc.name, proc.pid)
+
+    def _record_postmaster(self) -> None:
+        """The postmaster as PostgreSQL names it, should it not be the process started."""
+        pg = self._postgres
+        assert pg is not None and pg.process is not None
+        pid = postmaster_pid(pg.data)
+        if pid is not None and pid != pg.process.pid:
+            self._owner.add_process("postmaster", pid)
+
     def _restarted(self, name: str, pid: int, ready_line: str | None) -> None:
         assert self.endpoints is not None
+        if name == "postgres":
+            self._record_postmaster()
         changes: dict[str, Any] = {"pids": {**self.endpoints.pids, name: pid}}
         if ready_line is not None and name in self.endpoints.ready_lines:
             changes["ready_lines"] = {**self.endpoints.ready_lines, name: ready_line}
@@ -346,6 +390,8 @@ class EmbeddedStack(ProcessControl):
             self._extras, self._proxies, self._proxy_ports = [], {}, {}
             self._redis = self._postgres = None
             self._up = False
+            if not survivors:  # else the record stays: the next start reaps them
+                self._owner.release()
         if survivors:
             log.error("processes survived teardown: %s", survivors)
             if raise_on_survivors:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from nightly_pipeline.testbed.stack.errors import StackError, StackStartError
 from nightly_pipeline.testbed.stack.privileges import RunAs
 from nightly_pipeline.testbed.stack.probes import HOST, pg_query
 from nightly_pipeline.testbed.stack.procs import ManagedProcess
+from nightly_pipeline.testbed.stack.spawn import die_with_parent
 
 log = logging.getLogger(__name__)
 SUPERUSER = "postgres"
@@ -54,8 +56,10 @@ class PostgresServer:
         settings: PostgresSettings,
         log_dir: Path,
         run_as: RunAs | None,
+        on_spawn: Callable[[ManagedProcess], None] | None = None,
     ) -> None:
         self.bins = bins
+        self._on_spawn = on_spawn
         self.home = home
         self.data = home / "data"
         self.sock = home / "sock"
@@ -130,6 +134,7 @@ class PostgresServer:
                     stdin=subprocess.DEVNULL,
                     cwd=self.home,
                     timeout=120,
+                    preexec_fn=die_with_parent(),  # the calling thread waits: it outlives it
                     **self._kwargs,
                 )
             except (OSError, subprocess.SubprocessError) as exc:
@@ -161,6 +166,7 @@ class PostgresServer:
             self.log_dir / "postgres.log",
             cwd=self.home,
             popen_kwargs=self._kwargs,
+            on_spawn=self._on_spawn,
         )
         self.process.start()
         self.process.wait_ready(self._select_1, s.ready_timeout_s, "SELECT 1 answered")

@@ -1,5 +1,6 @@
 """One child process of the stack: started in its own session (so its process group can
-be killed whole), output appended to a log file, readiness polled with a bound, and a
+be killed whole) and tied to the stack's process (``spawn``: it dies with it; ``on_spawn``
+records it for the ``reaper``), output appended to a log file, readiness polled with a bound, and a
 stop that escalates SIGTERM → SIGKILL and then verifies by pid that nothing is left.
 
 ``stop()`` first sends SIGCONT to the group: a process left paused (SIGSTOP) would
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 import psutil
 
 from nightly_pipeline.testbed.stack.errors import ReadinessTimeoutError, StackStartError
+from nightly_pipeline.testbed.stack.spawn import die_with_parent, spawn_on_owner_thread
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,6 +42,7 @@ class ManagedProcess:
         cwd: Path | None = None,
         popen_kwargs: Mapping[str, Any] | None = None,
         stdin_pipe: bool = False,
+        on_spawn: Callable[[ManagedProcess], None] | None = None,
     ) -> None:
         self.name = name
         self.argv = [str(a) for a in argv]
@@ -48,6 +51,7 @@ class ManagedProcess:
         self._cwd = cwd
         self._popen_kwargs = dict(popen_kwargs or {})
         self._stdin_pipe = stdin_pipe
+        self._on_spawn = on_spawn
         self._log_offset = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -63,19 +67,28 @@ class ManagedProcess:
             out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {self.argv}\n".encode())
             out.flush()
             try:
-                self.proc = subprocess.Popen(
-                    self.argv,
-                    stdin=subprocess.PIPE if self._stdin_pipe else subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=self._env,
-                    cwd=self._cwd,
-                    start_new_session=True,
-                    **self._popen_kwargs,
-                )
+                spawn_on_owner_thread(lambda: self._spawn(out))
             except OSError as exc:
                 raise StackStartError(self.name, f"cannot execute {self.argv[0]}: {exc}") from exc
+        assert self.proc is not None
         log.debug("started %s pid %d: %s", self.name, self.proc.pid, self.argv)
+
+    def _spawn(self, out: Any) -> None:
+        """On the spawner thread (``spawn``): start, keep and record the process in one go,
+        so a caller interrupted meanwhile still finds it to stop."""
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.PIPE if self._stdin_pipe else subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=self._env,
+            cwd=self._cwd,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+            **self._popen_kwargs,
+        )
+        if self._on_spawn is not None:
+            self._on_spawn(self)  # recorded before any wait: a kill -9 from here on is reaped
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

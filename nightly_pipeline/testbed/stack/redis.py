@@ -15,6 +15,7 @@ A stack's first start begins empty (``start(fresh=True)`` removes an older run's
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +38,16 @@ class RedisSettings:
 
 
 class RedisServer:
-    def __init__(self, binary: RedisBinary, home: Path, settings: RedisSettings, log_dir: Path):
+    def __init__(
+        self,
+        binary: RedisBinary,
+        home: Path,
+        settings: RedisSettings,
+        log_dir: Path,
+        on_spawn: Callable[[ManagedProcess], None] | None = None,
+    ):
         self.binary = binary
+        self._on_spawn = on_spawn
         self.home = home
         self.settings = settings
         self.log_dir = log_dir
@@ -76,7 +85,11 @@ class RedisServer:
             )
         )
         self.process = ManagedProcess(
-            "redis", [str(self.binary.path), str(conf)], self.log_dir / "redis.log", cwd=self.home
+            "redis",
+            [str(self.binary.path), str(conf)],
+            self.log_dir / "redis.log",
+            cwd=self.home,
+            on_spawn=self._on_spawn,
         )
         self.process.start()
 
