@@ -136,12 +136,16 @@ def _latency(series: pl.DataFrame) -> Panel | None:
 
 
 def _errors(series: pl.DataFrame) -> Panel | None:
+    """Failed requests per second; a compacted (per-minute) row's are its minute's, so
+    they are divided by the seconds it merged."""
+    seconds = pl.col("seconds_present") if "seconds_present" in series.columns else pl.lit(1)
     failed = _whole(series, "http_req_failed")
     if not failed.is_empty():
-        value = (pl.col("value") * pl.col("count")).round(0)
+        value = (pl.col("value") * pl.col("count")).round(0) / seconds
         rows = failed.select("second", value.alias("value"))
     else:
-        rows = _whole(series, "http_req_duration").select("second", pl.col("errors").alias("value"))
+        errors = pl.col("errors") / seconds
+        rows = _whole(series, "http_req_duration").select("second", errors.alias("value"))
     rows = rows.select("second", pl.lit("failed requests").alias("line"), "value")
     return _panel("errors", "errors/s", rows.cast({"value": pl.Float64}))
 

@@ -151,9 +151,8 @@ def test_a_compacted_night_still_charts_in_the_report(store: MetricStore) -> Non
     assert panels["throughput"]["value"].to_list() == [float(RATE)] * 3  # still req/s
     latency = panels["latency http_req_duration"]
     assert latency.height == 9  # p50, p95 and p99 of each of the 3 minutes
-    # Failures are the minute's (2 of 10 requests a second), not per second: the report
-    # does not yet divide by seconds_present (docs/history.md, migration 0005).
-    assert set(panels["errors"]["value"]) == {2.0 * 60}
+    # the minute's failures per second it merged: 2 of 10 requests a second
+    assert set(panels["errors"]["value"]) == {2.0}
 
 
 def test_compaction_is_idempotent_and_waits_for_enough_nights(
