@@ -70,10 +70,15 @@ def test_message_soak_materialises_assets_checks_and_rows(tmp_path) -> None:
     assert results.height == 1 and results["test"][0] == "01_message_soak"
 
 
-def _stack_processes_left(root: Path) -> list[str]:
-    """Live processes of a stack under ``root``: our descendants (PostgreSQL, Redis, the
-    proxies, the services) and anything whose command line names ``root``."""
-    ours = {p.pid for p in psutil.Process().children(recursive=True)}
+def _descendants() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def _stack_processes_left(root: Path, before: set[int]) -> list[str]:
+    """Live processes of a stack under ``root``: our descendants not there ``before``
+    (PostgreSQL, Redis, the proxies, the services; not, say, multiprocessing's resource
+    tracker an earlier test started) and anything whose command line names ``root``."""
+    ours = _descendants() - before
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
         if proc.info["status"] == psutil.STATUS_ZOMBIE:
@@ -90,6 +95,7 @@ def test_a_stack_that_cannot_start_is_retried_per_policy_then_fails_clearly(tmp_
     failed resource initialisation, so the platform starts inside the step), fails with a
     message naming the attempt, the logs and the cause, and leaves no process behind."""
     soak = build_test_asset(select_tests("01")[0], dg.RetryPolicy(max_retries=2, delay=0.2))
+    before = _descendants()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -112,7 +118,7 @@ def test_a_stack_that_cannot_start_is_retried_per_policy_then_fails_clearly(tmp_
     assert "the embedded platform did not start (attempt 3" in message, message
     assert "address already in use" in message.lower(), message
     assert str(tmp_path / "home" / "stack") in message
-    assert _stack_processes_left(tmp_path) == []
+    assert _stack_processes_left(tmp_path, before) == []
 
 
 def test_one_asset_of_a_test_can_be_materialised_alone(tmp_path) -> None:

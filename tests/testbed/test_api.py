@@ -444,7 +444,7 @@ def test_slow_consumer_is_counted_then_closed_1013(api: ApiStack, tokens: dict[s
     closed0 = api.metric('ws_close_total{code="1013"}')
     user = api.users["user0003"]
     with _raw_ws(api, tokens["user0003"]):
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # catches a socket never closed, not a slow host
         while api.metric('ws_close_total{code="1013"}') < closed0 + 1:
             assert time.monotonic() < deadline, "the overloaded socket was not closed"
             for _ in range(20):

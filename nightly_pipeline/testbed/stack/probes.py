@@ -5,8 +5,10 @@ an HTTP GET, and free/in-use checks for loopback ports."""
 from __future__ import annotations
 
 import http.client
+import random
 import socket
 import struct
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
@@ -20,10 +22,42 @@ class PgWireError(Exception):
         self.code = code
 
 
+LISTEN_PORTS_FROM = 10_000
+"""Listening ports are picked from here up to the kernel's ephemeral range."""
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port(host: str = HOST) -> int:
+    """A loopback port free now, for a server started next, picked at random *below* the
+    kernel's ephemeral range. A port from ``bind(0)`` comes from that range, which every
+    outgoing connection draws from too: under load (thousands of client sockets) one of
+    them took such a port between the pick and the server's bind (seen: PostgreSQL's
+    "could not bind ... Address already in use"). Falls back to ``bind(0)``."""
+    below = _ephemeral_start()
+    if below - LISTEN_PORTS_FROM >= 1_000:
+        for _ in range(100):  # bounded: a host with the whole range taken falls back
+            port = random.randrange(LISTEN_PORTS_FROM, below)
+            if _bindable(host, port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0  # not Linux, or unreadable: bind(0) as before
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def port_in_use(port: int, host: str = HOST) -> str | None:
