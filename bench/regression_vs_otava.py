@@ -40,13 +40,14 @@ pure noise:
 for three detectors: ``ours`` (detect_change_points, defaults), ``otava``
 (otava.analysis.compute_change_points with the same window 50, max_pvalue 0.001,
 min_magnitude 0) and ``verdict`` (our regression_verdicts: min effect 5 %, confirmed by a
-second night, judged against the last regime of 7+ nights; a hit needs a 'regression' or
+second night, judged against the last regime of 14+ nights; a hit needs a 'regression' or
 'improvement' in the injected direction with first_bad_night within ±7 nights).
 Then the wall time of regression_verdicts over 365 nights × 15 tests × 20 metrics.
 
     pip install apache-otava      # dev only; it pins numpy==2.2 (works with 2.4 here)
     python bench/regression_vs_otava.py [--part verdicts|changepoints|timing|all]
-        [--hard-series 100] [--series 50] [--max-delay 20]
+        [--hard-series 60] [--cases step5,step10] [--detectors ours,otava,plan]
+        [--series 50] [--max-delay 20]
 """
 
 from __future__ import annotations
@@ -352,7 +353,7 @@ def main() -> None:
     parser.add_argument(
         "--part", choices=("verdicts", "changepoints", "timing", "all"), default=None
     )
-    parser.add_argument("--hard-series", type=int, default=100, help="series per hard case")
+    parser.add_argument("--hard-series", type=int, default=60, help="series per hard case")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument(
         "--cases", default=",".join(syn.HARD_CASES), help="comma-separated hard cases"
