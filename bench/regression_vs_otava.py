@@ -1,7 +1,34 @@
-"""Our change points and verdicts vs Apache Otava on the same labelled synthetic series.
+"""Our verdicts vs Apache Otava vs the plan's rule, night by night on hard synthetic series.
 
-Prints, asserts nothing. For steps of 5/10/20 % at 3 % noise (half latency-like: up is
-worse, half throughput-like: down is worse) and for pure noise:
+Prints, asserts nothing. Part 1 (``--part verdicts``, the default with the timing) walks
+every ``synthetic.hard_case`` forward: each night from night 30 on, each detector sees
+the history up to that night only and says "regression" or not, as the nightly job would.
+Every case has per-series noise (CV) of 1–10 % and ~3 % missing nights; the hazards are
+isolated 3–5× outliers, a variance change, a slow drift (0.5 %/night) and worse steps of
+5/10/20 %. Per case and detector:
+
+- false alerts per 100 quiet nights per series: regression alerts on nights with no step
+  (or drift) on or before them, × 100 / those nights; each alerting night counts, since
+  each is a morning someone reads a false verdict (target ≤ 0.3). Outliers and variance
+  changes are quiet: any alert on them is false;
+- recall: share of steps with an alert within ``WINDOW`` (14) nights on or after the step
+  night (target ≥ 0.85 for steps ≥ 5 %); delay: median nights from the step to the first
+  alert (target ≤ 2);
+- drift is a regression we want flagged *eventually* (a memory creep is one): its nights
+  before the drift are quiet nights, and its "step" night is the night its cumulative
+  change reaches the 5 % minimum effect; an alert from the drift's first night on is a
+  hit (delay counted from the 5 % night, 0 if earlier). Recall within 14 nights of that.
+
+Detectors: ``ours`` (regression_verdicts, defaults: verdict == 'regression'), ``otava``
+(otava.analysis.compute_change_points over the usable nights, window 50, p 0.001,
+min_magnitude 0.05 — our minimum effect; an alert when its latest change point is in the
+worse direction, as ``otava regressions`` reports the last change) and ``plan`` (the plan's
+rule firing on the night: the last 3 usable nights each >10 % worse than the 7 before).
+Step cases are also split by the series' noise: CV ≤ 3 % and CV > 3 %.
+
+Part 2 (``--part changepoints``): the raw change-point comparison. For steps of 5/10/20 %
+at 3 % noise (half latency-like: up is worse, half throughput-like: down is worse) and for
+pure noise:
 
 - precision / recall: a detected change point within ±7 nights of the injected step is a
   hit (one per step); any other change point is a false one;
@@ -13,12 +40,14 @@ worse, half throughput-like: down is worse) and for pure noise:
 for three detectors: ``ours`` (detect_change_points, defaults), ``otava``
 (otava.analysis.compute_change_points with the same window 50, max_pvalue 0.001,
 min_magnitude 0) and ``verdict`` (our regression_verdicts: min effect 5 %, confirmed by a
-second night, judged against the last regime of 7+ nights; a hit needs a 'regression' or
+second night, judged against the last regime of 14+ nights; a hit needs a 'regression' or
 'improvement' in the injected direction with first_bad_night within ±7 nights).
 Then the wall time of regression_verdicts over 365 nights × 15 tests × 20 metrics.
 
     pip install apache-otava      # dev only; it pins numpy==2.2 (works with 2.4 here)
-    python bench/regression_vs_otava.py [--series 50] [--max-delay 20]
+    python bench/regression_vs_otava.py [--part verdicts|changepoints|timing|all]
+        [--hard-series 60] [--cases step5,step10] [--detectors ours,otava,plan]
+        [--series 50] [--max-delay 20]
 """
 
 from __future__ import annotations
@@ -35,9 +64,11 @@ import polars as pl
 from nightly_pipeline.analysis import (
     detect_change_points_many,
     direction_of,
+    plan_rule,
     regression_verdicts,
 )
 from nightly_pipeline.analysis import synthetic as syn
+from nightly_pipeline.analysis.plan_rule import firing_on_last_night
 from nightly_pipeline.analysis.synthetic import Step
 
 NIGHTS = 100
@@ -49,6 +80,166 @@ START = date(2025, 1, 1)
 
 Detector = Callable[[list[np.ndarray], list[str]], list[list[tuple[int, int]]]]
 """series, metric names → per series [(index, sign of the change in the worse sense)]"""
+
+
+# -- part 1: verdicts night by night on the hard cases ---------------------------------
+
+HARD_NIGHTS = 100
+EVAL_FROM = 30
+WINDOW_NIGHTS = 14
+MIN_EFFECT = 0.05
+TARGET_FALSE = 0.3
+TARGET_RECALL = 0.85
+TARGET_DELAY = 2.0
+LOW_CV = 0.03
+
+
+class HardCase:
+    """One hard case as arrays: values[series, night] (NaN when missing) and the truth."""
+
+    def __init__(self, name: str, seed: int, count: int) -> None:
+        history, truth = syn.hard_case(name, seed, count, HARD_NIGHTS)
+        self.name = name
+        self.history = history
+        self.start = syn.date(2025, 1, 1)
+        wide = history.pivot(on="night", index=["test", "metric"], values="value").sort("test")
+        self.tests = wide["test"].to_list()
+        self.metrics = wide["metric"].to_list()
+        days = [self.start + timedelta(days=i) for i in range(HARD_NIGHTS)]
+        self.values = np.column_stack(
+            [
+                wide[str(d)].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+                if str(d) in wide.columns
+                else np.full(wide.height, np.nan)
+                for d in days
+            ]
+        )
+        noise = {s.test: s.noise for s in syn.hard_specs(name, seed, count, HARD_NIGHTS)}
+        self.noise = np.array([noise[t] for t in self.tests])
+        self.onset = np.full(len(self.tests), HARD_NIGHTS * 10)  # first night that is not quiet
+        self.hit_from = self.onset.copy()  # first night an alert counts as a hit
+        row = {t: i for i, t in enumerate(self.tests)}
+        for t, kind, i, size in truth.select("test", "kind", "index", "size").iter_rows():
+            if kind == "step":
+                self.onset[row[t]] = self.hit_from[row[t]] = i
+            elif kind == "drift":  # flagged once it reaches the minimum effect
+                self.hit_from[row[t]] = i
+                self.onset[row[t]] = i + int(np.ceil(MIN_EFFECT / size - 1e-9))
+
+
+def hard_ours(case: HardCase) -> np.ndarray:
+    """alerts[series, night]: regression_verdicts run on each night's history."""
+    alerts = np.zeros(case.values.shape, dtype=bool)
+    row = {t: i for i, t in enumerate(case.tests)}
+    for night in range(EVAL_FROM, HARD_NIGHTS):
+        v = regression_verdicts(case.history, evaluated_night=case.start + timedelta(night))
+        for t in v.filter(verdict="regression")["test"].to_list():
+            alerts[row[t], night] = True
+    return alerts
+
+
+def hard_otava(case: HardCase) -> np.ndarray:
+    from otava.analysis import compute_change_points
+
+    alerts = np.zeros(case.values.shape, dtype=bool)
+    for s, x in enumerate(case.values):
+        worse = 1.0 if direction_of(case.metrics[s]) == "lower" else -1.0
+        for night in range(EVAL_FROM, HARD_NIGHTS):
+            prefix = x[: night + 1]
+            usable = prefix[np.isfinite(prefix)].tolist()
+            cps, _ = compute_change_points(
+                usable, window_len=WINDOW, max_pvalue=MAX_PVALUE, min_magnitude=MIN_EFFECT
+            )
+            if cps:
+                last = cps[-1].stats
+                alerts[s, night] = worse * (last.mean_2 - last.mean_1) > 0
+    return alerts
+
+
+def hard_plan(case: HardCase) -> np.ndarray:
+    alerts = np.zeros(case.values.shape, dtype=bool)
+    for s, x in enumerate(case.values):
+        for night in range(EVAL_FROM, HARD_NIGHTS):
+            prefix = x[: night + 1]
+            usable = prefix[np.isfinite(prefix)]
+            result = plan_rule(usable.tolist(), direction_of(case.metrics[s]))
+            alerts[s, night] = firing_on_last_night(result)
+    return alerts
+
+
+def hard_score(case: HardCase, alerts: np.ndarray, rows: np.ndarray) -> dict[str, float]:
+    """False alerts per 100 quiet series-nights, recall and median delay over ``rows``."""
+    nights = np.arange(HARD_NIGHTS)
+    evaluated = nights >= EVAL_FROM
+    quiet = evaluated[None, :] & (nights[None, :] < np.minimum(case.onset, case.hit_from)[:, None])
+    quiet &= rows[:, None]
+    false = int((alerts & quiet).sum())
+    got, scored = [], 0
+    for s in np.flatnonzero(rows):
+        onset = int(case.onset[s])
+        if onset >= HARD_NIGHTS or onset < EVAL_FROM or onset + WINDOW_NIGHTS >= HARD_NIGHTS:
+            continue  # no hazard, or its window does not fit in the evaluated nights
+        scored += 1
+        hits = np.flatnonzero(alerts[s, case.hit_from[s] : onset + WINDOW_NIGHTS + 1])
+        if hits.size:
+            got.append(max(0, int(case.hit_from[s] + hits[0]) - onset))
+    return {
+        "false": 100.0 * false / quiet.sum() if quiet.sum() else float("nan"),
+        "quiet": int(quiet.sum()),
+        "recall": len(got) / scored if scored else float("nan"),
+        "scored": scored,
+        "delay": statistics.median(got) if got else float("nan"),
+    }
+
+
+def _met(s: dict[str, float], hazard: bool) -> str:
+    ok = [s["false"] <= TARGET_FALSE]
+    if hazard:
+        ok += [s["recall"] >= TARGET_RECALL, s["delay"] <= TARGET_DELAY]
+    return "yes" if all(ok) else "NO"
+
+
+def hard_verdicts(count: int, seed: int, cases: Sequence[str], detectors: Sequence[str]) -> None:
+    known = {"ours": hard_ours, "otava": hard_otava, "plan": hard_plan}
+    detectors = {name: known[name] for name in detectors}
+    print(
+        f"Part 1: verdicts night by night, {count} series × {HARD_NIGHTS} nights per case "
+        f"(CV 1–10 %, 3 % missing), evaluated nights {EVAL_FROM}–{HARD_NIGHTS - 1}, "
+        f"hit = alert within {WINDOW_NIGHTS} nights\n"
+        f"targets: false ≤ {TARGET_FALSE} per 100 quiet nights per series; steps ≥ 5 %: "
+        f"recall ≥ {TARGET_RECALL}, median delay ≤ {TARGET_DELAY:.0f} nights\n"
+    )
+    header = (
+        f"{'case':<22}{'detector':<8}{'false/100':>10}{'quiet n':>9}"
+        f"{'recall':>8}{'of':>5}{'delay':>7}{'met':>5}{'time s':>8}"
+    )
+    for name in cases:
+        case = HardCase(name, seed, count)
+        hazard = name not in ("quiet", "outliers", "variance")
+        splits = [("all", np.ones(len(case.tests), dtype=bool))]
+        if name.startswith("step"):
+            splits += [
+                (f"CV ≤ {LOW_CV:.0%}", case.noise <= LOW_CV),
+                (f"CV > {LOW_CV:.0%}", case.noise > LOW_CV),
+            ]
+        print(header)
+        print("-" * len(header))
+        for det_name, det in detectors.items():
+            t0 = time.perf_counter()
+            alerts = det(case)
+            elapsed = time.perf_counter() - t0
+            for label, rows in splits:
+                s = hard_score(case, alerts, rows)
+                title = name if label == "all" else f"  {label}"
+                print(
+                    f"{title:<22}{det_name:<8}{s['false']:>10.2f}{s['quiet']:>9}"
+                    f"{s['recall']:>8.2f}{s['scored']:>5}{s['delay']:>7.1f}"
+                    f"{_met(s, hazard):>5}{elapsed if label == 'all' else 0:>8.1f}"
+                )
+        print()
+
+
+# -- part 2: raw change points ---------------------------------------------------------
 
 
 def ours(series: list[np.ndarray], metrics: list[str]) -> list[list[tuple[int, int]]]:
@@ -159,12 +350,33 @@ def delays(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=int, default=50, help="series per case")
+    parser.add_argument(
+        "--part", choices=("verdicts", "changepoints", "timing", "all"), default=None
+    )
+    parser.add_argument("--hard-series", type=int, default=60, help="series per hard case")
+    parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument(
+        "--cases", default=",".join(syn.HARD_CASES), help="comma-separated hard cases"
+    )
+    parser.add_argument("--detectors", default="ours,otava,plan", help="ours,otava,plan")
+    parser.add_argument("--series", type=int, default=50, help="series per change-point case")
     parser.add_argument("--max-delay", type=int, default=20)
     args = parser.parse_args()
+    parts = {"verdicts", "timing"} if args.part is None else {args.part}
+    if "all" in parts:
+        parts = {"verdicts", "changepoints", "timing"}
+    if "verdicts" in parts:
+        hard_verdicts(args.hard_series, args.seed, args.cases.split(","), args.detectors.split(","))
+    if "changepoints" in parts:
+        changepoints(args.series, args.max_delay)
+    if "timing" in parts:
+        timing()
+
+
+def changepoints(count: int, max_delay: int) -> None:
     detectors: dict[str, Detector] = {"ours": ours, "otava": otava, "verdict": verdict}
     print(
-        f"{args.series} series × {NIGHTS} nights per case, noise {NOISE:.0%}, "
+        f"Part 2: raw change points, {count} series × {NIGHTS} nights per case, noise {NOISE:.0%}, "
         f"hit = within ±{MATCH} nights in the worse direction\n"
     )
     header = (
@@ -174,22 +386,25 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for k, size in enumerate((0.05, 0.10, 0.20)):
-        series, metrics, steps = labelled(size, args.series, seed=k + 1)
+        series, metrics, steps = labelled(size, count, seed=k + 1)
         for name, det in detectors.items():
             t0 = time.perf_counter()
             s = score(det(series, metrics), steps)
             elapsed = time.perf_counter() - t0
-            mean_delay, late = delays(det, series, metrics, steps, args.max_delay)
+            mean_delay, late = delays(det, series, metrics, steps, max_delay)
             print(
                 f"{f'step {size:.0%}':<10}{name:<9}{s['precision']:>10.2f}{s['recall']:>8.2f}"
                 f"{s['loc']:>9.2f}{mean_delay:>7.1f}{late:>6}{elapsed:>8.3f}"
             )
-    series, metrics, steps = labelled(0.0, args.series * 4, seed=9)
+    series, metrics, steps = labelled(0.0, count * 4, seed=9)
     for name, det in detectors.items():
         s = score(det(series, metrics), steps)
         label = "with a verdict other than stable" if name == "verdict" else "with any change point"
         print(f"{'noise':<10}{name:<9} {s['any']:>6.1%} of {len(series)} series {label}")
     print("  (late: not reported within --max-delay nights; delay 0 = on the step night)\n")
+
+
+def timing() -> None:
 
     history = syn.history(2025, 365)  # 15 tests × 20 metrics
     runs = []

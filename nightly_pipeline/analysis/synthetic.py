@@ -2,14 +2,21 @@
 
 A series is ``level(night) × (1 + noise × N(0, 1))`` where the level starts at ``base`` and
 moves by relative steps and linear drifts; an outlier multiplies or divides one night by
-``1 + outlier_size``. Sizes and signs are in the metric's own terms:
+``1 + outlier_size`` (a fixed size, or one drawn per outlier from a ``(low, high)`` range);
+a ``NoiseChange`` makes the noise louder or quieter from a night on. Sizes and signs are
+in the metric's own terms:
 ``sign=+1`` is *worse* (latency up, throughput down), ``-1`` better, so a truth row can be
 compared directly with a verdict's ``magnitude`` (+ = worse). On top: outliers (one night
 off by ``outlier_size``), NaN values, absent rows, and failed nights (per test).
 
 ``generate`` returns the history frame (analysis/CONTRACT.md columns) and a truth frame:
-profile, test, metric, tags, kind ('step' | 'drift' | 'outlier' | 'nan' | 'absent' |
-'failed'), night, index (night number), size, sign. ``history`` is the frame alone.
+profile, test, metric, tags, kind ('step' | 'drift' | 'noise' | 'outlier' | 'nan' |
+'absent' | 'failed'), night, index (night number), size, sign. ``history`` is the frame
+alone.
+
+``hard_case`` builds the harder mixes of Issue 15 (the verdict bench and its tests use
+them): per-series noise of 1–10 %, about 3 % missing nights, and one hazard per case —
+isolated 3–5× outliers, a variance change, a slow drift, or a worse step.
 """
 
 from __future__ import annotations
@@ -107,6 +114,14 @@ class Drift:
 
 
 @dataclass(frozen=True)
+class NoiseChange:
+    """From ``night`` on, the relative noise (coefficient of variation) is ``noise``."""
+
+    night: int
+    noise: float
+
+
+@dataclass(frozen=True)
 class SeriesSpec:
     test: str
     metric: str
@@ -116,6 +131,15 @@ class SeriesSpec:
     tags: str = "{}"
     steps: tuple[Step, ...] = ()
     drifts: tuple[Drift, ...] = ()
+    noise_changes: tuple[NoiseChange, ...] = ()
+
+
+def noise_level(nights: int, noise: float, changes: Sequence[NoiseChange]) -> np.ndarray:
+    """Relative noise of each night: ``noise``, then each change's from its night on."""
+    out = np.full(nights, noise)
+    for c in sorted(changes, key=lambda c: c.night):
+        out[max(c.night, 0) :] = c.noise
+    return out
 
 
 def level(
@@ -171,7 +195,7 @@ def generate(
     nan_rate: float = 0.0,
     absent_rate: float = 0.0,
     outlier_rate: float = 0.0,
-    outlier_size: float = 0.5,
+    outlier_size: float | tuple[float, float] = 0.5,
     failed_rate: float = 0.0,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """History frame and truth frame (see the module docstring); same seed, same frames."""
@@ -191,19 +215,27 @@ def generate(
     for spec in specs:
         direction = direction_of(spec.metric)
         v = level(nights, spec.base, direction, spec.steps, spec.drifts)
-        v = v * (1.0 + spec.noise * rng.standard_normal(nights))
+        noise = noise_level(nights, spec.noise, spec.noise_changes)
+        v = v * (1.0 + noise * rng.standard_normal(nights))
         for s in spec.steps:
             if 0 <= s.night < nights:
                 note(spec, "step", s.night, s.size, s.sign)
         for d in spec.drifts:
             if 0 <= d.start < nights:
                 note(spec, "drift", d.start, d.per_night, d.sign)
+        for c in spec.noise_changes:
+            if 0 <= c.night < nights:
+                note(spec, "noise", c.night, c.noise)
         outlier = rng.random(nights) < outlier_rate
         signs = rng.choice((-1, 1), size=nights)
         worse = 1 if direction == "lower" else -1
-        v = np.where(outlier, v * (1.0 + outlier_size) ** signs, v)  # ×(1+s) or ÷(1+s)
+        if isinstance(outlier_size, tuple):  # drawn only then: fixed sizes keep old seeds
+            sizes = rng.uniform(*outlier_size, size=nights)
+        else:
+            sizes = np.full(nights, float(outlier_size))
+        v = np.where(outlier, v * (1.0 + sizes) ** signs, v)  # ×(1+s) or ÷(1+s)
         for i in np.flatnonzero(outlier).tolist():
-            note(spec, "outlier", i, outlier_size, int(signs[i]) * worse)
+            note(spec, "outlier", i, float(sizes[i]), int(signs[i]) * worse)
         nan = rng.random(nights) < nan_rate
         absent = (rng.random(nights) < absent_rate) & ~nan
         v = np.where(nan, np.nan, v)
@@ -237,3 +269,63 @@ def history(seed: int, nights: int, **kwargs) -> pl.DataFrame:
 def with_steps(specs: Sequence[SeriesSpec], steps: Sequence[Step]) -> list[SeriesSpec]:
     """The same series, each with ``steps`` added (handy for the bench)."""
     return [replace(s, steps=(*s.steps, *steps)) for s in specs]
+
+
+HARD_CASES = ("quiet", "outliers", "variance", "drift", "step5", "step10", "step20")
+"""``hard_case`` names: the hazards of Issue 15, one per case, over the same noisy base."""
+HARD_NOISE = (0.01, 0.10)
+HARD_MISSING = 0.03
+HARD_OUTLIER_RATE = 0.03
+HARD_OUTLIER_SIZE = (2.0, 4.0)  # the value ×3..×5 (or ÷3..÷5)
+HARD_DRIFT = 0.005  # per night: slow, 10 % after 20 nights
+
+
+def hard_case(
+    case: str, seed: int, count: int = 100, nights: int = 100, *, profile: str = "nightly"
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``count`` series of one hard ``case`` (``HARD_CASES``): history and truth frames."""
+    outliers = HARD_OUTLIER_RATE if case == "outliers" else 0.0
+    return generate(
+        seed,
+        nights,
+        hard_specs(case, seed, count, nights),
+        profile=profile,
+        absent_rate=HARD_MISSING,
+        outlier_rate=outliers,
+        outlier_size=HARD_OUTLIER_SIZE,
+    )
+
+
+def hard_specs(case: str, seed: int, count: int = 100, nights: int = 100) -> list[SeriesSpec]:
+    """The series of ``hard_case`` (tests ``s0000``…), without the outliers and gaps.
+
+    Every case: half latency-like (up is worse), half throughput-like (down is worse),
+    noise log-uniform in ``HARD_NOISE`` per series, ``HARD_MISSING`` of nights absent.
+    The hazard starts at a random night in ``[0.4, 0.85) × nights``:
+
+    - ``quiet``: nothing else;
+    - ``outliers``: ``HARD_OUTLIER_RATE`` of nights ×3–5 or ÷3–5, at any night;
+    - ``variance``: the noise is multiplied by 2–3 (capped at 15 %) or divided by 2–3;
+    - ``drift``: a worse drift of ``HARD_DRIFT`` per night to the last night;
+    - ``stepN``: a worse step of N %.
+    """
+    if case not in HARD_CASES:
+        raise ValueError(f"unknown case {case!r}: choose one of {', '.join(HARD_CASES)}")
+    rng = np.random.default_rng([seed, HARD_CASES.index(case)])
+    lo, hi = np.log(HARD_NOISE[0]), np.log(HARD_NOISE[1])
+    specs = []
+    for i in range(count):
+        metric, unit, base = METRICS[1] if i % 2 == 0 else METRICS[5]  # p95 / reqs.rate
+        noise = float(np.exp(rng.uniform(lo, hi)))
+        at = int(rng.integers(int(0.4 * nights), int(0.85 * nights)))
+        spec = SeriesSpec(f"s{i:04d}", metric, base=base, unit=unit, noise=round(noise, 4))
+        if case == "variance":
+            factor = float(rng.uniform(2.0, 3.0))
+            new = min(noise * factor, 0.15) if rng.random() < 0.5 else noise / factor
+            spec = replace(spec, noise_changes=(NoiseChange(at, round(new, 4)),))
+        elif case == "drift":
+            spec = replace(spec, drifts=(Drift(at, HARD_DRIFT),))
+        elif case.startswith("step"):
+            spec = replace(spec, steps=(Step(at, int(case[4:]) / 100),))
+        specs.append(spec)
+    return specs

@@ -42,3 +42,31 @@ def test_truth_and_injections() -> None:
     assert history.height == 80 - absent
     nan = truth.filter(kind="nan").height
     assert history["value"].is_nan().sum() == nan
+
+
+def test_hard_cases_noise_gaps_outliers_and_hazards() -> None:
+    quiet, truth = syn.hard_case("quiet", 1, count=40, nights=100)
+    again, _ = syn.hard_case("quiet", 1, count=40, nights=100)
+    assert quiet.equals(again)
+    assert set(truth["kind"]) == {"absent"}
+    assert 0.015 < truth.height / (40 * 100) < 0.045  # ~3 % missing nights
+    noise = [s.noise for s in syn.hard_specs("quiet", 1, count=40)]
+    assert 0.01 <= min(noise) < 0.02 and 0.06 < max(noise) <= 0.10
+
+    _, truth = syn.hard_case("outliers", 1, count=40, nights=100)
+    sizes = truth.filter(kind="outlier")["size"]
+    assert sizes.len() > 40 and sizes.min() >= 2.0 and sizes.max() <= 4.0  # ×3..×5
+
+    specs = syn.hard_specs("variance", 1, count=40)
+    assert all(len(s.noise_changes) == 1 and not s.steps for s in specs)
+    louder = [s for s in specs if s.noise_changes[0].noise > s.noise]
+    assert 5 < len(louder) < 35
+    lvl = syn.noise_level(10, 0.02, [syn.NoiseChange(4, 0.06)])
+    assert lvl.tolist() == [0.02] * 4 + [0.06] * 6
+
+    _, truth = syn.hard_case("step5", 1, count=40, nights=100)
+    steps = truth.filter(kind="step")
+    assert steps.height == 40 and (steps["size"] == 0.05).all() and (steps["sign"] == 1).all()
+    assert steps["index"].min() >= 40 and steps["index"].max() < 85
+    _, truth = syn.hard_case("drift", 1, count=40, nights=100)
+    assert (truth.filter(kind="drift")["size"] == syn.HARD_DRIFT).all()

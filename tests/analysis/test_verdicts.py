@@ -8,7 +8,7 @@ from nightly_pipeline.analysis import VERDICT_SCHEMA, regression_verdicts
 from nightly_pipeline.analysis import synthetic as syn
 from nightly_pipeline.analysis.synthetic import SeriesSpec, Step
 
-from .conftest import frame, night
+from .conftest import START, frame, night
 
 
 def _one(history: pl.DataFrame, **kwargs) -> dict:
@@ -137,3 +137,83 @@ def test_schema_and_empty_history() -> None:
     full = regression_verdicts(syn.history(0, 30, series=syn.default_series(2, 3)))
     assert dict(full.schema) == VERDICT_SCHEMA
     assert full.height == 6
+
+
+# -- Issue 15: quiet on noisy series, still quick on real steps --------------------------
+
+
+def _alert_nights(history: pl.DataFrame, nights: range) -> dict[str, list[int]]:
+    """Per test: the nights on which the verdict, run on the history so far, is regression."""
+    out: dict[str, list[int]] = {}
+    for i in nights:
+        v = regression_verdicts(history, evaluated_night=night(i))
+        for t in v.filter(verdict="regression")["test"].to_list():
+            out.setdefault(t, []).append(i)
+    return out
+
+
+def test_outliers_of_3_to_5x_do_not_alert_even_on_the_last_nights() -> None:
+    values = _noise(31, 60, noise=0.02)
+    for at, factor in ((20, 4.0), (35, 1 / 3)):  # isolated: smoothed away
+        values[at] *= factor
+    last = np.r_[values, values[-1] * 5.0]  # tonight ×5: one night decides nothing
+    assert _one(frame(last.tolist()))["verdict"] == "stable"
+    # ×3 yesterday, normal tonight: the two-night regime's mean is 2× worse, but only one
+    # of its nights is; its lower median is not
+    odd_then_normal = np.r_[values, values[-1] * 3.0, values[-2]]
+    assert _one(frame(odd_then_normal.tolist()))["verdict"] == "stable"
+
+
+def test_a_10_percent_step_alerts_within_2_nights() -> None:
+    specs = [SeriesSpec(f"t{i}", "http_req_duration.p95", noise=0.02) for i in range(5)]
+    specs = syn.with_steps(specs, [Step(50, 0.10)])
+    history, _ = syn.generate(32, 60, specs, start=START)
+    alerts = _alert_nights(history, range(45, 60))
+    assert sorted(alerts) == [f"t{i}" for i in range(5)]
+    assert all(a[0] in (51, 52) for a in alerts.values())  # step night + 1 or 2
+
+
+def test_a_missing_night_is_tolerated() -> None:
+    values = _noise(33, 60, noise=0.02, steps=[Step(50, 0.10)])
+    other = frame([1.0] * 60, metric="http_reqs.rate")  # the profile ran every night
+    history = pl.concat([frame(values.tolist(), skip=(20, 51)), other])
+    # the night after the step is missing: the step is called on the next one
+    v = regression_verdicts(history, evaluated_night=night(52))
+    row = v.filter(metric="http_req_duration.p95").row(0, named=True)
+    assert row["verdict"] == "regression" and row["first_bad_night"] == night(50)
+    assert row["skipped_nights"] == 2
+    quiet = frame(_noise(34, 60, noise=0.02).tolist(), skip=(10, 30, 58))
+    assert not _alert_nights(quiet, range(30, 60))
+
+
+def test_a_variance_change_alone_does_not_alert() -> None:
+    specs = [
+        SeriesSpec(f"t{i}", m, noise=0.02, noise_changes=(syn.NoiseChange(40, 0.04),))
+        for i in range(4)
+        for m in ("http_req_duration.p95", "http_reqs.rate")
+    ]
+    history, truth = syn.generate(35, 80, specs, start=START)
+    assert set(truth["kind"]) == {"noise"}
+    alerts = _alert_nights(history, range(38, 80))
+    # 8 series × 42 nights: one alerting night is 0.3 per 100, the most Issue 15 allows
+    # (here: five nights in a row 4.4 % low on the louder noise, the one seen)
+    assert sum(len(a) for a in alerts.values()) <= 1
+
+
+def test_noisy_series_without_a_step_stay_quiet() -> None:
+    specs = [SeriesSpec(f"t{i}", "http_req_duration.p95", noise=0.10) for i in range(8)]
+    history, _ = syn.generate(36, 80, specs, start=START)
+    assert not _alert_nights(history, range(20, 80))
+
+
+def test_a_slow_creep_of_1_percent_a_night_is_flagged_once_it_reaches_the_min_effect() -> None:
+    # decided (DESIGN §7, docs/history.md): a creep is a regression, flagged within a
+    # week of its reaching the 5 % minimum effect, never before it starts
+    specs = [
+        SeriesSpec(f"t{i}", "http_req_duration.p95", noise=0.02, drifts=(syn.Drift(40, 0.01),))
+        for i in range(4)
+    ]
+    history, _ = syn.generate(37, 70, specs, start=START)
+    alerts = _alert_nights(history, range(20, 70))
+    assert sorted(alerts) == [f"t{i}" for i in range(4)]
+    assert all(45 <= a[0] <= 52 for a in alerts.values())
