@@ -44,6 +44,11 @@ class Receipts:
         self, labels: tuple[str, ...] = (), layout: Mapping[str, Sequence[str]] | None = None
     ) -> None:
         self._rows: dict[str, int] = {}
+        self._free: list[int] = []  # rows of forgotten messages, reused first
+        self._next_row = 0
+        self._odd_rows: set[int] = set()  # rows with a digest in ``_odd``
+        self._stray_ids: set[str] = set()
+        self._late_conversation: dict[str, str] = {}  # forgotten messages with late strays
         self._labels: dict[str, int] = {}
         self._odd: dict[tuple[int, int], set[str]] = {}  # other digests of a cell
         self._chunks: list[dict[str, np.ndarray]] = []
@@ -73,12 +78,12 @@ class Receipts:
         raw = _raw(digest)
         row = self._rows.get(message_id)
         if row is None:
-            row = self._rows[message_id] = len(self._rows)
-            if row % CHUNK_ROWS == 0:
-                self._chunks.append(self._new_chunk())
-            self._chunks[-1]["reference"][row % CHUNK_ROWS] = np.frombuffer(raw.ljust(32), np.uint8)
+            row = self._rows[message_id] = self._new_row()
+            self._chunks[row // CHUNK_ROWS]["reference"][row % CHUNK_ROWS] = np.frombuffer(
+                raw.ljust(32), np.uint8
+            )
             if self._layout is not None:
-                self._row_conversation.append(conversation)
+                self._row_conversation[row] = conversation
         if self._layout is None:
             col = self._column(label)
         else:
@@ -97,6 +102,83 @@ class Receipts:
             chunk["flags"][i, col] |= SAW_REFERENCE
         else:
             self._odd.setdefault((row, col), set()).add(digest)
+            self._odd_rows.add(row)
+
+    def _new_row(self) -> int:
+        if self._free:
+            return self._free.pop()
+        row, self._next_row = self._next_row, self._next_row + 1
+        if row % CHUNK_ROWS == 0:
+            self._chunks.append(self._new_chunk())
+        if self._layout is not None:
+            self._row_conversation.append(None)
+        return row
+
+    def clean_first_arrivals(
+        self, message_id: str, labels: Sequence[str], sha256: str, conversation: str
+    ) -> list[float] | None:
+        """The first arrival at each of ``labels`` when every one of them has exactly one
+        frame of the message, intact and with ``sha256``, filed under ``conversation``
+        and none elsewhere; ``None`` otherwise (missing, duplicated, corrupted, strayed:
+        the verdict needs its cells)."""
+        row = self._rows.get(message_id)
+        raw = _raw(sha256)
+        if row is None or not raw or row in self._odd_rows or message_id in self._stray_ids:
+            return None
+        if self._layout is not None:
+            if self._row_conversation[row] != conversation:
+                return None
+            columns = [self._layout_column(row, label) for label in labels]
+        else:
+            columns = [self._labels.get(label) for label in labels]
+        if None in columns:
+            return None
+        chunk, i = self._chunks[row // CHUNK_ROWS], row % CHUNK_ROWS
+        if chunk["reference"][i].tobytes() != raw:
+            return None
+        cols = np.array(columns, dtype=np.intp)
+        if not (
+            (chunk["count"][i, cols] == 1).all()
+            and (chunk["corrupted"][i, cols] == 0).all()
+            and (chunk["flags"][i, cols] & SAW_REFERENCE).all()
+        ):
+            return None
+        return [float(at) for at in chunk["first_at"][i, cols]]
+
+    def forget(self, message_id: str) -> None:
+        """Drop a settled message's row (its pairs no longer count in ``len``)."""
+        row = self._rows.pop(message_id, None)
+        if row is None:
+            return
+        chunk, i = self._chunks[row // CHUNK_ROWS], row % CHUNK_ROWS
+        self._pairs -= int(np.count_nonzero(chunk["count"][i]))
+        for name in CELLS:
+            chunk[name][i] = 0
+        if row in self._odd_rows:
+            self._odd_rows.discard(row)
+            for key in [k for k in self._odd if k[0] == row]:
+                del self._odd[key]
+        if self._layout is not None:
+            self._row_conversation[row] = None
+        self._free.append(row)
+
+    def rows(self) -> int:
+        """Messages held (what settling keeps bounded)."""
+        return len(self._rows)
+
+    def add_late_stray(
+        self,
+        message_id: str,
+        label: str,
+        digest: str,
+        matches: bool,
+        at: float,
+        conversation: str,
+    ) -> None:
+        """A frame of a forgotten (settled) message at a socket outside ``conversation``,
+        its own: kept as a stray, and ``conversation_of`` still answers for it."""
+        self._late_conversation[message_id] = conversation
+        self._add_stray(message_id, label, digest, matches, at)
 
     def _layout_column(self, row: int, label: str) -> int | None:
         columns = self._layout.get(self._row_conversation[row] or "", {})  # type: ignore[union-attr]
@@ -105,6 +187,7 @@ class Receipts:
     def _add_stray(
         self, message_id: str, label: str, digest: str, matches: bool, at: float
     ) -> None:
+        self._stray_ids.add(message_id)
         got = self._strays.get((message_id, label))
         if got is None:
             got = self._strays[(message_id, label)] = Received(first_at=at)
@@ -119,7 +202,9 @@ class Receipts:
     def conversation_of(self, message_id: str) -> str | None:
         """Layout only: the conversation a message's first frame named."""
         row = self._rows.get(message_id)
-        return None if row is None or self._layout is None else self._row_conversation[row]
+        if row is None or self._layout is None:
+            return self._late_conversation.get(message_id)
+        return self._row_conversation[row]
 
     def get(self, key: tuple[str, str], default: Received | None = None) -> Received | None:
         stray = self._strays.get(key)
