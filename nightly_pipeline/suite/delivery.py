@@ -31,6 +31,8 @@ class Listener:
 
     ``layout`` (conversation -> its labels) stores receipts per conversation (see
     ``Receipts``), for many sockets that each hear a few conversations.
+    ``on_frame`` (``Receipts.add``'s arguments), when given, takes each message frame
+    instead of ``received`` (a ``ledger.DeliveryLedger`` that settles as it goes).
     ``ws_disconnects`` counts sockets the server closed before the listener did; with
     ``ping_every_s`` every socket pings at that interval: ``ping_rtts_ms`` holds the round
     trips, ``missed_pongs`` the pings unanswered within the interval.
@@ -41,6 +43,7 @@ class Listener:
     processes: int = 1
     ping_every_s: float | None = None
     layout: Mapping[str, Sequence[str]] | None = None
+    on_frame: Callable[..., None] | None = None
     received: Receipts = field(init=False)
     ws_disconnects: int = 0
     disconnected: list[str] = field(default_factory=list)  # labels, in the order closed
@@ -99,7 +102,8 @@ class Listener:
             if kind == "m":
                 _, label, message_id, digest, matches, at, *rest = record
                 conversation = rest[0] if rest else None
-                self.received.add(message_id, label, digest, matches, at, conversation)
+                fold = self.received.add if self.on_frame is None else self.on_frame
+                fold(message_id, label, digest, matches, at, conversation)
             elif kind == "p":
                 self.ping_rtts_ms.append(float(record[2]))
             elif kind == "pm":

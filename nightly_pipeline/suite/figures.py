@@ -10,7 +10,13 @@ from nightly_pipeline.store import MetricRow
 ASSET_PREFIXES: dict[str, tuple[str, ...]] = {
     "latency": ("http_req_duration.", "http_req_failed.rate", "http_reqs.rate", "engine."),
     "delivery": ("delivery_", "e2e_delivery_ms.", "ws_disconnects."),
-    "resources": ("process_rss_growth_pct.", "messaging_dispatch_lag", "messaging_consumer_lag"),
+    "resources": (
+        "process_rss_growth_pct.",
+        "messaging_dispatch_lag",
+        "messaging_consumer_lag",
+        "redis_used_memory_mb.",  # suite.datastores
+        "database_size_mb.",
+    ),
     "websocket": ("ws_", "e2e_delivery_ms."),
     "security": ("sanctum_", "foreign_access", "messaging_conversation_version"),
     "cache": ("participant_cache", "messaging_participant_cache"),

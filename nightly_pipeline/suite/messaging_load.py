@@ -6,6 +6,9 @@ One run: log users in and create conversations (a ring over a pool of users), op
 listening sockets (one or several per participant: a user's devices), POST
 /v1/messages at the test's rate, let deliveries drain, and record delivery by message id
 per socket (``delivery_*``, ``e2e_delivery_ms``, ``ws_disconnects``) into the result.
+What was sent and what arrived go through a ``ledger.DeliveryLedger``, which settles each
+message once all its sockets have it, so a 30-minute soak holds what is in flight, not
+every message.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nightly_pipeline.loadgen import LoadResult
+from nightly_pipeline.loadgen.recorder import SecondSnapshot
 from nightly_pipeline.loadgen.vu import Vu
 from nightly_pipeline.suite.client import TOKEN_REFRESH_S, Conversation, PlatformClient
 from nightly_pipeline.suite.context import ScenarioContext
-from nightly_pipeline.suite.delivery import DeliveryVerdict, Listener, Sent, judge_delivery
+from nightly_pipeline.suite.delivery import DeliveryVerdict, Listener, Sent
+from nightly_pipeline.suite.ledger import DeliveryLedger
 from nightly_pipeline.suite.progress import TestProgress
 from nightly_pipeline.suite.target import Target
 
@@ -51,6 +56,7 @@ class MessagingKnobs:
     drain_stall_s: float = 10.0  # ... unless none arrived for this long (lost, not late)
     max_vus: int = 1000
     listener_processes: int = 1  # the sockets are dealt over this many listener processes
+    settle_after_s: float = 10.0  # a message complete this long after its send is settled
 
     def errors(self, users: int) -> list[str]:
         problems = []
@@ -62,6 +68,8 @@ class MessagingKnobs:
             problems.append(f"sockets must be >= 1, got {self.sockets}")
         if self.listener_processes < 1:
             problems.append(f"listener_processes must be >= 1, got {self.listener_processes}")
+        if self.settle_after_s < 0:
+            problems.append(f"settle_after_s must be >= 0, got {self.settle_after_s}")
         return problems
 
 
@@ -110,14 +118,15 @@ def message_body(conversation_id: str, payload: bytes) -> tuple[bytes, str]:
 
 @dataclass
 class PostMessages:
-    """One POST /v1/messages per iteration, round-robin over the conversations."""
+    """One POST /v1/messages per iteration, round-robin over the conversations; each
+    accepted one goes to the ledger."""
 
     conversations: list[Conversation]
     tokens: dict[str, str]
     payload_bytes: int
     password: str
+    ledger: DeliveryLedger
     fanout: Mapping[str, int] = field(default_factory=dict)  # conversation -> its sockets
-    sent: dict[str, Sent] = field(default_factory=dict)
     expected_pairs: int = 0  # (message, socket) deliveries owed for the 202s so far
     _next: itertools.count = field(default_factory=itertools.count)
     _token_at: float = field(default_factory=time.perf_counter)
@@ -139,12 +148,18 @@ class PostMessages:
             tags={"name": "post_message"},
         )
         if response.status == 202:
-            self.sent[response.json()["message_id"]] = Sent(conversation.id, digest, started)
+            self.ledger.sent(response.json()["message_id"], Sent(conversation.id, digest, started))
             self.expected_pairs += self.fanout.get(conversation.id, 0)
         else:  # by status, per second: what a fault's window answered (0: no answer)
             vu.recorder.counter(
                 "post_failures_by_status", vu.now, tags={"status": str(response.status)}
             )
+
+    @property
+    def sent(self) -> dict[str, Sent]:
+        """The messages not settled yet (a settled one had every frame, once, intact, at
+        its own conversation's sockets)."""
+        return self.ledger.unsettled()
 
     async def _refresh(self, vu: Vu) -> None:
         self._token_at = vu.now
@@ -176,8 +191,16 @@ def set_up(target: Target, load: MessagingKnobs) -> tuple[list[Conversation], di
     return conversations, {u: s.token for u, s in sessions.items()}
 
 
-def record_delivery(result: LoadResult, verdict: DeliveryVerdict, ws_disconnects: int) -> None:
+def record_delivery(
+    result: LoadResult,
+    verdict: DeliveryVerdict,
+    ws_disconnects: int,
+    settled_e2e: Sequence[SecondSnapshot] = (),
+) -> None:
+    """The verdict's counters and e2e times; ``settled_e2e``: the e2e times of settled
+    messages, already recorded per second (``DeliveryLedger.e2e_snapshots``)."""
     rec, at = result.recorder, time.perf_counter()
+    rec.ingest(settled_e2e)
     rec.counter("delivery_expected", at, value=float(verdict.expected))
     rec.counter("delivery_lost", at, value=float(verdict.lost))
     rec.counter("delivery_duplicated", at, value=float(verdict.duplicated))
@@ -189,23 +212,21 @@ def record_delivery(result: LoadResult, verdict: DeliveryVerdict, ws_disconnects
 
 def drain(
     ctx: ScenarioContext[Any],
-    listener: Listener,
-    expected: Mapping[str, tuple[str, ...]],
+    progress: Callable[[], tuple[int, int]],
     result: LoadResult,
     drain_s: float,
     stall_s: float,
 ) -> None:
-    """Wait, at most ``drain_s``, for every expected delivery, and no longer than
-    ``stall_s`` without a new one; report it once a second (with the load's errors and
-    dropped iterations, which no longer change)."""
+    """Wait, at most ``drain_s``, for every expected delivery (``progress()``: pairs
+    delivered, pairs owed), and no longer than ``stall_s`` without a new one; report it
+    once a second (with the load's errors and dropped iterations, which no longer change)."""
     rec = result.recorder
     errors = sum(int(rec.stats(n).get("count", 0)) for n in ("iteration_errors", "http_req_errors"))
     dropped = int(rec.stats("dropped_iterations").get("count", 0))
-    total = sum(len(r) for r in expected.values())
     started = time.monotonic()
     reported = started
 
-    def report(delivered: int) -> None:
+    def report(delivered: int, total: int) -> None:
         elapsed = time.monotonic() - started
         progress = TestProgress(
             ctx.spec.key, "drain", elapsed, drain_s, 0.0, None, errors, dropped, total - delivered
@@ -213,7 +234,10 @@ def drain(
         ctx.watch(progress)
 
     last_count, last_change = -1, started
-    while (delivered := listener.delivered(expected)) < total:
+    while True:
+        delivered, total = progress()
+        if delivered >= total:
+            break
         now = time.monotonic()
         if delivered != last_count:
             last_count, last_change = delivered, now
@@ -221,9 +245,9 @@ def drain(
             break
         if now - reported >= 1.0:
             reported = now
-            report(delivered)
+            report(delivered, total)
         time.sleep(0.1)
-    report(delivered)  # the last word: what is still missing, usually nothing
+    report(delivered, total)  # the last word: what is still missing, usually nothing
 
 
 @dataclass
@@ -266,7 +290,6 @@ def run_messaging_load(
     sockets = socket_labels(participants, load.sockets)
     recipients = recipients_by_socket(conversations, sockets)
     fanout = {conversation: len(labels) for conversation, labels in recipients.items()}
-    posts = PostMessages(conversations, dict(tokens), load.payload_bytes, target.password, fanout)
     ctx.progress(
         f"{ctx.spec.key}: {rate or ctx.rate:g} msg/s of {load.payload_bytes} B for "
         f"{duration_s or ctx.duration_s:g} s,"
@@ -281,21 +304,26 @@ def run_messaging_load(
         ping_every_s=ping_every_s,
         layout=recipients,
     )
+    ledger = DeliveryLedger(recipients, listener.received, load.settle_after_s)
+    listener.on_frame = ledger.frame
+    posts = PostMessages(
+        conversations, dict(tokens), load.payload_bytes, target.password, ledger, fanout
+    )
     with listener:
         run = MessagingRun(conversations, dict(tokens), sockets, recipients, posts, listener)
         with observe(run) if observe is not None else contextlib.nullcontext():
 
             def pending() -> int:  # cheap, once a second: pairs owed less pairs received
-                return max(0, posts.expected_pairs - len(listener.received))
+                return max(0, posts.expected_pairs - ledger.pairs_received())
 
             with around_load():
                 result = ctx.load(
                     posts, max_vus=load.max_vus, rate=rate, duration_s=duration_s, pending=pending
                 )
-            expected = {m: recipients[s.conversation] for m, s in posts.sent.items()}
-            drain(ctx, listener, expected, result, load.drain_s, load.drain_stall_s)
-    verdict = judge_delivery(posts.sent, recipients, listener.received)
-    record_delivery(result, verdict, listener.ws_disconnects)
+            drain(ctx, ledger.delivery_progress, result, load.drain_s, load.drain_stall_s)
+    verdict = ledger.verdict()
+    settled_e2e = ledger.e2e_snapshots(result.recorder.run_start)
+    record_delivery(result, verdict, listener.ws_disconnects, settled_e2e)
     if judge_more is not None:
         judge_more(run, result)
     return result

@@ -17,6 +17,7 @@ conversation is kept aside, exactly, as a *stray*: what a leak judge reads.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -44,6 +45,11 @@ class Receipts:
         self, labels: tuple[str, ...] = (), layout: Mapping[str, Sequence[str]] | None = None
     ) -> None:
         self._rows: dict[str, int] = {}
+        self._free: list[int] = []  # rows of forgotten messages, reused first
+        self._next_row = 0
+        self._odd_rows: set[int] = set()  # rows with a digest in ``_odd``
+        self._stray_ids: set[str] = set()
+        self._late_conversation: dict[str, str] = {}  # forgotten messages with late strays
         self._labels: dict[str, int] = {}
         self._odd: dict[tuple[int, int], set[str]] = {}  # other digests of a cell
         self._chunks: list[dict[str, np.ndarray]] = []
@@ -73,12 +79,12 @@ class Receipts:
         raw = _raw(digest)
         row = self._rows.get(message_id)
         if row is None:
-            row = self._rows[message_id] = len(self._rows)
-            if row % CHUNK_ROWS == 0:
-                self._chunks.append(self._new_chunk())
-            self._chunks[-1]["reference"][row % CHUNK_ROWS] = np.frombuffer(raw.ljust(32), np.uint8)
+            row = self._rows[message_id] = self._new_row()
+            self._chunks[row // CHUNK_ROWS]["reference"][row % CHUNK_ROWS] = np.frombuffer(
+                raw.ljust(32), np.uint8
+            )
             if self._layout is not None:
-                self._row_conversation.append(conversation)
+                self._row_conversation[row] = conversation
         if self._layout is None:
             col = self._column(label)
         else:
@@ -97,6 +103,93 @@ class Receipts:
             chunk["flags"][i, col] |= SAW_REFERENCE
         else:
             self._odd.setdefault((row, col), set()).add(digest)
+            self._odd_rows.add(row)
+
+    def _new_row(self) -> int:
+        if self._free:
+            return self._free.pop()
+        row, self._next_row = self._next_row, self._next_row + 1
+        if row % CHUNK_ROWS == 0:
+            self._chunks.append(self._new_chunk())
+        if self._layout is not None:
+            self._row_conversation.append(None)
+        return row
+
+    def clean_first_arrivals(
+        self, message_id: str, labels: Sequence[str], sha256: str, conversation: str
+    ) -> list[float] | None:
+        """The first arrival at each of ``labels`` when every one of them has exactly one
+        frame of the message, intact and with ``sha256``, filed under ``conversation``
+        and none elsewhere; ``None`` otherwise (missing, duplicated, corrupted, strayed:
+        the verdict needs its cells)."""
+        row = self._rows.get(message_id)
+        raw = _raw(sha256)
+        if row is None or not raw or row in self._odd_rows or message_id in self._stray_ids:
+            return None
+        cols: slice | np.ndarray
+        if self._layout is not None:
+            if self._row_conversation[row] != conversation:
+                return None
+            own = self._layout.get(conversation, {})
+            if len(own) == len(labels) and all(own.get(lb) == k for k, lb in enumerate(labels)):
+                cols = slice(0, len(labels))  # the usual case: a view, no gather
+            else:
+                found = [own.get(label) for label in labels]
+                if None in found:
+                    return None
+                cols = np.array(found, dtype=np.intp)
+        else:
+            found = [self._labels.get(label) for label in labels]
+            if None in found:
+                return None
+            cols = np.array(found, dtype=np.intp)
+        chunk, i = self._chunks[row // CHUNK_ROWS], row % CHUNK_ROWS
+        if chunk["reference"][i].tobytes() != raw:
+            return None
+        n = len(labels)
+        ones, zeros, seen = _clean_cells(n)
+        if (
+            chunk["count"][i, cols].tobytes() != ones
+            or chunk["corrupted"][i, cols].tobytes() != zeros
+            or chunk["flags"][i, cols].tobytes() != seen
+        ):
+            return None
+        return chunk["first_at"][i, cols].tolist()
+
+    def forget(self, message_id: str) -> None:
+        """Drop a settled message's row (its pairs no longer count in ``len``)."""
+        row = self._rows.pop(message_id, None)
+        if row is None:
+            return
+        chunk, i = self._chunks[row // CHUNK_ROWS], row % CHUNK_ROWS
+        self._pairs -= int(np.count_nonzero(chunk["count"][i]))
+        for name in CELLS:
+            chunk[name][i] = 0
+        if row in self._odd_rows:
+            self._odd_rows.discard(row)
+            for key in [k for k in self._odd if k[0] == row]:
+                del self._odd[key]
+        if self._layout is not None:
+            self._row_conversation[row] = None
+        self._free.append(row)
+
+    def rows(self) -> int:
+        """Messages held (what settling keeps bounded)."""
+        return len(self._rows)
+
+    def add_late_stray(
+        self,
+        message_id: str,
+        label: str,
+        digest: str,
+        matches: bool,
+        at: float,
+        conversation: str,
+    ) -> None:
+        """A frame of a forgotten (settled) message at a socket outside ``conversation``,
+        its own: kept as a stray, and ``conversation_of`` still answers for it."""
+        self._late_conversation[message_id] = conversation
+        self._add_stray(message_id, label, digest, matches, at)
 
     def _layout_column(self, row: int, label: str) -> int | None:
         columns = self._layout.get(self._row_conversation[row] or "", {})  # type: ignore[union-attr]
@@ -105,6 +198,7 @@ class Receipts:
     def _add_stray(
         self, message_id: str, label: str, digest: str, matches: bool, at: float
     ) -> None:
+        self._stray_ids.add(message_id)
         got = self._strays.get((message_id, label))
         if got is None:
             got = self._strays[(message_id, label)] = Received(first_at=at)
@@ -119,7 +213,9 @@ class Receipts:
     def conversation_of(self, message_id: str) -> str | None:
         """Layout only: the conversation a message's first frame named."""
         row = self._rows.get(message_id)
-        return None if row is None or self._layout is None else self._row_conversation[row]
+        if row is None or self._layout is None:
+            return self._late_conversation.get(message_id)
+        return self._row_conversation[row]
 
     def get(self, key: tuple[str, str], default: Received | None = None) -> Received | None:
         stray = self._strays.get(key)
@@ -203,6 +299,17 @@ class Receipts:
             "first_at": np.zeros(shape, np.float64),
             "reference": np.zeros((CHUNK_ROWS, 32), np.uint8),  # per row: first digest seen
         }
+
+
+@functools.cache
+def _clean_cells(n: int) -> tuple[bytes, bytes, bytes]:
+    """The bytes of ``n`` clean cells: count 1, corrupted 0, flags SAW_REFERENCE only
+    (byte compares: numpy reductions on a few cells cost more than the rest of settling)."""
+    return (
+        np.ones(n, np.uint16).tobytes(),
+        np.zeros(n, np.uint16).tobytes(),
+        np.full(n, SAW_REFERENCE, np.uint8).tobytes(),
+    )
 
 
 def _raw(digest: str) -> bytes:

@@ -28,6 +28,8 @@ from nightly_pipeline.loadgen.thresholds import (
 )
 from nightly_pipeline.store import TestResultRecord
 from nightly_pipeline.suite.context import ScenarioContext, SuiteTest
+from nightly_pipeline.suite.datastores import DatastoreSampler
+from nightly_pipeline.suite.datastores import addresses as datastore_addresses
 from nightly_pipeline.suite.memory import memory_growth
 from nightly_pipeline.suite.preflight import ensure_reachable
 from nightly_pipeline.suite.profiles import Profile
@@ -193,11 +195,15 @@ def run_suite_test(
     ensure_reachable(target)
     started = datetime.now(UTC)
     ctx = ScenarioContext(spec, profile, target, run_dir, progress, watch, chaos_ledger)
-    with Sampler(target.metrics_urls, target.pids) as sampler:
+    stores = DatastoreSampler(datastore_addresses(target))
+    for line in stores.where.skipped:
+        progress(f"{spec.key}: {line}")
+    with Sampler(target.metrics_urls, target.pids) as sampler, stores:
         result = test.scenario(ctx)
     recorder = result.recorder
     at = time.perf_counter()
     unsupported = add_target_metrics(recorder, spec, sampler.samples, at, target.metrics_urls)
+    stores.record(recorder)
     if test.derive is not None:
         test.derive(sampler.samples, recorder, at)
     checks, results = judge(spec, recorder, result.evidence, unsupported)

@@ -1,0 +1,164 @@
+"""The load generator's memory over Test 01 (message_soak): RSS at 1, 10 and 30 minutes.
+
+    . .venv/bin/activate && python bench/generator_memory.py [--scale 1.0] [--rate 500]
+
+Runs the suite's own Test 01 (as ``nightly run`` does: scenario, sampling, checks) on a
+freshly started embedded platform for ``30 min x scale`` at ``--rate`` messages a second,
+and prints the RSS of this process (the generator: load engine, delivery ledger, receipts;
+the platform and the listener processes are children and not counted) at ``1, 10 and 30
+min x scale`` of the load, then the delivery figures and the checks that failed. Before
+the delivery ledger settled messages, the full-length run grew it from 208 MB to 1,019 MB
+(~23 MB a minute, Issue 15); flat is the goal. ``--scale 0.1`` takes ~3 min plus set-up.
+
+``--synthetic`` leaves the platform out: the frames of a full-rate run (``--rate``
+messages a second to 3 sockets, every one delivered once 50 ms after its send, simulated
+time) go through the delivery ledger, and through the sent dict and receipts it replaced;
+it prints the bytes each holds (tracemalloc) at the same marks. The full 30 minutes take
+about a minute or two of CPU.
+Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import os
+import tempfile
+import threading
+import time
+import tracemalloc
+from datetime import date
+from pathlib import Path
+
+import psutil
+
+from nightly_pipeline.suite.catalog import select_tests
+from nightly_pipeline.suite.delivery import Sent
+from nightly_pipeline.suite.ledger import DeliveryLedger
+from nightly_pipeline.suite.profiles import PROFILES
+from nightly_pipeline.suite.receipts import Receipts
+from nightly_pipeline.suite.runner import run_suite_test
+from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
+from nightly_pipeline.testbed.stack import StackConfig
+
+SOAK = select_tests("01")[0]
+MARKS_MIN = (1.0, 10.0, 30.0)
+
+
+class RssAt:
+    """This process's RSS at each mark (seconds after ``start()``), on a thread."""
+
+    def __init__(self, marks_s: list[float]) -> None:
+        self.marks_s = marks_s
+        self.rss_mb: dict[float, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-marks", daemon=True)
+        self._started = 0.0
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._thread.start()
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        for mark in self.marks_s:
+            if self._stop.wait(max(0.0, self._started + mark - time.monotonic())):
+                return
+            self.rss_mb[mark] = me.memory_info().rss / 2**20
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _figure(outcome, name: str) -> float:
+    found = [m.value for m in outcome.record.metrics if m.metric == name and not m.tags]
+    return found[0] if found else float("nan")
+
+
+def synthetic(rate: float, marks_s: list[float]) -> None:
+    """The ledger against the unsettled sent dict + receipts on the same simulated frames."""
+    layout = {f"c{c}": tuple(f"user{c + k:04d}#0" for k in range(3)) for c in range(10)}
+    for name in ("ledger", "unsettled"):
+        tracemalloc.start()
+        if name == "ledger":
+            ledger = DeliveryLedger(layout, Receipts(layout=layout))
+            send, fold = ledger.sent, ledger.frame
+        else:
+            sent: dict[str, Sent] = {}
+            receipts = Receipts(layout=layout)
+            send, fold = sent.__setitem__, receipts.add
+        n, started, shown = 0, time.process_time(), []
+        for mark in marks_s:
+            while n / rate < mark:
+                message_id, conversation = f"{n:08x}-0000-4000-8000-{n:012x}", f"c{n % 10}"
+                sha = hashlib.sha256(message_id.encode()).hexdigest()
+                send(message_id, Sent(conversation, sha, n / rate))
+                for label in layout[conversation]:
+                    fold(message_id, label, sha, True, n / rate + 0.05, conversation)
+                n += 1
+            shown.append(
+                f"{mark / 60:5.1f} min {tracemalloc.get_traced_memory()[0] / 2**20:7.1f} MB"
+            )
+        tracemalloc.stop()
+        cpu = time.process_time() - started
+        print(f"{name:9s} ({n:,} messages, {cpu:.0f} s CPU): " + ", ".join(shown), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="of the 30-minute run")
+    parser.add_argument("--rate", type=float, default=float(SOAK.spec.rate))
+    parser.add_argument("--synthetic", action="store_true", help="the ledger alone, no platform")
+    args = parser.parse_args()
+    if not 0 < args.scale <= 1.0:
+        parser.error("--scale must be in (0, 1]: 0.1 runs 3 minutes")
+    duration_s = 1800.0 * args.scale
+    marks = [m * 60.0 * args.scale for m in MARKS_MIN]
+    if args.synthetic:
+        synthetic(args.rate, marks)
+        return
+    profile = dataclasses.replace(
+        PROFILES["nightly"], max_duration_s=duration_s, load=args.rate / SOAK.spec.rate
+    )
+    rss = RssAt(marks)
+    with tempfile.TemporaryDirectory(prefix="generator-memory-") as tmp:
+        root = Path(tmp)
+        stack = StackConfig(run_dir=root / "stack", search_path=os.environ.get("PATH"))
+        settings = PlatformSettings(users=100, password_hash_n=2**10)
+        with embedded_platform(stack, settings) as platform:
+            before = psutil.Process().memory_info().rss / 2**20
+            rss.start()  # the load starts within a second or two (log-ins, sockets)
+            try:
+                outcome = run_suite_test(
+                    SOAK,
+                    profile,
+                    platform.target(),
+                    night=date.today(),
+                    run_id="generator-memory",
+                    run_dir=root / "run",
+                )
+            finally:
+                rss.stop()
+    print(
+        f"Test 01 for {duration_s:g} s at {args.rate:g} msg/s (scale {args.scale:g});"
+        f" generator RSS before the test {before:.0f} MB"
+    )
+    for minutes, mark in zip(MARKS_MIN, marks, strict=True):
+        got = rss.rss_mb.get(mark)
+        shown = f"{got:7.0f} MB" if got is not None else "   (not reached)"
+        print(f"  at {minutes:4g} min x {args.scale:g} = {mark:7.1f} s: {shown}")
+    failed = [c.check.name for c in outcome.checks if not c.passed]
+    print(
+        f"achieved {_figure(outcome, 'http_reqs.rate'):.1f} msg/s;"
+        f" deliveries expected {_figure(outcome, 'delivery_expected.count'):,.0f},"
+        f" lost {_figure(outcome, 'delivery_lost.count'):,.0f},"
+        f" duplicated {_figure(outcome, 'delivery_duplicated.count'):,.0f};"
+        f" e2e p95 {_figure(outcome, 'e2e_delivery_ms.p95'):.1f} ms;"
+        + (f" failed: {', '.join(failed)}" if failed else " every check passed")
+    )
+
+
+if __name__ == "__main__":
+    main()
