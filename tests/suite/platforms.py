@@ -17,6 +17,7 @@ import pytest
 from nightly_pipeline.suite import catalog
 from nightly_pipeline.suite.context import SuiteTest
 from nightly_pipeline.suite.profiles import PROFILES
+from nightly_pipeline.suite.progress import Watch
 from nightly_pipeline.suite.runner import CheckOutcome, TestOutcome, run_suite_test
 from nightly_pipeline.suite.target import Target
 from nightly_pipeline.testbed.embedded import Platform, PlatformSettings, embedded_platform
@@ -48,10 +49,22 @@ def ci_platform(
         yield up
 
 
-def run_ci(test: SuiteTest, target: Target, run_dir: Path) -> TestOutcome:
-    """``test`` at the ci profile against ``target`` for ``NIGHT``."""
+def run_ci(
+    test: SuiteTest,
+    target: Target,
+    run_dir: Path,
+    watch: Watch = lambda _: None,
+) -> TestOutcome:
+    """``test`` at the ci profile against ``target`` for ``NIGHT``; ``watch`` gets its
+    figures about once a second while its load runs (``TestProgress``)."""
     return run_suite_test(
-        test, PROFILES["ci"], target, night=NIGHT, run_id=test.spec.name, run_dir=run_dir
+        test,
+        PROFILES["ci"],
+        target,
+        night=NIGHT,
+        run_id=test.spec.name,
+        run_dir=run_dir,
+        watch=watch,
     )
 
 
