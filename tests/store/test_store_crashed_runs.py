@@ -10,17 +10,13 @@ import duckdb
 import pytest
 
 from nightly_pipeline.store import MetricStore, latest_version
-from nightly_pipeline.store.migrations import load_migrations
+from tests.store.old_versions import apply_first
 
 
 def test_a_version_4_file_keeps_its_runs_and_takes_crashed(tmp_path: Path) -> None:
     path = tmp_path / "metrics.duckdb"
     with duckdb.connect(str(path)) as conn:
-        for version, migration in enumerate(load_migrations()[:4], start=1):
-            conn.execute(migration.sql)
-            conn.execute(
-                "INSERT INTO schema_version VALUES (?, ?)", [version, datetime(2024, 1, 1)]
-            )
+        apply_first(conn, 4)
         conn.execute(
             "INSERT INTO runs VALUES ('r0', DATE '2024-03-01', 'ci', 'embedded', "
             "TIMESTAMP '2024-03-01 02:10:00', TIMESTAMP '2024-03-01 02:40:00', 'failed', "

@@ -18,6 +18,7 @@ from nightly_pipeline.store import (
     latest_version,
 )
 from nightly_pipeline.store.migrations import load_migrations, parse_migrations
+from tests.store.old_versions import apply_first
 from tests.store.test_store_chaos import chaos_result
 
 MakeResult = Callable[..., TestResultRecord]
@@ -87,11 +88,7 @@ def test_migrates_a_version_3_file_to_the_chaos_journal(
 ) -> None:
     path = tmp_path / "metrics.duckdb"
     with duckdb.connect(str(path)) as conn:
-        for version, migration in enumerate(load_migrations()[:3], start=1):
-            conn.execute(migration.sql)
-            conn.execute(
-                "INSERT INTO schema_version VALUES (?, ?)", [version, datetime(2024, 1, 1)]
-            )
+        apply_first(conn, 3)
         conn.execute(
             "INSERT INTO test_results (night, profile, test, run_id, status, detail, "
             "started_at, finished_at, duration_s, generator_bound) VALUES (DATE '2024-03-01', "
@@ -176,11 +173,7 @@ def test_parse_migrations_orders_by_number() -> None:
 def test_migrates_a_version_4_file_whose_series_are_per_second(tmp_path: Path) -> None:
     path = tmp_path / "metrics.duckdb"
     with duckdb.connect(str(path)) as conn:
-        for version, migration in enumerate(load_migrations()[:4], start=1):
-            conn.execute(migration.sql)
-            conn.execute(
-                "INSERT INTO schema_version VALUES (?, ?)", [version, datetime(2024, 1, 1)]
-            )
+        apply_first(conn, 4)
         conn.execute(
             "INSERT INTO series (night, profile, test, metric, tags, second, count) "
             "VALUES (DATE '2024-03-01', 'ci', 'a', 'http_reqs', '{}', 7, 10)"
