@@ -217,8 +217,8 @@ PROGRESS_WINDOW_S = 5
 def _progress_of(recorder: Recorder, elapsed: float, duration: float) -> Progress:
     names = _names(recorder)
 
-    def count(name: str) -> int:
-        return int(recorder.stats(name).get("count", 0)) if name in names else 0
+    def count(name: str, key: str = "count") -> int:
+        return int(recorder.stats(name).get(key, 0)) if name in names else 0
 
     end = recorder.closed_until
     start = max(0, end - PROGRESS_WINDOW_S)
@@ -232,7 +232,9 @@ def _progress_of(recorder: Recorder, elapsed: float, duration: float) -> Progres
         duration,
         count("iterations"),
         count("dropped_iterations"),
-        count("iteration_errors") + count("http_req_errors"),
+        # failed requests (unexpected status or no answer: http_req_failed's passes), not
+        # only transport errors: a run answering 30 % 503s must not read "errors 0"
+        count("iteration_errors") + count("http_req_failed", "passes"),
         rate,
         p95,
     )

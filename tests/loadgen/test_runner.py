@@ -296,6 +296,24 @@ def test_tags_from_the_response_select_submetrics(server) -> None:
     assert rec.stats("http_req_failed", {"status_class": "2xx"})["rate"] == 0.0
 
 
+def test_progress_counts_failed_requests_as_errors(server) -> None:
+    """Every other request answers 503: the operator's progress line counts them as errors
+    (it read "errors 0" while a third of a night's requests failed: only transport errors
+    were counted)."""
+    seen = []
+    result = run_load(
+        LoadTest(
+            ConstantArrivalRate(rate=40, bounds=RunBounds(1.5)), AlternatingStatus(), server.url
+        ),
+        progress=seen.append,
+    )
+    assert result.recorder.stats("http_req_failed")["passes"] > 0
+    assert seen, "no progress reported"
+    last = seen[-1]
+    # half the requests answered 503 (one in flight may not be counted yet)
+    assert last.errors > 0 and abs(2 * last.errors - last.iterations) <= 2
+
+
 def test_the_run_freezes_its_objects_for_the_collector_and_unfreezes_after(server) -> None:
     """Full collections must not scan the run's growing heap (they stalled the generator):
     while the load runs, live objects sit in the permanent generation; afterwards none."""
