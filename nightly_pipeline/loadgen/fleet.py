@@ -90,7 +90,14 @@ def run_fleet(
     workers: list[_Worker] = []
     try:
         try:
-            redis.set(keys.test, pickle.dumps(test, protocol=pickle.HIGHEST_PROTOCOL), ex=KEY_TTL_S)
+            blob = pickle.dumps(test, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise FleetError(
+                f"the test cannot travel to the fleet ({type(exc).__name__}: {exc}): its"
+                " scenario must be picklable and importable on every generator host"
+            ) from exc
+        try:
+            redis.set(keys.test, blob, ex=KEY_TTL_S)
         except RedisError as exc:
             raise FleetError(
                 f"the fleet's Redis at {fleet.broker_url} is unreachable ({exc}): start it or"
@@ -107,8 +114,10 @@ def run_fleet(
                 time_limit=lifetime + STRAGGLER_GRACE_S,
             )
             workers.append(_Worker(index, sent.id))
+        coordinator = _Coordinator(test, fleet, keys, redis, workers)
+        coordinator.wait_ready()  # Ctrl-C here raises at once: no load runs yet
         with deferred_interrupts() as interrupts:
-            return _Coordinator(test, fleet, keys, redis, workers).run(progress, until, interrupts)
+            return coordinator.run(progress, until, interrupts)
     finally:
         _wind_up(app, redis, keys, workers, test)
 
@@ -169,7 +178,6 @@ class _Coordinator:
         self, progress: ProgressCallback | None, until: StopWhen | None, interrupts: Interrupts
     ) -> LoadResult:
         test, fleet = self.test, self.fleet
-        self.wait_ready()
         start_epoch = time.time() + fleet.start_margin_s
         run_start = time.perf_counter() + fleet.start_margin_s
         pipe = self.redis.pipeline(transaction=False)

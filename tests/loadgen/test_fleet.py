@@ -141,7 +141,7 @@ def test_a_worker_killed_mid_run_is_an_error_naming_it(broker, server, fleet_dir
                 os.killpg(a.pid, signal.SIGKILL)  # its group: the worker and its pool child
 
         test = fleet_test(
-            GetPath("/"), server.url, broker, rate=20, duration_s=30, queue=queue, silence_limit_s=3
+            GetPath("/"), server.url, broker, rate=20, duration_s=30, queue=queue, silence_limit_s=5
         )
         with pytest.raises(
             FleetError, match=r"fleet worker \d of 2 \(host victim@.*\) lost: nothing from it"
@@ -178,3 +178,38 @@ def test_messages_carry_second_snapshots_unchanged() -> None:
     merged = Recorder(0.0)
     merged.ingest(payload[0])
     assert merged.stats("http_req_duration")["max"] == 900.0
+
+
+def test_a_worker_refuses_a_non_loopback_target_itself(workers, broker) -> None:
+    """The safety rule on the worker, whatever dispatched the task: a test for a
+    non-loopback target put straight into Redis (no coordinator check) is refused on
+    the worker, which reports the error before sending any request."""
+    import pickle
+    import uuid
+
+    from celery import Celery
+    from redis import Redis
+
+    from nightly_pipeline.loadgen.fleet_task import configure
+    from nightly_pipeline.loadgen.fleet_wire import TASK_NAME, FleetKeys, decode
+
+    keys = FleetKeys(f"refused-{uuid.uuid4().hex}")
+    config = ConstantArrivalRate(rate=10, bounds=RunBounds(1), max_vus=5)
+    test = LoadTest(config, GetPath("/"), "http://192.0.2.1:80")
+    app = configure(Celery("refusal-test", broker=broker, backend=broker))
+    messages = []
+    with Redis.from_url(broker) as redis:
+        try:
+            redis.set(keys.test, pickle.dumps(test), ex=120)
+            app.send_task(TASK_NAME, args=[keys.run_id, 0, 1, 5.0], queue="nightly-loadgen")
+            for _ in range(60):  # bounded: at most 60 one-second waits
+                item = redis.blpop([keys.out], timeout=1)
+                if item is not None:
+                    messages.append(decode(item[1]))
+                if any(kind == "error" for _, kind, _ in messages):
+                    break
+        finally:
+            redis.delete(*keys.every(1))
+            app.close()
+    assert [kind for _, kind, _ in messages] == ["accepted", "error"]
+    assert "TargetNotAllowedError" in messages[-1][2] and "192.0.2.1" in messages[-1][2]
