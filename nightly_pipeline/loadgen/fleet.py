@@ -260,11 +260,15 @@ def _wind_up(
     stop_ttl = int(bounds.duration_s + bounds.graceful_stop_s + STRAGGLER_GRACE_S + 60)
     running = [w for w in workers if not w.done]
     with contextlib.suppress(RedisError):
-        redis.set(keys.stop, "1", ex=stop_ttl)
-        gone = [keys.test, *(keys.start(w.index) for w in workers)]
+        pipe = redis.pipeline(transaction=False)
+        pipe.set(keys.stop, "1", ex=stop_ttl)
+        pipe.delete(keys.test, *(keys.start(w.index) for w in workers))
+        for worker in running:  # one still waiting for its start: "-1" ends it at once
+            pipe.rpush(keys.start(worker.index), "-1")
+            pipe.expire(keys.start(worker.index), 60)
         if not running:  # nobody writes any more
-            gone += [keys.out, keys.stop]
-        redis.delete(*gone)
+            pipe.delete(keys.out, keys.stop)
+        pipe.execute()
     for worker in running:
         with contextlib.suppress(Exception):
             if AsyncResult(worker.task_id, app=app).state == "PENDING":

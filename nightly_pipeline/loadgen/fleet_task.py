@@ -57,6 +57,10 @@ class FleetWorkerError(LoadgenError):
     """A fleet worker cannot run its share (the message says which and why)."""
 
 
+class StoppedBeforeStart(Exception):
+    """The coordinator ended the run before its start (another worker failed)."""
+
+
 class _Channel:
     """This worker's side of the fleet run's Redis keys."""
 
@@ -81,8 +85,11 @@ class _Channel:
         return bool(pipe.execute()[-1])
 
     def wait_start(self, timeout_s: float) -> float:
-        """The shared start (epoch seconds), or FleetWorkerError after ``timeout_s``."""
+        """The shared start (epoch seconds); StoppedBeforeStart when the coordinator
+        ended the run first (it pushes -1), FleetWorkerError after ``timeout_s``."""
         item = self.redis.blpop([self.keys.start(self.index)], timeout=math.ceil(timeout_s))
+        if item is not None and float(item[1]) < 0:
+            raise StoppedBeforeStart()
         if item is None:
             raise FleetWorkerError(
                 f"no start from the coordinator within {timeout_s:.0f} s (it stopped, or"
@@ -137,6 +144,8 @@ def run_share(task: Task, run_id: str, index: int, count: int, wait_s: float) ->
                 ) from exc
             test.validate()  # the safety rule, on this host
             counts = run_share_of(test, index, count, channel, wait_s)
+        except StoppedBeforeStart:
+            return {"run": run_id, "index": index, "host": host, "stopped_before_start": True}
         except BaseException as exc:
             channel.send("error", f"fleet worker {index} on {host}: {type(exc).__name__}: {exc}")
             raise
