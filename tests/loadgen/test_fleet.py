@@ -110,6 +110,25 @@ def test_a_fleet_run_leaves_no_keys_in_redis(workers, server, broker) -> None:
         assert list(redis.scan_iter(f"{PREFIX}*")) == []
 
 
+def test_selfcheck_runs_on_the_fleet_from_the_cli(workers, broker, tmp_path, capsys) -> None:
+    """``nightly selfcheck --workers 2 --fleet URL``: the CLI hands the broker to the
+    engine, the two fleet workers send the load, the run is recorded with every request
+    of the schedule and none failed. (Its verdict is not asserted: the self-check's
+    thresholds are latencies, which a loaded machine may miss.)"""
+    from nightly_pipeline.cli import main
+
+    summary = tmp_path / "summary.json"
+    argv = ["--store", str(tmp_path / "m.duckdb"), "selfcheck", "--rate", "50"]
+    argv += ["--duration", "2", "--workers", "2", "--fleet", broker]
+    argv += ["--night", "2026-11-21", "--summary-export", str(summary)]
+    code = main(argv)
+    out = capsys.readouterr().out
+    assert code in (0, 1) and "engine_selfcheck: " in out, out
+    metrics = json.loads(summary.read_text())["metrics"]
+    assert metrics["http_reqs"]["count"] == 100
+    assert metrics["http_req_failed"]["passes"] == 0
+
+
 def test_non_loopback_target_is_refused_before_dispatch(broker) -> None:
     """The safety rule on the coordinator: nothing is sent to the workers."""
     with pytest.raises(TargetNotAllowedError):
