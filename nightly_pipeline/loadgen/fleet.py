@@ -8,11 +8,13 @@ Recorder's ``ingest``), judge live thresholds on the seconds every worker has cl
 and tell them all to stop on an abort or once ``until()``. The result is the same
 LoadResult as on one host.
 
-Every wait is bounded: workers not ready in ``ready_timeout_s``, a worker silent for
-``silence_limit_s`` (it reports once a second) or one still running past the run's end
-plus grace is an error naming it (FleetError), never a hang; the others are then told
-to stop and given their graceful stop to do so. The run's keys are deleted at the end
-and expire by themselves anyway.
+The coordinator keeps a heartbeat key alive (expiring after ``silence_limit_s``): a
+worker that finds it gone stops its load, so a coordinator killed -9 leaves no load
+running for longer than that. Every wait is bounded: workers not ready in
+``ready_timeout_s``, a worker silent for ``silence_limit_s`` (it reports once a second)
+or one still running past the run's end plus grace is an error naming it (FleetError),
+never a hang; the others are then told to stop. The run's keys are deleted at the end
+and expire by themselves anyway (fleet_wire.KEY_TTL_S).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from celery import Celery
 from celery.result import AsyncResult
@@ -133,6 +136,7 @@ class _Coordinator:
     ) -> None:
         self.test, self.fleet, self.keys, self.redis = test, fleet, keys, redis
         self.workers = workers
+        self.beaten = 0.0
 
     def messages(self) -> Iterator[Message | None]:
         """The workers' messages in order; None after a pass that emptied the list."""
@@ -181,6 +185,7 @@ class _Coordinator:
         start_epoch = time.time() + fleet.start_margin_s
         run_start = time.perf_counter() + fleet.start_margin_s
         pipe = self.redis.pipeline(transaction=False)
+        self.beat(pipe)
         for worker in self.workers:
             pipe.rpush(self.keys.start(worker.index), repr(start_epoch))
             pipe.expire(self.keys.start(worker.index), KEY_TTL_S)
@@ -205,6 +210,8 @@ class _Coordinator:
                     f"{names}: still running {STRAGGLER_GRACE_S:.0f} s past the run's end and"
                     " graceful stop; they were told to stop. Check their logs"
                 )
+            if time.monotonic() - self.beaten > 1.0:
+                self.beat(self.redis)
             for message in self.messages():
                 if message is None:  # caught up: judge silence now, not on a backlog
                     self.check_silence(live)
@@ -237,6 +244,11 @@ class _Coordinator:
                     progress(_progress_of(recorder, float(complete), bounds.duration_s))
         return _finish(recorder, evaluator, counts, aborted, test)
 
+    def beat(self, redis: Redis | Any) -> None:
+        """The coordinator's heartbeat: while it lasts the workers keep their load up."""
+        redis.set(self.keys.alive, "1", ex=max(2, round(self.fleet.silence_limit_s)))
+        self.beaten = time.monotonic()
+
     def check_silence(self, live: dict[int, _Worker]) -> None:
         now = time.monotonic()
         for worker in live.values():
@@ -262,7 +274,7 @@ def _wind_up(
     with contextlib.suppress(RedisError):
         pipe = redis.pipeline(transaction=False)
         pipe.set(keys.stop, "1", ex=stop_ttl)
-        pipe.delete(keys.test, *(keys.start(w.index) for w in workers))
+        pipe.delete(keys.test, keys.alive, *(keys.start(w.index) for w in workers))
         for worker in running:  # one still waiting for its start: "-1" ends it at once
             pipe.rpush(keys.start(worker.index), "-1")
             pipe.expire(keys.start(worker.index), 60)

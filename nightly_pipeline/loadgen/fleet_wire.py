@@ -6,6 +6,8 @@ One fleet run is a handful of Redis keys under ``nightly:fleet:<run id>:``::
     out         a list: every worker RPUSHes its messages, the coordinator pops them
     start:<k>   a list: the coordinator pushes the shared start time (epoch s) to worker k
     stop        set to "1" when the workers are to stop early (abort, until(), error)
+    alive       the coordinator's heartbeat (expires after silence_limit_s): a worker
+                that finds it gone stops its load (no load without a coordinator)
 
 A message is ``(worker index, kind, payload)``, pickled::
 
@@ -90,11 +92,16 @@ class FleetKeys:
     def stop(self) -> str:
         return f"{PREFIX}{self.run_id}:stop"
 
+    @property
+    def alive(self) -> str:
+        return f"{PREFIX}{self.run_id}:alive"
+
     def start(self, index: int) -> str:
         return f"{PREFIX}{self.run_id}:start:{index}"
 
     def every(self, count: int) -> list[str]:
-        return [self.test, self.out, self.stop, *(self.start(i) for i in range(count))]
+        starts = (self.start(i) for i in range(count))
+        return [self.test, self.out, self.stop, self.alive, *starts]
 
 
 def encode(index: int, kind: str, payload: Any) -> bytes:

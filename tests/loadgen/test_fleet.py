@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -232,3 +235,53 @@ def test_a_worker_refuses_a_non_loopback_target_itself(workers, broker) -> None:
             app.close()
     assert [kind for _, kind, _ in messages] == ["accepted", "error"]
     assert "TargetNotAllowedError" in messages[-1][2] and "192.0.2.1" in messages[-1][2]
+
+
+COORDINATOR = """
+import sys
+from nightly_pipeline.loadgen import ConstantArrivalRate, LoadTest, RunBounds, run_load
+from nightly_pipeline.loadgen.fleet_wire import FleetSettings
+from nightly_pipeline.loadgen.scenario import GetPath
+
+url, broker = sys.argv[1], sys.argv[2]
+config = ConstantArrivalRate(rate=20, bounds=RunBounds(60), max_vus=10)
+fleet = FleetSettings(broker, silence_limit_s=3)
+test = LoadTest(config, GetPath("/"), url, workers=2, fleet=fleet)
+run_load(test, progress=lambda _: print("running", flush=True))
+"""
+
+
+def test_a_killed_coordinator_leaves_no_load_running(workers, broker, server) -> None:
+    """Kill -9 the coordinator (its own process) once the load runs: both workers find
+    its heartbeat gone and stop their load, reporting far fewer iterations than the 60 s
+    schedule's 1,200."""
+    from redis import Redis
+
+    from nightly_pipeline.loadgen.fleet_wire import FleetKeys, decode
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    argv = [sys.executable, "-c", COORDINATOR, server.url, broker]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, start_new_session=True)
+    done = []
+    try:
+        # Bounded: the coordinator's own waits are bounded, and it exits (EOF) on error.
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"running"
+        with Redis.from_url(broker) as redis:
+            found = [k.decode() for k in redis.scan_iter(f"{PREFIX}*:test")]
+            assert len(found) == 1
+            keys = FleetKeys(found[0][len(PREFIX) : -len(":test")])
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            give_up = time.monotonic() + 60  # bounded; the workers' 60 s run would end then
+            while len(done) < 2 and time.monotonic() < give_up:
+                item = redis.blpop([keys.out], timeout=1)
+                if item is not None and (message := decode(item[1]))[1] == "done":
+                    done.append(message)
+            redis.delete(*keys.every(2))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert sorted(index for index, _, _ in done) == [0, 1]
+    started = sum(payload[1]["started"] for _, _, payload in done)
+    assert 0 < started < 600
