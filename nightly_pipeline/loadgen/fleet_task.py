@@ -53,6 +53,10 @@ def configure(app: Celery) -> Celery:
 app = configure(Celery("nightly_pipeline.loadgen.fleet_task"))
 
 
+MAX_CLOCK_OFFSET_S = 60.0
+"""A start further than this from the worker's clock means the hosts' clocks disagree."""
+
+
 class FleetWorkerError(LoadgenError):
     """A fleet worker cannot run its share (the message says which and why)."""
 
@@ -98,7 +102,14 @@ class _Channel:
                 f"no start from the coordinator within {timeout_s:.0f} s (it stopped, or"
                 f" another worker never became ready)"
             )
-        return float(item[1])
+        start = float(item[1])
+        ahead = start - time.time()
+        if not -MAX_CLOCK_OFFSET_S < ahead < MAX_CLOCK_OFFSET_S:
+            raise FleetWorkerError(
+                f"the shared start is {ahead:+.0f} s from this host's clock: its clock and the"
+                " coordinator's disagree; keep the generator hosts on NTP time"
+            )
+        return start
 
 
 def run_share_of(test: LoadTest, index: int, count: int, channel: _Channel, wait_s: float) -> dict:
