@@ -3,7 +3,8 @@ below receives typed values.
 
     nightly run [--profile ci|smoke|nightly] [--tests 01,04] [--night YYYY-MM-DD]
                 [--target embedded|FILE] [--junit FILE] [--knob NAME=VALUE ...]
-    nightly selfcheck [--rate 500] [--duration 10] [--workers 1] [--summary-export FILE]
+    nightly selfcheck [--rate 500] [--duration 10] [--workers 1] [--fleet REDIS_URL]
+                      [--summary-export FILE]
     nightly history [--nights 7] [--profile P]
     nightly report [--night YYYY-MM-DD] [--open]
     nightly stack up [--run-id ID] [--postgres-port N] [--redis-port N] [--keep-data]
@@ -87,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--rate", type=_positive(float), default=500.0, help="requests/s")
     check.add_argument("--duration", type=_positive(float), default=10.0, help="seconds")
     check.add_argument("--workers", type=_positive(int), default=1, help="generator processes")
+    check.add_argument(
+        "--fleet",
+        metavar="REDIS_URL",
+        default=None,
+        help="generate on --workers Celery fleet workers of this broker instead of local "
+        "processes (start them with: celery -A nightly_pipeline.loadgen.fleet_task -b "
+        "REDIS_URL worker -Q nightly-loadgen -c 1; the echo target is on this host's loopback)",
+    )
     check.add_argument("--profile", default="smoke", help="profile stored with the run")
     check.add_argument("--night", type=_night, default=None, help="YYYY-MM-DD (default: today UTC)")
     check.add_argument("--summary-export", type=Path, help="write k6-style summary JSON here")
@@ -149,7 +158,9 @@ def cmd_selfcheck(args: argparse.Namespace, home: Home) -> int:
     store = MetricStore(home.store)
     profile = profile_named(args.profile)
     night = args.night or datetime.now(UTC).date()
-    config = SelfcheckConfig(rate=args.rate, duration_s=args.duration, workers=args.workers)
+    config = SelfcheckConfig(
+        rate=args.rate, duration_s=args.duration, workers=args.workers, fleet_broker=args.fleet
+    )
     print(f"engine self-check: {config.rate:g} req/s for {config.duration_s:g} s", file=sys.stderr)
     run_id = f"selfcheck-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
     store.write_run(RunRecord(run_id, night, profile.name, "builtin-echo", datetime.now(UTC)))

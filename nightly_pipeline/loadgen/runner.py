@@ -1,4 +1,5 @@
-"""Run a load test: in this process, or across N worker processes with exact merges.
+"""Run a load test: in this process, or across N worker processes with exact merges
+(or across N Celery workers on other hosts: ``LoadTest.fleet``, loadgen/fleet.py).
 
 With ``workers > 1`` each worker process takes every N-th arrival of the schedule
 (so the shares interleave and add up exactly), records into its own Recorder and
@@ -26,6 +27,7 @@ import uvloop
 from nightly_pipeline.loadgen.errors import ConfigError
 from nightly_pipeline.loadgen.executors import ConstantVus, validate
 from nightly_pipeline.loadgen.executors.base import ExecutorConfig
+from nightly_pipeline.loadgen.fleet_wire import FleetSettings
 from nightly_pipeline.loadgen.http_client import HttpClient
 from nightly_pipeline.loadgen.interrupts import Interrupts, deferred_interrupts
 from nightly_pipeline.loadgen.recorder import Recorder
@@ -68,6 +70,9 @@ class LoadTest:
     http: HttpSettings = HttpSettings()
     generator_lag_limit_ms: float = 25.0
     late_threshold_ms: float = 10.0
+    fleet: FleetSettings | None = None
+    """Generate the load on ``workers`` Celery workers (other hosts) instead of local
+    processes; None: on this host."""
 
     def validate(self) -> None:
         """Raise ConfigError (all problems at once) or TargetNotAllowedError."""
@@ -76,6 +81,8 @@ class LoadTest:
             problems.append(f"workers must be in [1, 64], got {self.workers}")
         if not hasattr(self.scenario, "iteration"):
             problems.append(f"scenario {self.scenario!r} has no async iteration(vu) method")
+        if self.fleet is not None:
+            problems.extend(self.fleet.errors())
         if problems:
             listing = "\n  - ".join(problems)
             raise ConfigError(f"invalid load test:\n  - {listing}")
@@ -134,6 +141,10 @@ def run_load(
     """Run ``test`` to completion (it stops by itself, or once ``until()``) and return
     its result."""
     test.validate()
+    if test.fleet is not None:
+        from nightly_pipeline.loadgen.fleet import run_fleet  # imports Celery: only when used
+
+        return run_fleet(test, progress, until)
     if test.workers == 1:
         return _run_single(test, progress, until)
     return _run_multi(test, progress, until)

@@ -20,6 +20,7 @@ from nightly_pipeline.loadgen import (
     RunBounds,
     run_load,
 )
+from nightly_pipeline.loadgen.fleet_wire import FleetSettings
 from nightly_pipeline.loadgen.scenario import GetPath
 from nightly_pipeline.store import TestResultRecord
 from nightly_pipeline.suite.results import build_test_record
@@ -41,6 +42,10 @@ class SelfcheckConfig:
     duration_s: float = 10.0
     workers: int = 1
     max_vus: int = 200
+    fleet_broker: str | None = None
+    """Generate on ``workers`` generator fleet workers (Celery, loadgen/fleet.py) on
+    this Redis broker; they load the echo target on their own loopback, so they run on
+    this host (the fleet's own check; a fleet of other hosts needs a target they reach)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ def run_selfcheck(
                 target.url,
                 thresholds=THRESHOLDS,
                 workers=config.workers,
+                fleet=FleetSettings(config.fleet_broker) if config.fleet_broker else None,
             ),
             progress,
         )

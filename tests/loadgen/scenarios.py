@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
 from nightly_pipeline.loadgen.vu import Vu
 
@@ -81,3 +83,30 @@ class SeesFrozenObjects:
 
         self.frozen.append(gc.get_freeze_count())
         await vu.http.get("/")
+
+
+class RecordsRaw:
+    """GET / and keep, beside the engine's figures, the raw values they are made of:
+    each response's service time (the very float ``http_req_duration`` records) and
+    each iteration's scheduled offset (``arrivals`` is counted at it). Each worker writes
+    its values to ``out_dir/raw-<worker>.json`` at teardown, for a test to rebuild the
+    one-host figures from their union."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+        self.worker = 0
+        self.durations: list[float] = []
+        self.offsets: list[float] = []
+
+    async def setup(self, worker: int, workers: int) -> None:
+        self.worker = worker
+
+    async def iteration(self, vu: Vu) -> None:
+        vu.recorder.counter("arrivals", vu.scheduled_at)
+        self.offsets.append(vu.elapsed_s)
+        response = await vu.http.get("/")
+        self.durations.append((response.finished_at - response.sent_at) * 1000.0)
+
+    async def teardown(self) -> None:
+        raw = {"durations": self.durations, "offsets": self.offsets}
+        Path(self.out_dir, f"raw-{self.worker}.json").write_text(json.dumps(raw))

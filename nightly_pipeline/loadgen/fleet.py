@@ -1,0 +1,291 @@
+"""The generator fleet's coordinator: one test's load split across N Celery workers.
+
+It does what ``runner._run_multi`` does with local processes, over Redis: put the test
+where the workers read it, dispatch N ``run_share`` tasks (worker k takes every N-th
+arrival), wait until every share is set up, send them one shared start time, merge the
+seconds they stream as they close (exact: encoded HdrHistograms and integer sums, the
+Recorder's ``ingest``), judge live thresholds on the seconds every worker has closed,
+and tell them all to stop on an abort or once ``until()``. The result is the same
+LoadResult as on one host.
+
+The coordinator keeps a heartbeat key alive (expiring after ``silence_limit_s``): a
+worker that finds it gone stops its load, so a coordinator killed -9 leaves no load
+running for longer than that. Every wait is bounded: workers not ready in
+``ready_timeout_s``, a worker silent for ``silence_limit_s`` (it reports once a second)
+or one still running past the run's end plus grace is an error naming it (FleetError),
+never a hang; the others are then told to stop. The run's keys are deleted at the end
+and expire by themselves anyway (fleet_wire.KEY_TTL_S).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery
+from celery.result import AsyncResult
+from redis import Redis
+from redis.exceptions import RedisError
+
+from nightly_pipeline.loadgen.errors import LoadgenError
+from nightly_pipeline.loadgen.fleet_task import configure
+from nightly_pipeline.loadgen.fleet_wire import (
+    KEY_TTL_S,
+    TASK_NAME,
+    FleetKeys,
+    FleetSettings,
+    Message,
+    decode,
+)
+from nightly_pipeline.loadgen.interrupts import Interrupts, deferred_interrupts
+from nightly_pipeline.loadgen.recorder import Recorder
+from nightly_pipeline.loadgen.runner import (
+    STRAGGLER_GRACE_S,
+    LoadResult,
+    LoadTest,
+    ProgressCallback,
+    StopWhen,
+    _abort_reason,
+    _finish,
+    _progress_of,
+)
+from nightly_pipeline.loadgen.thresholds import ThresholdEvaluator, parse_thresholds
+
+DRAIN_BATCH = 256
+POLL_S = 0.5
+
+
+class FleetError(LoadgenError):
+    """The fleet could not run the test: the message names the worker and the fix."""
+
+
+@dataclass
+class _Worker:
+    index: int
+    task_id: str
+    host: str = "?"
+    pid: int = 0
+    heard: float = field(default_factory=time.monotonic)
+    closed_until: int = 0
+    done: bool = False
+
+    def name(self, count: int) -> str:
+        where = f"host {self.host}, pid {self.pid}" if self.pid else "not yet started"
+        return f"fleet worker {self.index} of {count} ({where}, Celery task {self.task_id})"
+
+
+def run_fleet(
+    test: LoadTest, progress: ProgressCallback | None = None, until: StopWhen | None = None
+) -> LoadResult:
+    """Run ``test`` on ``test.workers`` fleet workers (``test.fleet``); see the module."""
+    fleet = test.fleet
+    if fleet is None:
+        raise FleetError("run_fleet needs a test with fleet settings (LoadTest.fleet)")
+    test.validate()
+    keys = FleetKeys(uuid.uuid4().hex)
+    app = configure(Celery("nightly-fleet", broker=fleet.broker_url, backend=fleet.broker_url))
+    redis = Redis.from_url(fleet.broker_url)
+    workers: list[_Worker] = []
+    try:
+        try:
+            blob = pickle.dumps(test, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise FleetError(
+                f"the test cannot travel to the fleet ({type(exc).__name__}: {exc}): its"
+                " scenario must be picklable and importable on every generator host"
+            ) from exc
+        try:
+            redis.set(keys.test, blob, ex=KEY_TTL_S)
+        except RedisError as exc:
+            raise FleetError(
+                f"the fleet's Redis at {fleet.broker_url} is unreachable ({exc}): start it or"
+                " fix the fleet broker_url"
+            ) from exc
+        bounds = test.executor.bounds
+        lifetime = fleet.ready_timeout_s + bounds.duration_s + bounds.graceful_stop_s + 60
+        for index in range(test.workers):
+            sent = app.send_task(
+                TASK_NAME,
+                args=[keys.run_id, index, test.workers, fleet.ready_timeout_s],
+                queue=fleet.queue,
+                expires=fleet.ready_timeout_s,
+                time_limit=lifetime + STRAGGLER_GRACE_S,
+            )
+            workers.append(_Worker(index, sent.id))
+        coordinator = _Coordinator(test, fleet, keys, redis, workers)
+        coordinator.wait_ready()  # Ctrl-C here raises at once: no load runs yet
+        with deferred_interrupts() as interrupts:
+            return coordinator.run(progress, until, interrupts)
+    finally:
+        _wind_up(app, redis, keys, workers, test)
+
+
+class _Coordinator:
+    def __init__(
+        self,
+        test: LoadTest,
+        fleet: FleetSettings,
+        keys: FleetKeys,
+        redis: Redis,
+        workers: list[_Worker],
+    ) -> None:
+        self.test, self.fleet, self.keys, self.redis = test, fleet, keys, redis
+        self.workers = workers
+        self.beaten = 0.0
+
+    def messages(self) -> Iterator[Message | None]:
+        """The workers' messages in order; None after a pass that emptied the list."""
+        item = self.redis.blpop([self.keys.out], timeout=POLL_S)
+        if item is None:
+            yield None
+            return
+        batch = [item[1], *(self.redis.lpop(self.keys.out, DRAIN_BATCH) or [])]
+        for blob in batch:
+            yield decode(blob)
+        if len(batch) < DRAIN_BATCH + 1:
+            yield None
+
+    def failed(self, worker: _Worker, text: str) -> FleetError:
+        return FleetError(f"{worker.name(len(self.workers))} failed: {text}")
+
+    def wait_ready(self) -> None:
+        count = len(self.workers)
+        ready: set[int] = set()
+        give_up = time.monotonic() + self.fleet.ready_timeout_s
+        while len(ready) < count:
+            if time.monotonic() > give_up:
+                missing = [w.name(count) for w in self.workers if w.index not in ready]
+                raise FleetError(
+                    f"{len(missing)} of {count} fleet workers not ready after"
+                    f" {self.fleet.ready_timeout_s:.0f} s: {'; '.join(missing)}. Start {count}"
+                    f" workers (one share each): celery -A nightly_pipeline.loadgen.fleet_task"
+                    f" -b <broker> worker -Q {self.fleet.queue} -c 1"
+                )
+            for message in self.messages():
+                if message is None:
+                    continue
+                index, kind, payload = message
+                worker = self.workers[index]
+                if kind == "accepted":
+                    worker.host, worker.pid = payload
+                elif kind == "ready":
+                    ready.add(index)
+                elif kind == "error":
+                    raise self.failed(worker, str(payload))
+
+    def run(
+        self, progress: ProgressCallback | None, until: StopWhen | None, interrupts: Interrupts
+    ) -> LoadResult:
+        test, fleet = self.test, self.fleet
+        start_epoch = time.time() + fleet.start_margin_s
+        run_start = time.perf_counter() + fleet.start_margin_s
+        pipe = self.redis.pipeline(transaction=False)
+        self.beat(pipe)
+        for worker in self.workers:
+            pipe.rpush(self.keys.start(worker.index), repr(start_epoch))
+            pipe.expire(self.keys.start(worker.index), KEY_TTL_S)
+        pipe.execute()
+
+        recorder = Recorder(run_start)
+        evaluator = ThresholdEvaluator(parse_thresholds(test.thresholds), recorder)
+        bounds = test.executor.bounds
+        hard_stop = run_start + bounds.duration_s + bounds.graceful_stop_s + STRAGGLER_GRACE_S
+        counts: dict[str, int] = {}
+        aborted: str | None = None
+        live = {w.index: w for w in self.workers}
+        for worker in live.values():
+            worker.heard = time.monotonic() + fleet.start_margin_s
+        last_checked = 0
+        stopping = False
+        count = len(self.workers)
+        while live:
+            if time.perf_counter() > hard_stop:
+                names = "; ".join(w.name(count) for w in live.values())
+                raise FleetError(
+                    f"{names}: still running {STRAGGLER_GRACE_S:.0f} s past the run's end and"
+                    " graceful stop; they were told to stop. Check their logs"
+                )
+            if time.monotonic() - self.beaten > 1.0:
+                self.beat(self.redis)
+            for message in self.messages():
+                if message is None:  # caught up: judge silence now, not on a backlog
+                    self.check_silence(live)
+                    continue
+                index, kind, payload = message
+                worker = self.workers[index]
+                worker.heard = time.monotonic()
+                if kind == "seconds":
+                    recorder.ingest(payload[0])
+                    worker.closed_until = payload[1]
+                elif kind == "done":
+                    recorder.ingest(payload[0])
+                    for key, value in payload[1].items():
+                        counts[key] = counts.get(key, 0) + value
+                    live.pop(index, None)
+                    worker.done = True
+                elif kind == "error":
+                    raise self.failed(worker, str(payload))
+            complete = min((w.closed_until for w in live.values()), default=last_checked)
+            if complete > last_checked:
+                last_checked = complete
+                failing = evaluator.check_live(float(complete))
+                if (failing or interrupts.reason) and aborted is None:
+                    aborted = _abort_reason(failing) if failing else interrupts.reason
+                ended = aborted is not None or (until is not None and until())
+                if ended and not stopping:
+                    stopping = True
+                    self.redis.set(self.keys.stop, "1", ex=KEY_TTL_S)
+                if progress is not None:
+                    progress(_progress_of(recorder, float(complete), bounds.duration_s))
+        return _finish(recorder, evaluator, counts, aborted, test)
+
+    def beat(self, redis: Redis | Any) -> None:
+        """The coordinator's heartbeat: while it lasts the workers keep their load up."""
+        redis.set(self.keys.alive, "1", ex=max(2, round(self.fleet.silence_limit_s)))
+        self.beaten = time.monotonic()
+
+    def check_silence(self, live: dict[int, _Worker]) -> None:
+        now = time.monotonic()
+        for worker in live.values():
+            silent = now - worker.heard
+            if silent > self.fleet.silence_limit_s:
+                raise FleetError(
+                    f"{worker.name(len(self.workers))} lost: nothing from it for"
+                    f" {silent:.0f} s (it reports every second). It was killed, or its host"
+                    " or its link to Redis is down; the run is stopped and the other workers"
+                    " told to stop. See that worker's log, then rerun"
+                )
+
+
+def _wind_up(
+    app: Celery, redis: Redis, keys: FleetKeys, workers: list[_Worker], test: LoadTest
+) -> None:
+    """Tell the shares still running to stop (the stop key, kept while they may run),
+    revoke those not started (they also expire, and return at once without the test
+    key), delete the run's keys. Bounded; never raises over the run's own error."""
+    bounds = test.executor.bounds
+    stop_ttl = int(bounds.duration_s + bounds.graceful_stop_s + STRAGGLER_GRACE_S + 60)
+    running = [w for w in workers if not w.done]
+    with contextlib.suppress(RedisError):
+        pipe = redis.pipeline(transaction=False)
+        pipe.set(keys.stop, "1", ex=stop_ttl)
+        pipe.delete(keys.test, keys.alive, *(keys.start(w.index) for w in workers))
+        for worker in running:  # one still waiting for its start: "-1" ends it at once
+            pipe.rpush(keys.start(worker.index), "-1")
+            pipe.expire(keys.start(worker.index), 60)
+        if not running:  # nobody writes any more
+            pipe.delete(keys.out, keys.stop)
+        pipe.execute()
+    for worker in running:
+        with contextlib.suppress(Exception):
+            if AsyncResult(worker.task_id, app=app).state == "PENDING":
+                app.control.revoke(worker.task_id)
+    with contextlib.suppress(Exception):
+        redis.close()
+    with contextlib.suppress(Exception):
+        app.close()
