@@ -1,0 +1,136 @@
+"""A night fanned out over two targets (``nightly run --targets 2``: two embedded
+platforms, one worker process and one Dagster run each) writes the same rows as the same
+night on one target: the same tests with the same statuses, the same run-wide
+thresholds with the same verdicts, the same metric names, the same asset checks.
+
+Real platforms, real Dagster, real store; the ci profile and three tests (02, 03, 06:
+the quickest at ci with checks that do not hang on timing) to keep it short.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import psutil
+import pytest
+
+from nightly_pipeline.automation.fanned_night import night_places, run_fanned_night
+from nightly_pipeline.automation.fanout import EXPECTED_END_TAG, PLAN_TAG, TARGET_TAG, target_pool
+from nightly_pipeline.automation.instance import open_instance
+from nightly_pipeline.automation.run import NightRun, run_night
+from nightly_pipeline.home import Home
+from nightly_pipeline.store import MetricStore
+from nightly_pipeline.suite.catalog import select_tests
+from nightly_pipeline.suite.night_plan import plan_night
+from nightly_pipeline.suite.profiles import PROFILES
+
+NIGHT = date(2026, 11, 18)
+TESTS = select_tests("02,03,06")
+CI = PROFILES["ci"]
+
+
+@dataclass(frozen=True)
+class Night:
+    home: Home
+    run: NightRun
+    wall_s: float
+    left: list[str]  # processes the night started still running after it
+
+
+def _night(root: Path, targets: int | None) -> Night:
+    home = Home.at(root)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    started = time.monotonic()
+    if targets is None:
+        run = run_night(TESTS, CI, NIGHT, target="embedded", home=home)
+    else:
+        places = night_places("embedded", targets)
+        plan = plan_night(TESTS, CI, list(places))
+        run = run_fanned_night(plan, CI, NIGHT, places=places, home=home, say=print)
+    wall = time.monotonic() - started
+    left = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.pid not in before and proc.status() != psutil.STATUS_ZOMBIE:
+                left.append(" ".join(proc.cmdline()))
+        except psutil.NoSuchProcess:
+            continue
+    return Night(home, run, wall, left)
+
+
+@pytest.fixture(scope="module")
+def nights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Night, Night]:
+    one = _night(tmp_path_factory.mktemp("one-target"), None)
+    two = _night(tmp_path_factory.mktemp("two-targets"), 2)
+    # A figure for the note, not a bound: the ratio on this machine.
+    print(f"\nci {len(TESTS)} tests: one target {one.wall_s:.1f} s, two {two.wall_s:.1f} s")
+    return one, two
+
+
+def _rows(home: Home) -> dict[str, object]:
+    store = MetricStore(home.store)
+    results = store.recent_results(limit_nights=1)
+    thresholds = store.threshold_results(NIGHT).filter(scope="run")
+    metrics = store.metrics(since=NIGHT)
+    return {
+        "tests": sorted(zip(results["test"], results["status"], strict=True)),
+        "thresholds": sorted(
+            zip(
+                thresholds["test"],
+                thresholds["metric"],
+                thresholds["expression"],
+                thresholds["passed"],
+                strict=True,
+            )
+        ),
+        "metric names": sorted(set(zip(metrics["test"], metrics["metric"], strict=True))),
+    }
+
+
+def test_two_targets_write_the_same_rows_as_one(nights):
+    one, two = nights
+    assert one.run.success, one.run.error
+    assert two.run.success, two.run.error
+    rows_one, rows_two = _rows(one.home), _rows(two.home)
+    assert [t for t, _ in rows_one["tests"]] == sorted(t.spec.key for t in TESTS)
+    for what in rows_one:
+        assert rows_two[what] == rows_one[what], what
+
+
+def test_two_targets_report_the_same_asset_checks_as_one(nights):
+    one, two = nights
+
+    def checks(run: NightRun) -> list[tuple[str, str, str, bool]]:
+        return sorted((c.test, c.asset, c.name, c.passed) for c in run.checks)
+
+    assert checks(one.run) and checks(two.run) == checks(one.run)
+
+
+def test_each_target_is_one_run_in_its_own_pool_with_its_plan_shown(nights):
+    _, two = nights
+    assert len(two.run.run_ids) == 2
+    with open_instance(two.home) as instance:
+        records = [instance.get_run_record_by_id(i) for i in two.run.run_ids]
+        targets = set()
+        for record in records:
+            run = record.dagster_run
+            target = run.tags[TARGET_TAG]
+            targets.add(target)
+            assert run.tags[PLAN_TAG].startswith(f"{target}: ")
+            assert EXPECTED_END_TAG in run.tags
+            snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+            assert {s.pool for s in snapshot.steps} == {target_pool(target)}
+            assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert targets == {"embedded-1", "embedded-2"}
+    # The targets ran side by side: each run started before the other ended.
+    first, second = sorted(records, key=lambda r: r.start_time)
+    assert second.start_time < first.end_time
+
+
+def test_the_fanned_out_night_leaves_no_process_behind(nights):
+    one, two = nights
+    assert one.left == [] and two.left == []
