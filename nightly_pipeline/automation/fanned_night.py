@@ -9,6 +9,9 @@ The workers run in their own sessions, so a Ctrl-C at the terminal reaches this 
 only, which hands SIGINT/SIGTERM to each worker once: each stops its running test
 gracefully and stops its platform, as a one-target ``nightly run`` does. A worker
 still running past the suite's ``dagster/max_runtime`` (plus a grace) is terminated.
+A ``kill -9`` of this process kills the workers (``PR_SET_PDEATHSIG``) and, with them,
+their platforms; the next ``nightly run`` marks their Dagster runs crashed
+(``run.reap_dead_runs``: each run carries its worker's pid).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from nightly_pipeline.store import MetricStore
 from nightly_pipeline.suite.night_plan import NightPlan, PlanError, target_names
 from nightly_pipeline.suite.profiles import Profile
 from nightly_pipeline.suite.target import target_names_in
+from nightly_pipeline.testbed.stack.spawn import die_with_parent
 
 GRACE_S = 300.0
 """How long past ``MAX_RUNTIME_S`` a worker may take to stop before it is killed."""
@@ -163,6 +167,7 @@ def _start(assignment: Assignment, night_dir: Path) -> _Worker:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # the terminal's Ctrl-C comes through us, once
+            preexec_fn=die_with_parent(),  # a kill -9 here takes the workers (and stacks)
         )
     return _Worker(assignment.target_name, assignment, log, process)
 
