@@ -56,6 +56,12 @@ STOP_WAIT_S = 120.0
 """How long a worker gets to stop after SIGTERM before SIGKILL."""
 
 
+PLATFORM_KINDS = ("embedded",)
+"""``--target`` values that start a platform per run (``TargetResource.target``): N of
+them make N targets. The Docker platform joins here as ``"docker"`` once
+``TargetResource`` starts one per run."""
+
+
 @dataclass(frozen=True)
 class PlacedTarget:
     """Where a planned target is: ``embedded``, or a target file and its entry."""
@@ -75,8 +81,8 @@ class _Worker:
 def night_places(target: str, count: int | None) -> dict[str, PlacedTarget]:
     """The targets of a fanned-out night by name: ``count`` embedded platforms
     (``embedded-1`` ...), or a target file's targets (its first ``count`` when given)."""
-    if target == "embedded":
-        return {name: PlacedTarget("embedded") for name in target_names(count or 1)}
+    if target in PLATFORM_KINDS:
+        return {name: PlacedTarget(target) for name in target_names(count or 1, target)}
     names = target_names_in(Path(target))
     if count is not None:
         if count > len(names):

@@ -9,6 +9,10 @@ the quickest at ci with checks that do not hang on timing) to keep it short.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -134,3 +138,57 @@ def test_each_target_is_one_run_in_its_own_pool_with_its_plan_shown(nights):
 def test_the_fanned_out_night_leaves_no_process_behind(nights):
     one, two = nights
     assert one.left == [] and two.left == []
+
+
+RUN_MARK = "NIGHTLY_FANOUT_TEST"  # names the interrupted night's processes, wherever they go
+
+
+def _marked(mark: str) -> list[str]:
+    """Processes (but this one) whose environment carries ``RUN_MARK=mark``."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(RUN_MARK) == mark:
+                found.append(" ".join(proc.cmdline()))
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_ctrl_c_stops_every_target_and_leaves_nothing(tmp_path):
+    """Ctrl-C (SIGINT to ``nightly run``'s process group, as a terminal sends it) while
+    both targets' loads run: each worker stops its test and its platform, the night exits
+    130, both Dagster runs and store rows end canceled, no process of the night is left.
+    (Smoke, Tests 01 and 04: a minute each, interrupted a few seconds into their loads.)"""
+    home = tmp_path / "home"
+    argv = ["--store", str(home / "metrics.duckdb"), "run", "--profile", "smoke"]
+    argv += ["--tests", "01,04", "--targets", "2", "--night", NIGHT.isoformat()]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "nightly_pipeline.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, RUN_MARK: str(home)},
+    )
+    try:
+        logs: list[Path] = []
+        for _ in range(600):  # bounded: 5 min for both platforms to start and load
+            logs = sorted(home.glob("runs/night-*/*.log"))
+            if len(logs) == 2 and all("msg/s" in log.read_text() for log in logs):
+                break
+            assert child.poll() is None, child.stdout.read() if child.stdout else ""
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"the loads never started: {[log.read_text()[-2000:] for log in logs]}")
+        os.killpg(child.pid, signal.SIGINT)
+        out, _ = child.communicate(timeout=300)  # catches a hang only
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode == 130, out
+    assert "interrupted" in out
+    assert _marked(str(home)) == []
+    statuses = MetricStore(home / "metrics.duckdb").runs()["status"].to_list()
+    assert statuses == ["canceled", "canceled"], out
