@@ -1,7 +1,7 @@
 """A night fanned out over two targets (``nightly run --targets 2``: two embedded
 platforms, one worker process and one Dagster run each) writes the same rows as the same
 night on one target: the same tests with the same statuses, the same run-wide
-thresholds with the same verdicts, the same metric names, the same asset checks.
+thresholds and asset checks with the same blocking verdicts, the same metric names.
 
 Real platforms, real Dagster, real store; the ci profile and three tests (02, 03, 06:
 the quickest at ci with checks that do not hang on timing) to keep it short.
@@ -76,6 +76,8 @@ def nights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Night, Night]:
 
 
 def _rows(home: Home) -> dict[str, object]:
+    """The night's rows as the comparison reads them: every test with its status, every
+    run-wide threshold (with its verdict when it is blocking), every metric name."""
     store = MetricStore(home.store)
     results = store.recent_results(limit_nights=1)
     thresholds = store.threshold_results(NIGHT).filter(scope="run")
@@ -83,16 +85,19 @@ def _rows(home: Home) -> dict[str, object]:
     return {
         "tests": sorted(zip(results["test"], results["status"], strict=True)),
         "thresholds": sorted(
-            zip(
-                thresholds["test"],
-                thresholds["metric"],
-                thresholds["expression"],
-                thresholds["passed"],
-                strict=True,
-            )
+            (r["test"], r["metric"], r["expression"], r["severity"], _verdict(r))
+            for r in thresholds.iter_rows(named=True)
         ),
         "metric names": sorted(set(zip(metrics["test"], metrics["metric"], strict=True))),
     }
+
+
+def _verdict(row: dict) -> bool | None:
+    """A blocking verdict; None for a WARN one. A WARN threshold is a latency bound
+    (e.g. Test 03's ``p(99)<100`` ms invalidation delay) that two platforms sharing this
+    machine's 2 cores may miss while one alone meets it: a fact about the machine's load,
+    which the comparison must not blame on the fan-out. Its presence is still compared."""
+    return row["passed"] if row["severity"] == "error" else None
 
 
 def test_two_targets_write_the_same_rows_as_one(nights):
@@ -108,8 +113,11 @@ def test_two_targets_write_the_same_rows_as_one(nights):
 def test_two_targets_report_the_same_asset_checks_as_one(nights):
     one, two = nights
 
-    def checks(run: NightRun) -> list[tuple[str, str, str, bool]]:
-        return sorted((c.test, c.asset, c.name, c.passed) for c in run.checks)
+    def checks(run: NightRun) -> list[tuple[str, str, str, bool | None]]:
+        """Every check; the verdict of the blocking ones (``_verdict``: why not WARN)."""
+        return sorted(
+            (c.test, c.asset, c.name, c.passed if c.blocking else None) for c in run.checks
+        )
 
     assert checks(one.run) and checks(two.run) == checks(one.run)
 
