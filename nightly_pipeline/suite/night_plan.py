@@ -12,8 +12,8 @@ is what people mean by "balance the night". Two rules come first:
 
 - ``together``: tests that must never run at the same time, so they share one target and
   run one after another. The chaos tests (08-11) are one such group by default: their
-  faults go through one fault ledger per home and, for the partition, host-wide
-  iptables rules; two of them at once could revert or blame each other's faults.
+  faults go through one fault ledger per home and, for the partition, one iptables
+  chain of the host; two of them at once could revert or blame each other's faults.
 - ``alone``: tests given a target of their own, nothing else on it (a test whose figures
   another test on the same platform would disturb).
 
@@ -42,12 +42,13 @@ class PlanError(ConfigurationError):
 class Overheads:
     """Time a night spends outside the tests' own durations, per test and per target.
 
-    Measured here (2 cores, `nightly run --profile smoke`, 7 tests, 29 Nov 2026): each
-    test's stored wall time was 0.1-3.0 s over its 60 s, and the whole run 6.9 s over the
-    sum of its tests (the platform's start included); a ci run of one test took 10.2 s
-    for 6.6 s of test. The defaults round those up generously (a nightly chaos test also
-    waits for recovery after its last fault); ``bench/night_plan.py`` prints the plan
-    with any other figures."""
+    Measured here (2 cores shared with other work, load ~6; ``bench/fanned_night.py
+    --profile ci --tests 02,03,06``): a fanned-out target's run began 15-18 s into the
+    night (its worker starting Python and Dagster; 7.8 s for a one-target night in
+    process), its first step took 22.8-24.7 s for a 6 s test (the platform's start), a
+    later step 8.9-11.2 s (3-5 s of set-up, drain and checks). A smoke run of 7 tests:
+    each 0.1-3.0 s over its 60 s. The defaults round these up (a nightly chaos test also
+    waits for recovery after its last fault); ``nightly plan`` shows the plan."""
 
     platform_start_s: float = 30.0
     per_test_s: float = 10.0
@@ -62,7 +63,7 @@ class Rules:
 
 
 def default_rules(tests: Iterable[SuiteTest]) -> Rules:
-    """The chaos tests together (one fault ledger, host-wide iptables); nothing alone."""
+    """The chaos tests together (one fault ledger, one iptables chain); nothing alone."""
     chaos = frozenset(t.spec.key for t in tests if t.spec.injects_faults)
     return Rules(together=(chaos,) if chaos else ())
 
