@@ -39,6 +39,8 @@ from nightly_pipeline.suite.profiles import profile_named
 from nightly_pipeline.suite.selfcheck import SelfcheckConfig, run_selfcheck
 
 if TYPE_CHECKING:
+    from nightly_pipeline.automation.fanned_night import PlacedTarget
+    from nightly_pipeline.suite.night_plan import NightPlan
     from nightly_pipeline.suite.target import Target
 
 
@@ -369,7 +371,9 @@ def _lists_targets(path: Path) -> bool:
         return False
 
 
-def _night_plan(args: argparse.Namespace, count: int | None = None) -> tuple[object, dict]:
+def _night_plan(
+    args: argparse.Namespace, count: int | None = None
+) -> tuple[NightPlan, dict[str, PlacedTarget]]:
     """The plan of ``nightly run``'s night and where its targets are."""
     from nightly_pipeline.automation.fanned_night import night_places
     from nightly_pipeline.suite.catalog import TESTS, select_tests

@@ -36,6 +36,7 @@ from nightly_pipeline.automation.jobs import MAX_RUNTIME_S
 from nightly_pipeline.automation.run import (
     INTERRUPTED,
     NightRun,
+    Say,
     check_night,
     reap_before_night,
     run_history,
@@ -44,7 +45,7 @@ from nightly_pipeline.automation.run import (
 from nightly_pipeline.automation.suite_runs import HISTORY_AFTER
 from nightly_pipeline.automation.target_worker import Assignment, WorkerResult
 from nightly_pipeline.home import Home
-from nightly_pipeline.store import MetricStore
+from nightly_pipeline.store import MetricStore, RunStatus
 from nightly_pipeline.suite.night_plan import NightPlan, PlanError, target_names
 from nightly_pipeline.suite.profiles import Profile
 from nightly_pipeline.suite.target import target_names_in
@@ -102,7 +103,7 @@ def run_fanned_night(
     places: Mapping[str, PlacedTarget],
     home: Home,
     knobs: Mapping[str, object] | None = None,
-    say=lambda _: None,
+    say: Say = lambda _: None,
     log_level: str = "INFO",
 ) -> NightRun:
     """Run ``plan``'s night, target by target in parallel; ``places`` says where each of
@@ -151,10 +152,10 @@ def run_fanned_night(
             )
         errors += [f"{r.run_id}: {e}" for r in results for e in r.errors]
         outcomes = {r.outcome for r in results}
-        worst = "failed" if "failed" in outcomes else "succeeded"
+        worst: RunStatus = "failed" if "failed" in outcomes else "succeeded"
         if len(results) == len(workers) and outcomes <= HISTORY_AFTER:
             config = suite_run_config("embedded", profile, home, log_level=log_level)
-            if not run_history(instance, night, config, ",".join(run_ids), worst):  # type: ignore[arg-type]
+            if not run_history(instance, night, config, ",".join(run_ids), worst):
                 errors.append("the night's verdicts/report failed")
     compact_after_night(store, say)
     return NightRun(
@@ -178,7 +179,7 @@ def _start(assignment: Assignment, night_dir: Path) -> _Worker:
     return _Worker(assignment.target_name, assignment, log, process)
 
 
-def _wait_all(workers: list[_Worker], say) -> tuple[list[WorkerResult], list[str]]:
+def _wait_all(workers: list[_Worker], say: Say) -> tuple[list[WorkerResult], list[str]]:
     """Wait for every worker (bounded by the suite's max runtime); their results, and
     what went wrong with the workers that left none."""
     deadline = time.monotonic() + MAX_RUNTIME_S + GRACE_S

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -53,6 +53,8 @@ from nightly_pipeline.suite.errors import SelectionError
 from nightly_pipeline.suite.profiles import Profile
 from nightly_pipeline.testbed.stack.reaper import reap_dead_stacks
 
+Say = Callable[[str], None]
+"""Where a line for the user goes."""
 PID_TAG = "nightly/pid"
 HOST_TAG = "nightly/host"
 
@@ -242,7 +244,7 @@ def execute_suite(
     tags: Mapping[str, str],
     *,
     run_id: str | None = None,
-    say=lambda _: None,
+    say: Say = lambda _: None,
 ) -> SuiteRun:
     """Run ``job`` (a ``nightly_suite``) in this process for ``night`` and close its store row."""
     suite = job.execute_in_process(
@@ -298,7 +300,9 @@ def run_history(
     return history.success
 
 
-def reap_before_night(home: Home, instance: dg.DagsterInstance, store: MetricStore, say) -> None:
+def reap_before_night(
+    home: Home, instance: dg.DagsterInstance, store: MetricStore, say: Say
+) -> None:
     """A dead run's faults reverted, its stacks and runs reaped, before a night starts."""
     for line in FaultLedger(home.chaos_ledger).revert_leftovers():
         say(f"a dead run's fault: {line}")
