@@ -491,7 +491,7 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
         print(f"\nnot measurable on this target (skipped): {', '.join(skipped)}")
     print(
         f"\nnight {night}: every blocking check passed (stored in {store.path}; "
-        f"Dagster run {run.run_id} in {home.dagster}: `nightly ui` shows it)"
+        f"Dagster run(s) {', '.join(run.run_ids)} in {home.dagster}: `nightly ui` shows it)"
     )
     return 0
 
