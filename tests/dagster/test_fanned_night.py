@@ -4,11 +4,14 @@ night on one target: the same tests with the same statuses, the same run-wide
 thresholds and asset checks with the same blocking verdicts, the same metric names.
 
 Real platforms, real Dagster, real store; the ci profile and three tests (02, 03, 06:
-the quickest at ci with checks that do not hang on timing) to keep it short.
+the quickest at ci with checks that do not hang on timing) to keep it short. Then Ctrl-C
+and kill -9 of a fanned-out ``nightly run`` (smoke, Tests 01 and 04, interrupted while
+both targets load): nothing of the night is left running.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -31,6 +34,8 @@ from nightly_pipeline.store import MetricStore
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.night_plan import plan_night
 from nightly_pipeline.suite.profiles import PROFILES
+from nightly_pipeline.testbed.stack.owner import RECORD
+from tests.testbed.test_reaper import kill_all, tree, wait_gone
 
 NIGHT = date(2026, 11, 18)
 TESTS = select_tests("02,03,06")
@@ -163,12 +168,9 @@ def _marked(mark: str) -> list[str]:
     return found
 
 
-def test_ctrl_c_stops_every_target_and_leaves_nothing(tmp_path):
-    """Ctrl-C (SIGINT to ``nightly run``'s process group, as a terminal sends it) while
-    both targets' loads run: each worker stops its test and its platform, the night exits
-    130, both Dagster runs and store rows end canceled, no process of the night is left.
-    (Smoke, Tests 01 and 04: a minute each, interrupted a few seconds into their loads.)"""
-    home = tmp_path / "home"
+def _start_loaded_night(home: Path) -> tuple[subprocess.Popen[str], list[Path]]:
+    """``nightly run --profile smoke --tests 01,04 --targets 2`` in its own session, once
+    both targets' loads run (bounded); the night and its worker logs."""
     argv = ["--store", str(home / "metrics.duckdb"), "run", "--profile", "smoke"]
     argv += ["--tests", "01,04", "--targets", "2", "--night", NIGHT.isoformat()]
     child = subprocess.Popen(
@@ -179,16 +181,62 @@ def test_ctrl_c_stops_every_target_and_leaves_nothing(tmp_path):
         start_new_session=True,
         env={**os.environ, RUN_MARK: str(home)},
     )
+    logs: list[Path] = []
+    for _ in range(600):  # bounded: 5 min for both platforms to start and load
+        logs = sorted(home.glob("runs/night-*/*.log"))
+        if len(logs) == 2 and all("msg/s" in log.read_text() for log in logs):
+            return child, logs
+        if child.poll() is not None:
+            break
+        time.sleep(0.5)
+    os.killpg(child.pid, signal.SIGKILL)
+    out, _ = child.communicate()
+    pytest.fail(f"the loads never started: {out[-2000:]} {[g.read_text()[-2000:] for g in logs]}")
+
+
+def test_kill_9_of_a_fanned_out_night_takes_every_worker_and_platform(tmp_path):
+    """``kill -9`` of ``nightly run`` while both targets load: the workers die with it
+    (PR_SET_PDEATHSIG) and their platforms with them; the next ``nightly run`` marks both
+    targets' runs crashed in the store."""
+    home = tmp_path / "home"
+    child, _ = _start_loaded_night(home)
+    alive: set[int] = set()
     try:
-        logs: list[Path] = []
-        for _ in range(600):  # bounded: 5 min for both platforms to start and load
-            logs = sorted(home.glob("runs/night-*/*.log"))
-            if len(logs) == 2 and all("msg/s" in log.read_text() for log in logs):
-                break
-            assert child.poll() is None, child.stdout.read() if child.stdout else ""
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"the loads never started: {[log.read_text()[-2000:] for log in logs]}")
+        records = [json.loads(r.read_text()) for r in home.glob(f"stack/*/{RECORD}")]
+        assert len(records) == 2
+        pids = {p["pid"] for r in records for p in r["processes"]}
+        workers = {c.pid for c in psutil.Process(child.pid).children()}
+        alive = tree(pids | workers)
+        assert len(workers) == 2 and pids | workers <= alive
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        assert wait_gone(alive, timeout_s=30) == set()
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        kill_all(alive)
+    argv = ["--store", str(home / "metrics.duckdb"), "run", "--profile", "ci", "--tests", "06"]
+    second = subprocess.run(
+        [sys.executable, "-m", "nightly_pipeline.cli", *argv, "--night", NIGHT.isoformat()],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = second.stdout + second.stderr
+    assert out.count("marked crashed") == 2, out[-3000:]
+    statuses = MetricStore(home / "metrics.duckdb").runs()["status"].to_list()
+    assert sorted(statuses)[:2] == ["crashed", "crashed"] and len(statuses) == 3, statuses
+
+
+def test_ctrl_c_stops_every_target_and_leaves_nothing(tmp_path):
+    """Ctrl-C (SIGINT to ``nightly run``'s process group, as a terminal sends it) while
+    both targets' loads run: each worker stops its test and its platform, the night exits
+    130, both Dagster runs and store rows end canceled, no process of the night is left.
+    (Smoke, Tests 01 and 04: a minute each, interrupted a few seconds into their loads.)"""
+    home = tmp_path / "home"
+    child, _ = _start_loaded_night(home)
+    try:
         os.killpg(child.pid, signal.SIGINT)
         out, _ = child.communicate(timeout=300)  # catches a hang only
     finally:
