@@ -118,10 +118,10 @@ def run_fanned_night(
         night_dir = home.runs / f"night-{night}-{starts_at:%Y%m%dT%H%M%S}"
         night_dir.mkdir(parents=True, exist_ok=True)
         workers = []
-        with _forwarding_signals(workers):
+        with _forwarding_signals(workers) as stopping:
             for target in plan.targets:
-                if not target.tests:
-                    continue
+                if not target.tests or stopping:
+                    continue  # no tests, or Ctrl-C came: start no more workers
                 place = places[target.name]
                 assignment = Assignment(
                     target_name=target.name,
@@ -143,10 +143,9 @@ def run_fanned_night(
                     f"(log {night_dir / (target.name + '.log')})"
                 )
             results, errors = _wait_all(workers, say)
-        run_ids = tuple(w.assignment.run_id for w in workers)
+        run_ids = tuple(w.assignment.run_id for w in workers) or ("",)
         checks = tuple(c for r in results for c in r.checks)
-        interrupted = any(r.interrupted for r in results)
-        if interrupted:
+        if stopping or any(r.interrupted for r in results):
             return NightRun(
                 night, run_ids[0], False, checks, INTERRUPTED, True, other_run_ids=run_ids[1:]
             )
@@ -213,18 +212,21 @@ def _stop(worker: _Worker) -> int:
 
 
 @contextlib.contextmanager
-def _forwarding_signals(workers: list[_Worker]) -> Iterator[None]:
+def _forwarding_signals(workers: list[_Worker]) -> Iterator[list[int]]:
     """While the night runs, SIGINT and SIGTERM go to every worker (by pid) instead of
-    raising here; on the way out (an error here included) no worker is left running."""
+    raising here; on the way out (an error here included) no worker is left running.
+    Yields the signals received (empty: none), so no worker starts after one."""
+    received: list[int] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
         for worker in workers:
             if worker.process.poll() is None:
                 worker.process.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield received
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
