@@ -2,7 +2,8 @@
 below receives typed values.
 
     nightly run [--profile ci|smoke|nightly] [--tests 01,04] [--night YYYY-MM-DD]
-                [--target embedded|FILE] [--junit FILE] [--knob NAME=VALUE ...]
+                [--target embedded|FILE] [--targets N] [--junit FILE] [--knob NAME=VALUE ...]
+    nightly plan [--profile P] [--tests 01,04] [--target embedded|FILE] [--targets 1,2,4]
     nightly selfcheck [--rate 500] [--duration 10] [--workers 1] [--fleet REDIS_URL]
                       [--summary-export FILE]
     nightly history [--nights 7] [--profile P]
@@ -39,6 +40,8 @@ from nightly_pipeline.suite.profiles import profile_named
 from nightly_pipeline.suite.selfcheck import SelfcheckConfig, run_selfcheck
 
 if TYPE_CHECKING:
+    from nightly_pipeline.automation.fanned_night import PlacedTarget
+    from nightly_pipeline.suite.night_plan import NightPlan
     from nightly_pipeline.suite.target import Target
 
 
@@ -74,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tests", default=None, help="comma-separated ids, e.g. 01,04 (default all)")
     run.add_argument("--night", type=_night, default=None, help="default: the latest night")
     run.add_argument("--target", default="embedded", help="embedded, or an external target file")
+    run.add_argument(
+        "--targets",
+        type=_positive(int),
+        default=None,
+        help="fan the night out over N targets, one test at a time on each: N embedded "
+        "platforms, or the first N of the target file's targets (a file listing several "
+        "fans out over all of them by default); the plan is shown before it starts",
+    )
     run.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
     run.add_argument(
         "--knob",
@@ -83,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="break the embedded platform with a testbed fault knob (testbed/CONTRACT.md), "
         "e.g. optimistic_locking=false; VALUE is JSON (false, 3, null) or else a string",
     )
+
+    plan = sub.add_parser("plan", help="the plan of a night over N targets, started nowhere")
+    plan.add_argument("--profile", default="nightly", help="ci, smoke or nightly (default nightly)")
+    plan.add_argument("--tests", default=None, help="comma-separated ids (default all)")
+    plan.add_argument("--target", default="embedded", help="embedded, or a target file")
+    plan.add_argument("--targets", default="1,2,4", help="target counts, e.g. 1,2,4 (default)")
 
     check = sub.add_parser("selfcheck", help="load the built-in loopback target, record it")
     check.add_argument("--rate", type=_positive(float), default=500.0, help="requests/s")
@@ -304,7 +321,7 @@ def _run_problems(args: argparse.Namespace, home: Home) -> list[str]:
     from nightly_pipeline.automation.run import check_night, latest_night
     from nightly_pipeline.suite.catalog import select_tests
     from nightly_pipeline.suite.errors import ConfigurationError
-    from nightly_pipeline.suite.target import load_target
+    from nightly_pipeline.suite.target import load_targets
 
     checks = [
         lambda: profile_named(args.profile),
@@ -314,7 +331,14 @@ def _run_problems(args: argparse.Namespace, home: Home) -> list[str]:
     ]
     if args.target != "embedded":
         target_file = Path(args.target)
-        checks.append(lambda: _experiments_of_chaos_tests(load_target(target_file, os.environ)))
+        checks.append(
+            lambda: [
+                _experiments_of_chaos_tests(t)
+                for t in load_targets(target_file, os.environ).values()
+            ]
+        )
+    if _fanned_out(args):
+        checks.append(lambda: _night_plan(args))
     problems = []
     for check in checks:
         try:
@@ -340,6 +364,56 @@ def _experiments_of_chaos_tests(target: Target) -> None:
             f"target {target.name!r}: chaos_experiments names test(s) {', '.join(wrong)}, "
             f"which inject no faults; the chaos tests are {', '.join(chaos)}"
         )
+
+
+def _fanned_out(args: argparse.Namespace) -> bool:
+    """Whether ``nightly run`` fans the night out: ``--targets``, or a file of several."""
+    return args.targets is not None or (
+        args.target != "embedded" and _lists_targets(Path(args.target))
+    )
+
+
+def _lists_targets(path: Path) -> bool:
+    """Whether a target file lists several targets (``suite.target``); an unreadable one
+    is reported by ``_run_problems``."""
+    try:
+        return "targets" in json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _night_plan(
+    args: argparse.Namespace, count: int | None = None
+) -> tuple[NightPlan, dict[str, PlacedTarget]]:
+    """The plan of ``nightly run``'s night and where its targets are."""
+    from nightly_pipeline.automation.fanned_night import night_places
+    from nightly_pipeline.suite.catalog import TESTS, select_tests
+    from nightly_pipeline.suite.night_plan import plan_night
+
+    places = night_places(args.target, count if count is not None else args.targets)
+    tests = select_tests(args.tests) if args.tests else list(TESTS)
+    return plan_night(tests, profile_named(args.profile), list(places)), places
+
+
+def cmd_plan(args: argparse.Namespace, home: Home) -> int:
+    """``nightly plan``: the night's plan for each target count; nothing starts."""
+    try:
+        counts = [int(c) for c in args.targets.split(",")]
+    except ValueError:
+        print(f"nightly plan: --targets {args.targets!r}: counts such as 1,2,4", file=sys.stderr)
+        return 2
+    from nightly_pipeline.suite.errors import ConfigurationError
+
+    for count in counts:
+        try:
+            plan, _ = _night_plan(args, count)
+        except ConfigurationError as exc:
+            print(f"nightly plan: {exc}", file=sys.stderr)
+            return 2
+        print(f"## {count} target(s), profile {args.profile}")
+        print("\n".join(plan.lines()))
+        print()
+    return 0
 
 
 def cmd_run(args: argparse.Namespace, home: Home) -> int:
@@ -377,22 +451,37 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
             showing.callback(terminal.close)
             display = showing.enter_context(LiveProgress(terminal))
             showing.enter_context(LISTENERS.listening(display.update))
-        run = run_night(
-            tests,
-            profile,
-            night,
-            target=args.target,
-            knobs=knobs,
-            home=home,
-            say=say,
-            log_level="WARNING" if live else "INFO",
-        )
+        if _fanned_out(args):
+            from nightly_pipeline.automation.fanned_night import run_fanned_night
+
+            plan, places = _night_plan(args)
+            run = run_fanned_night(
+                plan,
+                profile,
+                night,
+                places=places,
+                knobs=knobs,
+                home=home,
+                say=say,
+                log_level="INFO",
+            )
+        else:
+            run = run_night(
+                tests,
+                profile,
+                night,
+                target=args.target,
+                knobs=knobs,
+                home=home,
+                say=say,
+                log_level="WARNING" if live else "INFO",
+            )
     store = MetricStore(home.store)
     results = store.recent_results(limit_nights=10_000).iter_rows(named=True)
-    rows = [r for r in results if r["run_id"] == run.run_id]
+    rows = [r for r in results if r["run_id"] in run.run_ids]
     figures: dict[str, dict[str, float]] = {}
     for m in store.metrics(since=night).iter_rows(named=True):
-        if m["run_id"] == run.run_id and m["tags"] == "{}":
+        if m["run_id"] in run.run_ids and m["tags"] == "{}":
             figures.setdefault(m["test"], {})[m["metric"]] = m["value"]
     print(render_tests(rows, figures))
     print()
@@ -413,7 +502,7 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
         print(f"\nnot measurable on this target (skipped): {', '.join(skipped)}")
     print(
         f"\nnight {night}: every blocking check passed (stored in {store.path}; "
-        f"Dagster run {run.run_id} in {home.dagster}: `nightly ui` shows it)"
+        f"Dagster run(s) {', '.join(run.run_ids)} in {home.dagster}: `nightly ui` shows it)"
     )
     return 0
 
@@ -455,6 +544,7 @@ def cmd_ui(args: argparse.Namespace, home: Home) -> int:
 
 COMMANDS = {
     "run": cmd_run,
+    "plan": cmd_plan,
     "selfcheck": cmd_selfcheck,
     "history": cmd_history,
     "report": cmd_report,

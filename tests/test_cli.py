@@ -117,6 +117,28 @@ def test_run_refuses_bad_selections_with_the_valid_ones(tmp_path, capsys, argv, 
     assert message in capsys.readouterr().err
 
 
+def test_plan_shows_each_target_and_the_nights_expected_end(tmp_path, capsys) -> None:
+    """``nightly plan``: the night over 1 and 4 targets; nothing starts. On 4 targets the
+    nightly profile ends within the plan's 120 minutes (computed, not run)."""
+    argv = ["--store", str(tmp_path / "m.duckdb"), "plan", "--profile", "nightly"]
+    assert main([*argv, "--targets", "1,4"]) == 0
+    out = capsys.readouterr().out
+    one, four = out.split("## 4 target(s)")
+    assert "embedded-1: " in one and "14_ws_longevity" in one and "embedded-2" not in one
+    assert all(f"embedded-{i}: " in four for i in range(1, 5))
+    ends = re.findall(r"expected to end (\d+):(\d\d):\d\d", out)
+    assert int(ends[0][0]) >= 3  # one after another: ~4 h
+    assert int(ends[1][0]) * 60 + int(ends[1][1]) <= 120
+    assert not (tmp_path / "m.duckdb").exists()  # nothing ran, nothing stored
+
+
+def test_plan_refuses_more_targets_than_the_file_lists(tmp_path, capsys) -> None:
+    path = tmp_path / "targets.json"
+    path.write_text(json.dumps({"targets": [{"name": "a"}, {"name": "b"}]}))
+    assert main(["plan", "--target", str(path), "--targets", "3"]) == 2
+    assert "lists 2 target(s) (a, b)" in capsys.readouterr().err
+
+
 def test_run_ci_profile_end_to_end_writes_rows_and_junit(ci_night) -> None:
     """``nightly run --profile ci`` with no ``--tests``: every test of the catalog runs
     and passes, the table lists each, the JUnit file has no failure, the report is

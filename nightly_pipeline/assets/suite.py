@@ -56,8 +56,13 @@ def check_result(key: dg.AssetKey, outcome: CheckOutcome) -> dg.AssetCheckResult
 
 
 def build_test_asset(
-    test: SuiteTest, retry_policy: dg.RetryPolicy = INFRA_RETRY
+    test: SuiteTest,
+    retry_policy: dg.RetryPolicy = INFRA_RETRY,
+    pool: str = TARGET_POOL,
+    op_tags: dict[str, str] | None = None,
 ) -> dg.AssetsDefinition:
+    """The test's multi-asset, its step in ``pool`` (a fanned-out night's per-target jobs
+    give each target its own: ``automation.fanout``)."""
     spec = test.spec
     keys = {name: dg.AssetKey([spec.key, name]) for name in spec.assets}
 
@@ -77,8 +82,8 @@ def build_test_asset(
             for c in spec.checks
         ],
         partitions_def=NIGHTS,
-        pool=TARGET_POOL,
-        op_tags={"nightly/test": spec.key},
+        pool=pool,
+        op_tags={"nightly/test": spec.key, **(op_tags or {})},
         can_subset=True,
     )
     def _test(

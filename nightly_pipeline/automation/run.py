@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -53,6 +53,8 @@ from nightly_pipeline.suite.errors import SelectionError
 from nightly_pipeline.suite.profiles import Profile
 from nightly_pipeline.testbed.stack.reaper import reap_dead_stacks
 
+Say = Callable[[str], None]
+"""Where a line for the user goes."""
 PID_TAG = "nightly/pid"
 HOST_TAG = "nightly/host"
 
@@ -65,6 +67,12 @@ class NightRun:
     checks: tuple[CheckLine, ...]
     error: str = ""
     interrupted: bool = False  # Ctrl-C / SIGTERM: stopped early, no verdicts or report
+    other_run_ids: tuple[str, ...] = ()  # a fanned-out night's other targets' runs
+
+    @property
+    def run_ids(self) -> tuple[str, ...]:
+        """Every ``nightly_suite`` run of the night (one per target)."""
+        return (self.run_id, *self.other_run_ids)
 
     @property
     def blocking_failed(self) -> bool:
@@ -177,6 +185,133 @@ def reap_dead_runs(instance: dg.DagsterInstance, store: MetricStore) -> list[str
     return reaped
 
 
+def suite_run_config(
+    target: str,
+    profile: Profile,
+    home: Home,
+    knobs: Mapping[str, object] | None = None,
+    log_level: str = "INFO",
+    entry: str = "",
+) -> dict[str, object]:
+    """The suite job's run config, its resources configured as a launch from the UI would
+    configure them. ``knobs``: the embedded platform's fault knobs (in the run's config,
+    so the UI shows the night was broken); ``entry``: which target of a target file."""
+    target_config: dict[str, object] = {
+        "target": target,
+        "home": str(home.root),
+        "testbed_knobs": json.dumps(dict(knobs)) if knobs else "",
+    }
+    if entry:
+        target_config["entry"] = entry
+    return {
+        "loggers": {"console": {"config": {"log_level": log_level}}},
+        "resources": {
+            "target": {"config": target_config},
+            "store": {"config": {"path": str(home.store)}},
+            "profile": {"config": {"name": profile.name}},
+        },
+    }
+
+
+def cli_tags(profile: Profile) -> dict[str, str]:
+    """The tags of a run ``nightly`` started in this process (``reap_dead_runs`` reads them)."""
+    return {
+        PROFILE_TAG: profile.name,
+        TRIGGER_TAG: CLI_TRIGGER,
+        PID_TAG: str(os.getpid()),
+        HOST_TAG: socket.gethostname(),
+    }
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """One ``nightly_suite`` run as it ended: its store row closed, its checks read."""
+
+    run_id: str
+    outcome: RunStatus
+    checks: tuple[CheckLine, ...]
+    interrupted: bool
+    errors: tuple[str, ...]  # why it failed, beyond a blocking check
+
+
+def execute_suite(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    store: MetricStore,
+    night: date,
+    tests: list[SuiteTest] | None,
+    run_config: Mapping[str, object],
+    tags: Mapping[str, str],
+    *,
+    run_id: str | None = None,
+    say: Say = lambda _: None,
+) -> SuiteRun:
+    """Run ``job`` (a ``nightly_suite``) in this process for ``night`` and close its store row."""
+    suite = job.execute_in_process(
+        instance=instance,
+        partition_key=night.isoformat(),
+        asset_selection=_selection(tests),
+        raise_on_error=False,
+        run_config=dict(run_config),
+        tags=dict(tags),
+        run_id=run_id,
+    )
+    interrupted = was_interrupted(suite)
+    outcome: RunStatus = (
+        "canceled" if interrupted else SUITE_OUTCOMES[instance.get_run_by_id(suite.run_id).status]
+    )
+    ok, message = close_store_run(store, instance, suite.run_id, outcome)
+    if not ok:
+        say(message)
+    checks = _check_lines(suite)
+    errors = []
+    blocked = any(c.failed and c.blocking for c in checks)
+    if not suite.success and not interrupted:
+        reasons = step_failures(suite)
+        if reasons or not blocked:  # failed for another reason than a check
+            errors.append("; ".join(reasons) or "the tests' run failed")
+    return SuiteRun(suite.run_id, outcome, checks, interrupted, tuple(errors))
+
+
+INTERRUPTED = (
+    "interrupted: the running test stopped early and the platform was stopped; "
+    "the night's verdicts and report were not updated"
+)
+
+
+def run_history(
+    instance: dg.DagsterInstance,
+    night: date,
+    run_config: Mapping[str, object],
+    suite_run_id: str,
+    outcome: RunStatus,
+) -> bool:
+    """The night's ``nightly_history`` run after its suite run(s); whether it succeeded."""
+    history = defs.resolve_job_def(nightly_history_job.name).execute_in_process(
+        instance=instance,
+        partition_key=night.isoformat(),
+        raise_on_error=False,
+        run_config={
+            "loggers": run_config["loggers"],
+            "resources": {"store": run_config["resources"]["store"]},  # type: ignore[index]
+        },
+        tags=history_tags(suite_run_id, outcome, CLI_TRIGGER),
+    )
+    return history.success
+
+
+def reap_before_night(
+    home: Home, instance: dg.DagsterInstance, store: MetricStore, say: Say
+) -> None:
+    """A dead run's faults reverted, its stacks and runs reaped, before a night starts."""
+    for line in FaultLedger(home.chaos_ledger).revert_leftovers():
+        say(f"a dead run's fault: {line}")
+    for line in reap_dead_stacks(home.stack):  # its processes are gone before its row closes
+        say(line)
+    for line in reap_dead_runs(instance, store):
+        say(line)
+
+
 def run_night(
     tests: list[SuiteTest] | None,
     profile: Profile,
@@ -193,81 +328,25 @@ def run_night(
     and Dagster's console log shows ``log_level`` and above. ``knobs``: the embedded
     platform's fault knobs (in the run's config, so the UI shows the night was broken)."""
     check_night(night)
-    logs = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     store = MetricStore(home.store)
-    # The jobs' own resources, configured as a launch from the UI would configure them.
-    resources = {
-        "target": {
-            "config": {
-                "target": target,
-                "home": str(home.root),
-                "testbed_knobs": json.dumps(dict(knobs)) if knobs else "",
-            }
-        },
-        "store": {"config": {"path": str(home.store)}},
-        "profile": {"config": {"name": profile.name}},
-    }
-    tags = {
-        PROFILE_TAG: profile.name,
-        TRIGGER_TAG: CLI_TRIGGER,
-        PID_TAG: str(os.getpid()),
-        HOST_TAG: socket.gethostname(),
-    }
-    for line in FaultLedger(home.chaos_ledger).revert_leftovers():
-        say(f"a dead run's fault: {line}")
-    for line in reap_dead_stacks(home.stack):  # its processes are gone before its row closes
-        say(line)
+    run_config = suite_run_config(target, profile, home, knobs, log_level)
     with open_instance(home) as instance:
-        for line in reap_dead_runs(instance, store):
-            say(line)
+        reap_before_night(home, instance, store, say)
         holders = slot_holders(instance, TARGET_POOL)
         if holders:
             say(f"the {TARGET_POOL!r} pool is held by run(s) {', '.join(holders)}: waiting")
-        suite = defs.resolve_job_def(nightly_suite_job.name).execute_in_process(
-            instance=instance,
-            partition_key=night.isoformat(),
-            asset_selection=_selection(tests),
-            raise_on_error=False,
-            run_config={**logs, "resources": resources},
-            tags=tags,
+        job = defs.resolve_job_def(nightly_suite_job.name)
+        suite = execute_suite(
+            job, instance, store, night, tests, run_config, cli_tags(profile), say=say
         )
-        run_id = suite.run_id
-        interrupted = was_interrupted(suite)
-        outcome: RunStatus = (
-            "canceled" if interrupted else SUITE_OUTCOMES[instance.get_run_by_id(run_id).status]
-        )
-        ok, message = close_store_run(store, instance, run_id, outcome)
-        if not ok:
-            say(message)
-        checks = _check_lines(suite)
-        if interrupted:
-            return NightRun(
-                night,
-                run_id,
-                False,
-                checks,
-                "interrupted: the running test stopped early and the platform was stopped; "
-                "the night's verdicts and report were not updated",
-                interrupted=True,
-            )
-        errors = []
-        blocked = any(c.failed and c.blocking for c in checks)
-        if not suite.success:
-            reasons = step_failures(suite)
-            if reasons or not blocked:  # failed for another reason than a check
-                errors.append("; ".join(reasons) or "the tests' run failed")
-        if outcome in HISTORY_AFTER:
-            history = defs.resolve_job_def(nightly_history_job.name).execute_in_process(
-                instance=instance,
-                partition_key=night.isoformat(),
-                raise_on_error=False,
-                run_config={**logs, "resources": {"store": resources["store"]}},
-                tags=history_tags(run_id, outcome, CLI_TRIGGER),
-            )
-            if not history.success:
-                errors.append("the night's verdicts/report failed")
+        if suite.interrupted:
+            return NightRun(night, suite.run_id, False, suite.checks, INTERRUPTED, interrupted=True)
+        errors = list(suite.errors)
+        history = suite.outcome in HISTORY_AFTER
+        if history and not run_history(instance, night, run_config, suite.run_id, suite.outcome):
+            errors.append("the night's verdicts/report failed")
     compact_after_night(store, say)  # reports its own errors: never fails the night
-    return NightRun(night, run_id, not errors, checks, "; ".join(errors))
+    return NightRun(night, suite.run_id, not errors, suite.checks, "; ".join(errors))
 
 
 def write_junit(run: NightRun, path: Path) -> None:

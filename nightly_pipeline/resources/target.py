@@ -26,6 +26,8 @@ class TargetResource(dg.ConfigurableResource):
     the path of an external target file (README: external target mode)."""
 
     target: str = "embedded"
+    entry: str = ""
+    """Which target of a file listing several (``targets``): its name."""
     users: int = 100
     home: str = ""  # default: $NIGHTLY_HOME; the platform runs in <home>/stack/<run id>
     api_port: int = 0
@@ -49,7 +51,7 @@ class TargetResource(dg.ConfigurableResource):
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["TargetResource"]:
         # A resource is an entry point: the environment is read here, not below.
         if self.target != "embedded":
-            self._external = load_target(Path(self.target), os.environ)
+            self._external = load_target(Path(self.target), os.environ, self.entry)
             yield self
             return
         home = Home.at(self.home) if self.home else Home.from_env(os.environ)

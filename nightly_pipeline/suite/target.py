@@ -29,6 +29,20 @@ A deployed platform offers no process handles to inject faults with; the chaos t
 ``"chaos_experiments": {"09": "experiments/redis-partition.json"}`` (paths relative to
 the target file; JSON or YAML; validated by Chaos Toolkit when the file is read).
 
+Several environments, one test at a time on each (a night fanned out over them: ``nightly
+run --target FILE --targets N``, ``suite.night_plan``), are listed in one file under
+``targets``; each entry is a target as above, the file's other keys its defaults::
+
+    {
+      "password_env": "NIGHTLY_TARGET_PASSWORD",
+      "users": ["load0001", "load0002"],
+      "allow_hosts": ["a.staging.example.com", "b.staging.example.com"],
+      "targets": [
+        {"name": "staging-a", "base_url": "https://a.staging.example.com", "ws_url": "wss://..."},
+        {"name": "staging-b", "base_url": "https://b.staging.example.com", "ws_url": "wss://..."}
+      ]
+    }
+
 Test 13 applies a real migration under load: ``"migration": {"up": ..., "down": ...,
 "dsn_env": ...}`` (SQL files in the step format, paths relative to the target file) or
 ``{"command": [...], "down_command": [...], "dsn_env": ...}`` (``suite.migration.source``);
@@ -81,12 +95,72 @@ class Target:
 REQUIRED = ("name", "base_url", "ws_url", "users", "password_env")
 
 
-def load_target(path: Path, env: Mapping[str, str]) -> Target:
-    """Read an external target file; every problem is reported at once."""
+def load_target(path: Path, env: Mapping[str, str], entry: str = "") -> Target:
+    """Read an external target file; every problem is reported at once. A file listing
+    ``targets`` needs ``entry``, the name of the one to use."""
+    raw = _read(path)
+    if "targets" not in raw:
+        if entry and raw.get("name") != entry:
+            raise TargetConfigError(f"target file {path}: lists no targets; {entry!r} is not in it")
+        return _target_from(path, raw, env)
+    entries = _entries(path, raw)
+    if not entry:
+        raise TargetConfigError(
+            f"target file {path}: lists {len(entries)} targets ({', '.join(entries)}): "
+            "fan the night out over them (nightly run --targets N) or name one"
+        )
+    if entry not in entries:
+        raise TargetConfigError(
+            f"target file {path}: no target named {entry!r}; it lists {', '.join(entries)}"
+        )
+    return _target_from(path, entries[entry], env)
+
+
+def load_targets(path: Path, env: Mapping[str, str]) -> dict[str, Target]:
+    """Every target of a file, by name (a single-target file: its one target)."""
+    raw = _read(path)
+    if "targets" not in raw:
+        target = _target_from(path, raw, env)
+        return {target.name: target}
+    return {name: _target_from(path, e, env) for name, e in _entries(path, raw).items()}
+
+
+def target_names_in(path: Path) -> tuple[str, ...]:
+    """The names of a file's targets, in its order, without checking the rest."""
+    raw = _read(path)
+    if "targets" not in raw:
+        return (str(raw.get("name", path.stem)),)
+    return tuple(_entries(path, raw))
+
+
+def _read(path: Path) -> dict:
     try:
         raw = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise TargetConfigError(f"target file {path}: cannot read it as JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise TargetConfigError(f"target file {path}: must hold a JSON object")
+    return raw
+
+
+def _entries(path: Path, raw: dict) -> dict[str, dict]:
+    """``targets``' entries by name, each with the file's other keys as its defaults."""
+    listed = raw["targets"]
+    if not isinstance(listed, list) or not listed:
+        raise TargetConfigError(f"target file {path}: targets must be a non-empty list")
+    defaults = {k: v for k, v in raw.items() if k != "targets"}
+    entries: dict[str, dict] = {}
+    for i, item in enumerate(listed):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise TargetConfigError(f'target file {path}: targets[{i}] needs a "name"')
+        if item["name"] in entries:
+            raise TargetConfigError(f"target file {path}: two targets named {item['name']!r}")
+        entries[item["name"]] = {**defaults, **item}
+    return entries
+
+
+def _target_from(path: Path, raw: dict, env: Mapping[str, str]) -> Target:
+    """One target's keys (``REQUIRED`` and the optional ones) as a checked ``Target``."""
     problems = [f"missing key {key!r}" for key in REQUIRED if key not in raw]
     if not problems:
         for key in ("base_url", "ws_url"):

@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from nightly_pipeline.suite.target import TargetConfigError, load_target
+from nightly_pipeline.suite.target import (
+    TargetConfigError,
+    load_target,
+    load_targets,
+    target_names_in,
+)
 
 GOOD = {
     "name": "staging",
@@ -94,3 +99,44 @@ def test_an_experiment_that_does_not_validate_is_refused_with_chaos_toolkits_wor
     assert "an activity requires a provider" in message  # chaoslib's own words
     assert "absent.json: no such file" in message
     assert "'x' is not a test id" in message
+
+
+def _several(tmp_path):
+    """A file listing two environments, the shared keys at the top."""
+    shared = {k: v for k, v in GOOD.items() if k not in ("name", "base_url", "ws_url")}
+    shared["allow_hosts"] = ["a.example.com", "b.example.com"]
+    listed = [
+        {"name": n, "base_url": f"https://{n}.example.com", "ws_url": f"wss://{n}.example.com/ws"}
+        for n in ("a", "b")
+    ]
+    path = tmp_path / "targets.json"
+    path.write_text(json.dumps({**shared, "metrics_urls": {}, "targets": listed}))
+    return path
+
+
+def test_a_file_of_several_targets_loads_each_with_the_shared_keys(tmp_path) -> None:
+    path = _several(tmp_path)
+    env = {"NIGHTLY_TARGET_PASSWORD": "s3cret"}
+    targets = load_targets(path, env)
+    assert list(targets) == ["a", "b"]
+    assert targets["b"].base_url == "https://b.example.com"
+    assert targets["b"].password == "s3cret" and targets["b"].users == ("load0001",)
+    assert load_target(path, env, "a") == targets["a"]
+    assert target_names_in(path) == ("a", "b")
+
+
+def test_a_file_of_several_targets_needs_the_entry_named(tmp_path) -> None:
+    path = _several(tmp_path)
+    env = {"NIGHTLY_TARGET_PASSWORD": "s3cret"}
+    with pytest.raises(TargetConfigError, match=r"lists 2 targets \(a, b\)"):
+        load_target(path, env)
+    with pytest.raises(TargetConfigError, match="no target named 'c'; it lists a, b"):
+        load_target(path, env, "c")
+
+
+def test_a_one_target_file_still_loads_as_before_and_by_its_name(tmp_path) -> None:
+    path = tmp_path / "target.json"
+    path.write_text(json.dumps(GOOD))
+    env = {"NIGHTLY_TARGET_PASSWORD": "s3cret"}
+    assert load_target(path, env, "staging") == load_target(path, env)
+    assert list(load_targets(path, env)) == ["staging"]
