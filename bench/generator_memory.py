@@ -4,9 +4,10 @@
 
 Runs the suite's own Test 01 (as ``nightly run`` does: scenario, sampling, checks) on a
 freshly started embedded platform for ``30 min x scale`` at ``--rate`` messages a second,
-and prints the RSS of this process (the generator: load engine, delivery ledger, receipts;
-the platform and the listener processes are children and not counted) at ``1, 10 and 30
-min x scale`` of the load, then the delivery figures and the checks that failed. Before
+and prints the RSS of this process (the generator: load engine, delivery ledger, receipts,
+the sampler's scrapes; the platform and the listener processes are children and not
+counted) at ``1, 10 and 30 min x scale`` of the load and the growth a minute between the
+first and the last mark, then the delivery figures and the checks that failed. Before
 the delivery ledger settled messages, the full-length run grew it from 208 MB to 1,019 MB
 (~23 MB a minute, Issue 15); flat is the goal. ``--scale 0.1`` takes ~3 min plus set-up.
 
@@ -149,6 +150,10 @@ def main() -> None:
         got = rss.rss_mb.get(mark)
         shown = f"{got:7.0f} MB" if got is not None else "   (not reached)"
         print(f"  at {minutes:4g} min x {args.scale:g} = {mark:7.1f} s: {shown}")
+    first, last = rss.rss_mb.get(marks[0]), rss.rss_mb.get(marks[-1])
+    if first is not None and last is not None:
+        per_min = (last - first) / ((marks[-1] - marks[0]) / 60.0)
+        print(f"  growth from the first mark to the last: {per_min:+.2f} MB a minute")
     failed = [c.check.name for c in outcome.checks if not c.passed]
     print(
         f"achieved {_figure(outcome, 'http_reqs.rate'):.1f} msg/s;"

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import duckdb
-import psutil
 import pytest
 
 from nightly_pipeline.cli import main
 from nightly_pipeline.store import MetricStore
 from nightly_pipeline.suite.catalog import TESTS
+from tests.processes import processes_left
 
 
 def test_history_of_an_empty_store_says_what_to_do(tmp_path, capsys) -> None:
@@ -154,15 +154,6 @@ def test_run_ci_profile_end_to_end_writes_rows_and_junit(ci_night) -> None:
     assert ci_night.left == []
 
 
-def _processes_naming(root: Path) -> list[str]:
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        line = " ".join(proc.info["cmdline"] or ())
-        if str(root) in line and proc.info["status"] != psutil.STATUS_ZOMBIE:
-            found.append(f"{proc.pid} {line[:100]}")
-    return found
-
-
 RUN_MARK = "NIGHTLY_TEST_RUN"  # names an interrupted run's processes, wherever they end up
 
 
@@ -202,7 +193,7 @@ def _interrupt_run(home: Path, tests: str, started: str, after_s: float = 0.0) -
     out = "".join(seen) + out
     assert child.returncode == 130, out
     assert "nightly run: interrupted" in out
-    assert _processes_naming(home) == []
+    assert processes_left(home) == []
     assert MetricStore(home / "metrics.duckdb").runs()["status"].to_list() == ["canceled"]
     return out
 
@@ -232,21 +223,9 @@ def test_ctrl_c_during_test_12_leaves_none_of_its_1000_sockets_listeners(tmp_pat
     the platform stopped, and none of the four listener processes left."""
     home = tmp_path / "home"
     _interrupt_run(home, "12", "12_multi_user_conversation load 1/")
-    listeners = [
-        p.pid
-        for p in psutil.process_iter(["cmdline", "status"])
-        if "nightly_pipeline.suite.ws_listen" in " ".join(p.info["cmdline"] or ())
-        and p.info["status"] != psutil.STATUS_ZOMBIE
-        and _environ(p).get(RUN_MARK) == str(home)  # this run's, not another test's
-    ]
+    # this run's (marked in their environment), not another test's
+    listeners = processes_left("nightly_pipeline.suite.ws_listen", environ={RUN_MARK: str(home)})
     assert listeners == []
-
-
-def _environ(proc: psutil.Process) -> dict[str, str]:
-    try:
-        return proc.environ()
-    except psutil.Error:
-        return {}
 
 
 def test_bad_input_is_refused_at_the_door_every_problem_once(tmp_path, capsys) -> None:

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from nightly_pipeline.testbed.stack.probes import free_port
+from tests.processes import processes_left
 
 BIN = Path(sys.executable).parent
 
@@ -52,15 +52,6 @@ def _stop_group(child: subprocess.Popen) -> int:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
     return child.returncode
-
-
-def _left_behind(root: Path) -> list[str]:
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        line = " ".join(proc.info["cmdline"] or ())
-        if str(root) in line and proc.info["status"] != psutil.STATUS_ZOMBIE:
-            found.append(f"{proc.pid} {line[:120]}")
-    return found
 
 
 def test_using_it_from_the_project_root_without_nightly_home(project_root: Path) -> None:
@@ -108,7 +99,7 @@ def test_stack_up_from_the_project_root_without_nightly_home(project_root: Path)
         code = _stop_group(child)
     assert code == 130, "".join(lines)[-3000:]
     assert str(project_root / ".nightly" / "stack") in "".join(lines)
-    assert _left_behind(project_root) == []
+    assert processes_left(project_root) == []
 
 
 def test_the_ui_shows_the_runs_of_nightly_run(project_root: Path) -> None:

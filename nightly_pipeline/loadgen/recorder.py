@@ -11,7 +11,8 @@ Data flow::
         │  close_seconds(now) / close_all()   (seconds more than `auto_close_after_s`
         ▼                                      behind the newest sample close by themselves)
     SeriesSecond per (metric, tags, second)  compact row + V2-encoded histogram
-        ├── kept per second → series_rows(), window_stats(), windows()   (sliding, exact)
+        ├── kept per second → series_rows(), window_stats(), windows()   (sliding, exact;
+        │                     rows older than `spill_after_s` on disk: metrics_spill)
         ├── added to the whole-run total      one HdrHistogram (1 µs .. 1 h, 3 digits) +
         │                                     exact count/sum/min/max per (metric, tags)
         └── returned as SecondSnapshot        picklable; another Recorder ingest()s it
@@ -61,6 +62,7 @@ from nightly_pipeline.loadgen.metrics_series import (
     sparse_of,
     tags_key,
 )
+from nightly_pipeline.loadgen.metrics_spill import Seconds, Spill
 from nightly_pipeline.loadgen.metrics_stats import (
     COUNTER,
     GAUGE,
@@ -73,6 +75,8 @@ from nightly_pipeline.loadgen.metrics_stats import (
 __all__ = ["MetricKey", "Recorder", "SecondSnapshot", "SeriesSecond", "Tags"]
 
 _Key = tuple[str, TagsKey]
+SPILL_AFTER_S = 120  # closed seconds older than this go to disk (metrics_spill)
+SPILL_EVERY_S = 60
 
 
 class _Total(Part):
@@ -95,14 +99,25 @@ class _Total(Part):
 class Recorder:
     """Records samples of one run; see the module docstring."""
 
-    def __init__(self, run_start: float, *, auto_close_after_s: int = 10) -> None:
+    def __init__(
+        self,
+        run_start: float,
+        *,
+        auto_close_after_s: int = 10,
+        spill_after_s: int | None = SPILL_AFTER_S,
+    ) -> None:
+        """``spill_after_s``: closed rows that much older than the newest closed second
+        move to a temporary file (None: all kept in memory)."""
         self._run_start = run_start
         self._auto_close = max(1, int(auto_close_after_s))
         self._floor = 0  # first second not closed yet
         self._open: dict[int, dict[_Key, list[Any]]] = {}
         self._kinds: dict[str, str] = {}
         self._keys: dict[_Key, MetricKey] = {}
-        self._rows: dict[MetricKey, dict[int, SeriesSecond]] = {}
+        self._rows: dict[MetricKey, Seconds] = {}
+        self._spill = Spill()
+        self._spill_after = spill_after_s
+        self._next_spill: int | None = None
         self._totals: dict[MetricKey, _Total] = {}
         self._pending: list[SecondSnapshot] = []
         self._last_at = run_start
@@ -200,7 +215,20 @@ class Recorder:
             if series:
                 out.append(SecondSnapshot(sec, self.duration_s, tuple(series)))
         self._floor = max(self._floor, limit)
+        self._maybe_spill()
         return out
+
+    def _maybe_spill(self) -> None:
+        """Once a ``SPILL_EVERY_S``, rows older than ``spill_after_s`` before the newest
+        closed second out of memory."""
+        if self._spill_after is None:
+            return
+        closed = self.closed_until
+        if self._next_spill is None:
+            self._next_spill = closed + self._spill_after + SPILL_EVERY_S
+        if closed >= self._next_spill:
+            self._next_spill = closed + SPILL_EVERY_S
+            self._spill.move_older_than(list(self._rows.values()), closed - self._spill_after)
 
     def _intern(self, key: _Key) -> MetricKey:
         mk = self._keys.get(key)
@@ -211,7 +239,7 @@ class Recorder:
     def _store(self, mk: MetricKey, sec: int, row: SeriesSecond, counts: Any) -> None:
         rows = self._rows.get(mk)
         if rows is None:
-            rows = self._rows[mk] = {}
+            rows = self._rows[mk] = self._spill.new_series()
         prev = rows.get(sec)
         rows[sec] = row if prev is None else combine(prev, row)
         total = self._totals.get(mk)
@@ -231,6 +259,7 @@ class Recorder:
                 row = row._replace(name=mk.name, tags=mk.tags, kind=kind)
                 self._store(mk, snap.second, row, sparse_of(row) if kind == TREND else None)
             self._ingested_until = max(self._ingested_until, snap.second + 1)
+        self._maybe_spill()
 
     def snapshots(self) -> list[SecondSnapshot]:
         """Every closed second as snapshots (what `ingest` takes)."""

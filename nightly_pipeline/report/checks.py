@@ -5,8 +5,9 @@ The store keeps a threshold's metric and expression (``delivery_lost`` ``count==
 not its unit; the unit is the stored figure's (``delivery_lost.count`` is a ``count``,
 ``http_req_duration.p95`` in ``ms``), found in that night's history rows.
 
-A check not measurable on this target (stored with severity ``not_measurable``) shows as
-such, neither pass nor FAIL; the reason is in the test's detail above the table.
+A check not measurable on this target (stored with its reason in ``not_measurable``; by
+releases before store version 7, with severity ``not_measurable``) shows as such,
+neither pass nor FAIL; the reason is in the test's detail above the table.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def check_rows(
     for r in mine.iter_rows(named=True):
         tags = r["tags"] or "{}"
         unit = units.get(stored_metric(r["metric"], r["expression"]), "")
-        skipped = r["severity"] == NOT_MEASURABLE_SEVERITY
+        skipped = r.get("not_measurable") is not None or r["severity"] == NOT_MEASURABLE_SEVERITY
         out.append(
             {
                 "check": metric_label(r["metric"], tags),

@@ -125,8 +125,17 @@ def _experiment(journal: chaos.Journal) -> str:
 
 
 def _series_end(series: pl.DataFrame) -> float:
-    """The end of the last recorded second (its point is drawn at its start)."""
-    return float(series["second"].max()) + 1.0  # type: ignore[arg-type]
+    """The end of the last recorded second (its point is drawn at its start).
+
+    A compacted night's rows are minutes (``resolution_s`` 60) starting at ``second``;
+    a minute ends after the seconds it merged (``seconds_present``, at most its
+    resolution), so an unreverted fault is shaded to the load's end, not one second
+    into the last minute."""
+    if "seconds_present" not in series.columns:
+        return float(series["second"].max()) + 1.0  # type: ignore[arg-type]
+    width = pl.col("resolution_s").fill_null(1) if "resolution_s" in series.columns else 1
+    merged = pl.col("seconds_present").fill_null(1).clip(1, width)
+    return float(series.select((pl.col("second") + merged).max()).item())
 
 
 def _test_block(

@@ -18,6 +18,7 @@ from nightly_pipeline.suite.profiles import PROFILES, Profile, ProfileName
 from nightly_pipeline.suite.target import Target, load_target
 from nightly_pipeline.testbed.embedded import PlatformSettings
 from nightly_pipeline.testbed.on_demand import OnDemandPlatform
+from nightly_pipeline.testbed.stack.parent_watch import die_with_multiprocessing_parent
 
 
 class TargetResource(dg.ConfigurableResource):
@@ -62,6 +63,11 @@ class TargetResource(dg.ConfigurableResource):
         settings = PlatformSettings(
             users=self.users, password_hash_n=self.password_hash_n, overrides=overrides
         )
+        # A step process of the multiprocess executor owns the stack: it must not outlive
+        # a run worker killed by run monitoring (Issue 15), so it dies with it.
+        followed = die_with_multiprocessing_parent()
+        if followed is not None and context.log is not None:
+            context.log.debug(f"this step process dies with its run worker (pid {followed})")
         with OnDemandPlatform(home.stack / run_id, settings, os.environ.get("PATH")) as platform:
             self._embedded = platform
             try:

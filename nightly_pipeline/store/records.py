@@ -101,17 +101,20 @@ class SeriesRow:
 
 @dataclass(frozen=True, slots=True)
 class ThresholdRow:
-    """The verdict of one threshold expression, over the whole run or over one window."""
+    """The verdict of one threshold expression, over the whole run or over one window.
+    ``not_measurable``: why the target cannot support it; then ``passed`` is None (not
+    judged) and there is no ``observed``."""
 
     metric: str
     expression: str
     scope: ThresholdScope
-    passed: bool
+    passed: bool | None
     observed: float | None = None
     window_start: float | None = None
     window_end: float | None = None
     severity: str = "error"
     tags: Mapping[str, str] = field(default_factory=dict)
+    not_measurable: str | None = None
 
     def __post_init__(self) -> None:
         _check_name("metric", self.metric)

@@ -37,7 +37,7 @@ SERIES_COLUMNS = (
 )
 THRESHOLD_COLUMNS = (
     *("night", "profile", "test", "metric", "tags", "expression", "scope", "passed"),
-    *("observed", "window_start", "window_end", "severity"),
+    *("observed", "window_start", "window_end", "severity", "not_measurable"),
 )
 ACTIVITY_COLUMNS = (
     *("night", "profile", "test", "run_id", "seq", "phase", "kind", "name", "status"),
@@ -170,7 +170,7 @@ def _series_row(head: tuple[Any, ...], s: SeriesRow, tags: _TagCache) -> tuple[A
 def _threshold_row(head: tuple[Any, ...], t: ThresholdRow, tags: _TagCache) -> tuple[Any, ...]:
     return (
         *(*head, t.metric, tags(t.tags), t.expression, t.scope, t.passed),
-        *(t.observed, t.window_start, t.window_end, t.severity),
+        *(t.observed, t.window_start, t.window_end, t.severity, t.not_measurable),
     )
 
 

@@ -4,7 +4,8 @@ Keeping every sent message and its receipts to the end grew a 30-minute Test 01 
 messages, 2.7 M deliveries) by ~0.8 GB. Here a message is *settled* once every recipient
 has it exactly once, intact, and ``settle_after_s`` has passed since it was sent: its
 deliveries fold into counters (``expected``; their end-to-end times go to a recorder of
-constant size), its receipts row is freed, and its id goes to ``SettledIds`` (~52 B).
+constant size), its receipts row is freed, and its id goes to ``SettledIds`` (spilled
+to a temporary SQLite file).
 
 The verdict is the one ``delivery.judge_delivery`` gives on everything kept to the end:
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from nightly_pipeline.loadgen import LoadResult, ThresholdResult
 from nightly_pipeline.loadgen.metrics_stats import COUNTER, GAUGE, RATE, TREND
-from nightly_pipeline.loadgen.thresholds import NOT_MEASURABLE_SEVERITY
 from nightly_pipeline.store import (
     ActivityRow,
     ExperimentRow,
@@ -124,23 +123,21 @@ def threshold_rows(
     """Store rows of threshold verdicts; ``severity_of`` maps (selector, expression) to a
     check's severity, ``severity`` is the default.
 
-    The store has no third verdict (``threshold_results.passed`` is NOT NULL): a result
-    not measurable on this target is stored with severity ``not_measurable``, passed
-    (it did not fail: no failed threshold is counted) and no observed value; its reason
-    is in the test's ``detail``."""
+    A result not measurable on this target is stored with its reason in
+    ``not_measurable``, ``passed`` None (neither passed nor failed: no failed threshold
+    is counted) and no observed value."""
     return [
         ThresholdRow(
             t.metric,
             t.expression,
             t.scope,  # type: ignore[arg-type]
-            t.passed or bool(t.not_measurable),
+            None if t.not_measurable else t.passed,
             None if t.not_measurable else t.observed,
             t.window_start,
             t.window_end,
-            NOT_MEASURABLE_SEVERITY
-            if t.not_measurable
-            else (severity_of or {}).get((t.selector, t.expression), severity),
+            (severity_of or {}).get((t.selector, t.expression), severity),
             dict(t.tags),
+            t.not_measurable or None,
         )
         for t in results
     ]

@@ -12,12 +12,14 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
+
+from nightly_pipeline.suite.scrape_log import ScrapeLog, Tags
 
 MetricKey = tuple[str, tuple[tuple[str, str], ...]]  # (sample name, sorted labels)
 
@@ -41,11 +43,12 @@ class Scrape:
 
     def total(self, name: str, **labels: str) -> float | None:
         """Sum of ``name`` over every endpoint and every label set containing ``labels``."""
+        want = set(labels.items())
         found = [
             value
             for samples in self.values.values()
-            for (sample, tags), value in samples.items()
-            if sample == name and set(labels.items()) <= set(tags)
+            for tags, value in _named(samples, name)
+            if want <= set(tags)
         ]
         return sum(found) if found else None
 
@@ -54,11 +57,20 @@ class Scrape:
         it left out): ``ws_close_total`` by close code."""
         out: dict[str, float] = {}
         for samples in self.values.values():
-            for (sample, tags), value in samples.items():
+            for tags, value in _named(samples, name):
                 key = dict(tags).get(label)
-                if sample == name and key is not None:
+                if key is not None:
                     out[key] = out.get(key, 0.0) + value
         return out
+
+
+def _named(samples: Mapping[MetricKey, float], name: str) -> Iterable[tuple[Tags, float]]:
+    """``(labels, value)`` of the samples called ``name``, in exposition order (a scrape
+    read back from a ``ScrapeLog`` looks only at that name's keys)."""
+    named = getattr(samples, "named", None)
+    if named is not None:
+        return named(name)  # type: ignore[no-any-return]
+    return [(tags, value) for (sample, tags), value in samples.items() if sample == name]
 
 
 def scrape(urls: Mapping[str, str], client: httpx.Client, at: float) -> Scrape:
@@ -104,7 +116,10 @@ def sample_process(pid: int, at: float) -> ProcessSample | None:
 
 @dataclass
 class Samples:
-    scrapes: list[Scrape] = field(default_factory=list)
+    """What a sampler read: ``scrapes`` in order (a ``ScrapeLog`` when a ``Sampler`` wrote
+    them: kept as changes), the process samples by process name."""
+
+    scrapes: Sequence[Scrape] = field(default_factory=list)
     processes: dict[str, list[ProcessSample]] = field(default_factory=dict)
 
 
@@ -130,7 +145,8 @@ class Sampler:
         self.interval_s = interval_s
         self.max_samples = max_samples
         self.clock = clock
-        self.samples = Samples(processes={name: [] for name in pids})
+        self.log = ScrapeLog()
+        self.samples = Samples(scrapes=self.log, processes={name: [] for name in pids})
         self._client = httpx.Client(timeout=timeout_s, trust_env=False)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nightly-sampler", daemon=True)
@@ -138,7 +154,7 @@ class Sampler:
 
     def sample_once(self) -> None:
         at = self.clock() - self.start_at
-        self.samples.scrapes.append(scrape(self.metrics_urls, self._client, at))
+        self.log.append(scrape(self.metrics_urls, self._client, at))
         for name, pid in self.pids.items():
             sample = sample_process(pid, at)
             if sample is not None:

@@ -6,10 +6,8 @@ clearly, with no orphans."""
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import dagster as dg
-import psutil
 
 from nightly_pipeline.assets.suite import SUITE_ASSETS, build_test_asset
 from nightly_pipeline.automation.dagster_adapter import step_failures
@@ -17,6 +15,7 @@ from nightly_pipeline.definitions import defs
 from nightly_pipeline.resources import MetricStoreResource, ProfileResource, TargetResource
 from nightly_pipeline.store import MetricStore
 from nightly_pipeline.suite.catalog import TESTS, select_tests
+from tests.processes import descendants, processes_left
 
 NIGHT = "2026-11-20"
 
@@ -70,32 +69,13 @@ def test_message_soak_materialises_assets_checks_and_rows(tmp_path) -> None:
     assert results.height == 1 and results["test"][0] == "01_message_soak"
 
 
-def _descendants() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
-
-
-def _stack_processes_left(root: Path, before: set[int]) -> list[str]:
-    """Live processes of a stack under ``root``: our descendants not there ``before``
-    (PostgreSQL, Redis, the proxies, the services; not, say, multiprocessing's resource
-    tracker an earlier test started) and anything whose command line names ``root``."""
-    ours = _descendants() - before
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        if proc.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        line = " ".join(proc.info["cmdline"] or ())
-        if proc.pid in ours or str(root) in line:
-            found.append(f"{proc.pid} {line[:120]}")
-    return found
-
-
 def test_a_stack_that_cannot_start_is_retried_per_policy_then_fails_clearly(tmp_path) -> None:
     """The API's port is taken, so every attempt starts PostgreSQL, Redis and the proxies,
     then the API dies: the step is retried per its RetryPolicy (Dagster does not retry a
     failed resource initialisation, so the platform starts inside the step), fails with a
     message naming the attempt, the logs and the cause, and leaves no process behind."""
     soak = build_test_asset(select_tests("01")[0], dg.RetryPolicy(max_retries=2, delay=0.2))
-    before = _descendants()
+    before = descendants()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -118,7 +98,10 @@ def test_a_stack_that_cannot_start_is_retried_per_policy_then_fails_clearly(tmp_
     assert "the embedded platform did not start (attempt 3" in message, message
     assert "address already in use" in message.lower(), message
     assert str(tmp_path / "home" / "stack") in message
-    assert _stack_processes_left(tmp_path, before) == []
+    # a stack's processes: our descendants not there before (PostgreSQL, Redis, the
+    # proxies, the services; not multiprocessing's resource tracker an earlier test
+    # started) and anything whose command line names the test's directory
+    assert processes_left(tmp_path, pids=descendants() - before) == []
 
 
 def test_one_asset_of_a_test_can_be_materialised_alone(tmp_path) -> None:

@@ -9,6 +9,7 @@ import gc
 import math
 import pickle
 import random
+import tracemalloc
 
 import pytest
 from hdrh.histogram import HdrHistogram
@@ -379,3 +380,66 @@ def test_vectorised_bucket_counts_equal_the_per_value_reference() -> None:
     counts, total_ns = hdr.sparse_counts_ms(values)
     assert counts == dict(Counter(hdr.index_of(hdr.to_us(v)) for v in values))
     assert total_ns == sum(round(v * 1e6) for v in values)
+
+
+def _windows(rec: Recorder) -> list:
+    out = []
+    for name, tags in (("http_req_duration", None), ("http_req_duration", {"name": "login"})):
+        for start, end, stats in rec.windows(name, tags, 30):
+            out.append((name, str(tags), start, end, dict(stats)))
+    return out
+
+
+@pytest.mark.parametrize("merged", [False, True])
+def test_spilled_rows_read_back_as_the_rows_kept_in_memory(merged: bool) -> None:
+    """400 s of mixed samples (late ones too, and, merged, ingested from two workers):
+    a recorder that moved its old rows to disk (``spill_after_s`` 20) gives the rows,
+    snapshots, sliding windows and stats of one that kept them all."""
+    kept = Recorder(T0, spill_after_s=None)
+    _record_mixed([kept], 5, seconds=400)
+    kept.trend("http_req_duration", 7.0, T0 + 3.0)  # late: counts in the oldest open second
+    kept.close_all()
+    if merged:
+        spilled, w1, w2 = Recorder(T0, spill_after_s=20), Recorder(T0), Recorder(T0)
+        _record_mixed([w1, w2], 5, seconds=400)
+        w1.trend("http_req_duration", 7.0, T0 + 3.0)
+        streams = [w1.close_all(), w2.close_all()]
+        for at in range(0, 400, 10):  # ten seconds of each worker at a time, as streamed
+            for stream in streams:
+                spilled.ingest([snap for snap in stream if at <= snap.second < at + 10])
+    else:
+        spilled = Recorder(T0, spill_after_s=20)
+        _record_mixed([spilled], 5, seconds=400)
+        spilled.trend("http_req_duration", 7.0, T0 + 3.0)
+        spilled.close_all()
+    assert spilled._spill.used  # rows did go to disk
+    assert _comparable(spilled) == _comparable(kept)
+    assert _windows(spilled) == _windows(kept)
+    assert _seconds(spilled) == _seconds(kept)
+
+
+def _seconds(rec: Recorder) -> dict[int, list]:
+    """Each snapshot's rows by second, in one order whatever the recorders' key order."""
+    return {s.second: sorted(s.series, key=repr) for s in rec.snapshots()}
+
+
+def test_a_long_recording_holds_only_its_recent_seconds_in_memory() -> None:
+    """Python memory (tracemalloc) at 300 s and at 900 s of samples: the rows kept in
+    memory are the last ``spill_after_s`` + ``SPILL_EVERY_S`` seconds', not the run's."""
+    rec = Recorder(T0, spill_after_s=20)
+    tracemalloc.start()
+    held = {}
+    for until in (300, 900):
+        for s in range(len(held) and 300, until):
+            for j in range(40):
+                at = T0 + s + j / 40
+                rec.trend("http_req_duration", 5.0 + j, at, {"name": "send"})
+                rec.counter("http_reqs", at)
+        rec.close_seconds(T0 + until)
+        gc.collect()
+        held[until] = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    in_memory = sum(len(rows.recent) for rows in rec._rows.values())
+    assert in_memory <= 3 * (20 + 60) + 3
+    assert held[900] - held[300] < 0.2 * held[300], held
+    assert len(rec.series_rows()) == 3 * 900

@@ -115,11 +115,15 @@ RSS_MB = (100.0, 100.5, 101.0, 102.0, 103.0, 104.0)
 """The api process's RSS as the sampler read it: the soak's run stores its growth only."""
 
 
-def series(seconds: int = 30, *, test: str = SOAK, profile: str = "ci") -> pl.DataFrame:
+def series(
+    seconds: int = 30, *, test: str = SOAK, profile: str = "ci", compacted: bool = False
+) -> pl.DataFrame:
     """``MetricStore.series`` of one run of ``test`` that ``tests.real_rows`` wrote: per
     second http_reqs, http_req_duration (every request SERIES_LATENCY_MS) and
     http_req_failed (every FAILING_EVERY-th request). The soak's run also stores its RSS
-    growth, as a whole-run metric: no run has a per-second RSS series."""
+    growth, as a whole-run metric: no run has a per-second RSS series. ``compacted``:
+    as the store holds it once a newer night made it old and ``compact`` ran (per-minute
+    rows)."""
     run = Run(
         profile, test, seconds=seconds, latency_ms=SERIES_LATENCY_MS,
         failing_every=FAILING_EVERY, rss_mb=RSS_MB if test == SOAK else (),
@@ -127,6 +131,9 @@ def series(seconds: int = 30, *, test: str = SOAK, profile: str = "ci") -> pl.Da
     with tempfile.TemporaryDirectory() as tmp:
         store = MetricStore(Path(tmp) / "metrics.duckdb")
         write_run(store, NIGHT, run)
+        if compacted:
+            write_run(store, NIGHT + timedelta(days=1), run)
+            store.compact(keep_nights=1)
         return store.series(NIGHT, test, profile)
 
 

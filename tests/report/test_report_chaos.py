@@ -104,6 +104,24 @@ def test_a_fault_never_reverted_is_shaded_to_the_end_of_the_series(tmp_path: Pat
     )  # fmt: skip
 
 
+def test_an_unreverted_fault_on_a_compacted_night_is_shaded_to_the_load_end(
+    tmp_path: Path,
+) -> None:
+    """Per-minute rows (second 0, 60, 120; the last merged 30 s) end at 150 s, not at 121."""
+    series = frames.series(150, compacted=True)
+    assert set(series["resolution_s"]) == {60}
+    assert sorted(set(series["second"])) == [0, 60, 120]
+    experiments, activities = _stored(tmp_path, _failed_restart(), LOAD_START)
+    page = render_night_report(
+        tmp_path / "reports", frames.NIGHT, results=frames.results(), history=frames.history(),
+        verdicts=frames.verdicts(), baselines=frames.baselines(),
+        series={("ci", frames.SOAK): series}, experiments=experiments, activities=activities,
+    ).read_text("utf-8")  # fmt: skip
+    rects = [s for s in _figure_json(page) if s.get("type") == "rect"]
+    spans = sorted({(round(s["x0"], 6), round(s["x1"], 6)) for s in rects})
+    assert spans == [SLOW_READS, (CONSUMER_KILL[0], 150.0)]
+
+
 def _activities(*rows: tuple[int, str, str, float]) -> pl.DataFrame:
     """(seq, name, status, end offset s) rows of one test's actions."""
     return pl.DataFrame(

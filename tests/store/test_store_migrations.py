@@ -183,3 +183,36 @@ def test_migrates_a_version_4_file_whose_series_are_per_second(tmp_path: Path) -
 
     rows = store.series(NIGHT, "a", "ci").select("second", "resolution_s", "seconds_present")
     assert rows.rows() == [(7, 1, 1)]  # rows from before 0005 are per-second
+
+
+def test_migrates_a_version_6_file_whose_unmeasurable_checks_were_stored_passed(
+    tmp_path: Path,
+) -> None:
+    """Before 0007 a check the target could not support was stored passed with severity
+    ``not_measurable``: after, ``passed`` is NULL (not judged) and ``not_measurable``
+    says so; a judged row is untouched."""
+    path = tmp_path / "metrics.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        apply_first(conn, 6)
+        conn.execute(
+            "INSERT INTO threshold_results (night, profile, test, metric, expression, scope,"
+            " passed, observed, severity) VALUES"
+            " (DATE '2024-03-01', 'ci', 'a', 'process_rss_growth_pct', 'max<10', 'run', TRUE,"
+            " NULL, 'not_measurable'),"
+            " (DATE '2024-03-01', 'ci', 'a', 'http_req_duration', 'p(95)<100', 'run', FALSE,"
+            " 120.0, 'error')"
+        )
+
+    store = MetricStore(path)
+
+    rows = store.threshold_results(NIGHT).select("metric", "passed", "severity", "not_measurable")
+    by_metric = {r["metric"]: r for r in rows.iter_rows(named=True)}
+    skipped = by_metric["process_rss_growth_pct"]
+    assert skipped["passed"] is None and skipped["severity"] == "not_measurable"
+    assert skipped["not_measurable"].startswith("not measurable on this target")
+    judged = by_metric["http_req_duration"]
+    assert (judged["passed"], judged["severity"], judged["not_measurable"]) == (
+        False,
+        "error",
+        None,
+    )

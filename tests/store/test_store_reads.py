@@ -73,6 +73,7 @@ EXPECTED_SCHEMAS: dict[str, dict[str, type[pl.DataType] | pl.DataType]] = {
         "window_start": pl.Float64,
         "window_end": pl.Float64,
         "severity": pl.String,
+        "not_measurable": pl.String,
     },
     "runs": {
         "run_id": pl.String,

@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-import psutil
 import pytest
 
 from nightly_pipeline.suite.catalog import select_tests
@@ -31,6 +30,7 @@ from nightly_pipeline.testbed.next_migration import (
     migrations_dir,
     next_migration,
 )
+from tests.processes import processes_left
 from tests.suite.platforms import (
     NIGHT,
     assert_blocking_passed,
@@ -329,12 +329,7 @@ def test_ctrl_c_of_nightly_run_during_the_migration_exits_130_leaving_no_process
     out = "".join(seen) + out
     assert "migration step backfill" in out
     assert child.returncode == 130, out
-    left = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        line = " ".join(proc.info["cmdline"] or ())
-        if str(home) in line and proc.info["status"] != psutil.STATUS_ZOMBIE:
-            left.append(f"{proc.pid} {line[:100]}")
-    assert left == []
+    assert processes_left(home) == []
 
 
 def test_the_load_outlasts_a_migration_longer_than_its_length_until_the_last_step_is_judged():

@@ -6,7 +6,6 @@ healthy sockets, the socket checks fail; the leak judge on fabricated receipts."
 
 from __future__ import annotations
 
-import psutil
 import pytest
 
 from nightly_pipeline.suite.catalog import select_tests
@@ -14,6 +13,7 @@ from nightly_pipeline.suite.delivery import Sent
 from nightly_pipeline.suite.file_limits import FileLimitError, check_socket_limits
 from nightly_pipeline.suite.leaks import judge_leaks
 from nightly_pipeline.suite.receipts import Receipts
+from tests.processes import descendants, processes_left
 from tests.suite.platforms import ci_platform, metric, run_ci
 
 MULTI = select_tests("12")[0]
@@ -83,10 +83,8 @@ def test_multi_user_conversations_pass_on_the_healthy_platform(healthy, tmp_path
     listener_kib = metric(outcome, "listener_kib_per_socket.value")
     print(f"12 memory per socket: api {api_kib:.1f} KiB, listener {listener_kib:.1f} KiB")
     assert api_kib > 0 and listener_kib > 0
-    assert not any(  # our descendants: another test's run may have listeners of its own
-        "nightly_pipeline.suite.ws_listen" in line
-        for line in _live_commands(psutil.Process().children(recursive=True))
-    ), "a listener process was left behind"
+    # among our descendants: another test's run may have listeners of its own
+    assert processes_left("nightly_pipeline.suite.ws_listen", among=descendants()) == []
 
 
 def test_a_misrouting_gateway_without_row_security_fails_the_isolation_checks(
@@ -165,15 +163,3 @@ def test_a_frame_that_names_another_conversation_is_judged_by_the_one_it_was_pos
 def test_more_sockets_than_the_file_limit_is_refused_naming_the_limit_and_the_fix() -> None:
     with pytest.raises(FileLimitError, match=r"hard limit here is \d+.*ulimit -n"):
         check_socket_limits(10**9, 10, {})
-
-
-def _live_commands(processes: list[psutil.Process]) -> list[str]:
-    """The command lines of those still running (not zombies, not gone since listed)."""
-    lines = []
-    for proc in processes:
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE:
-                lines.append(" ".join(proc.cmdline()))
-        except psutil.Error:
-            pass
-    return lines

@@ -130,7 +130,7 @@ ORDER BY metric, tags, second;
 
 -- name: threshold_results
 SELECT night, profile, test, metric, tags, expression, scope, passed, observed,
-       window_start, window_end, severity
+       window_start, window_end, severity, not_measurable
 FROM threshold_results
 WHERE night = $night
   AND ($profile IS NULL OR profile = $profile)
