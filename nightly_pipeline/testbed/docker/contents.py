@@ -54,7 +54,9 @@ SKIP_PREFIXES = ("_tkinter", "_test", "_ctypes_test", "xx", "_xx")
 """Extension modules no testbed process loads (Tk pulls in X11)."""
 NOT_IMPORTED = frozenset({"_distutils_hack", "setuptools"})
 """Loaded by a ``.pth`` file at start-up, not by the testbed."""
-TOOLS = ("/usr/sbin/tc",)
+TOOLS = {"usr/sbin/tc": "/usr/sbin/tc", "bin/sh": "/bin/sh"}
+"""Image path -> host path: ``tc`` for the bandwidth fault, a POSIX shell for ``initdb``
+(it runs ``postgres -V`` through ``popen``)."""
 _LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x")
 
 _PROBE = """
@@ -154,9 +156,9 @@ def image_entries(python: str, project_root: Path) -> list[Entry]:
     package = project_root / "nightly_pipeline"
     for path in _walk(package):
         entries[f"{str(APP_ROOT).lstrip('/')}/{path.relative_to(project_root)}"] = path
-    for tool in TOOLS:
+    for arcname, tool in TOOLS.items():
         if Path(tool).is_file():
-            entries[tool.lstrip("/")] = Path(tool)
+            entries[arcname] = Path(tool).resolve()
     for lib in shared_libraries(p for p in entries.values() if _is_elf(p)):
         entries.setdefault(str(lib).lstrip("/"), lib)
     return [Entry(name, src) for name, src in sorted(entries.items())]

@@ -34,6 +34,7 @@ import docker.errors
 log = logging.getLogger(__name__)
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 SAFE_FLAGS = ("--iptables=false", "--ip6tables=false", "--ip-masq=false", "--bridge=none")
+CGROUP_FLAGS = ("--cgroup-parent=/",)
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 _POLL_S = 0.1
@@ -105,6 +106,7 @@ def private_daemon(dockerd: Path, parent: Path | None = None) -> Iterator[Daemon
     sock = root / "docker.sock"
     argv = [str(dockerd), "--data-root", str(root / "data"), "--exec-root", str(root / "x")]
     argv += ["--pidfile", str(root / "dockerd.pid"), "-H", f"unix://{sock}", *SAFE_FLAGS]
+    argv += CGROUP_FLAGS
     log_path = root / "dockerd.log"
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(
