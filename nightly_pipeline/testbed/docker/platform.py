@@ -230,7 +230,10 @@ class DockerPlatform(ContainerHandles):
                 self.testbed, redis_url=f"redis://proxy-redis:{PROXY_PORTS[f'redis-{kind}']}/0"
             )
             port = self._port()
-            argv = [PY, "-m", f"nightly_pipeline.testbed.{kind}", "--config", f"{HOME}/{kind}.json"]
+            module = ["nightly_pipeline.testbed.docker.entry", "consumer", "--"]
+            if kind == "dispatcher":
+                module = ["nightly_pipeline.testbed.dispatcher"]
+            argv = [PY, "-m", *module, "--config", f"{HOME}/{kind}.json"]
             argv += ["--metrics-port", str(METRICS_PORT), "--metrics-host", "0.0.0.0"]
             url = f"http://{HOST}:{port}/metrics"
             services.append(
