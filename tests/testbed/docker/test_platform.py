@@ -5,6 +5,7 @@ reaped at the next start."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -108,3 +109,32 @@ def test_a_dead_owners_containers_are_reaped_at_the_next_start(
     finally:
         platform.stop()
     assert run_resources(docker_client, "t-next") == ([], [])
+
+
+def test_stack_up_docker_serves_until_ctrl_c_and_removes_everything(
+    docker_daemon: Daemon, docker_client: docker.DockerClient, testbed_image: Image, tmp_path: Path
+) -> None:
+    """``nightly stack up --docker`` on the session's daemon (``DOCKER_HOST``): the printed
+    API answers; SIGINT stops it with 130 and its containers and network are gone."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "DOCKER_HOST": docker_daemon.base_url}
+    env["NIGHTLY_HOME"] = str(tmp_path / "home")
+    argv = [sys.executable, "-m", "nightly_pipeline.cli", "stack", "up", "--docker"]
+    argv += ["--run-id", "t-cli", "--users", "2"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:  # bounded by the process: it prints once, then waits
+            lines.append(line)
+            if line.startswith("}"):
+                break
+        shown = json.loads("".join(lines))
+        assert httpx.get(f"{shown['base_url']}/readyz", timeout=5).status_code == 200
+        assert len(run_resources(docker_client, "t-cli")[0]) == 7
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert run_resources(docker_client, "t-cli") == ([], [])
