@@ -14,12 +14,12 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-## Headless Chromium for the report's browser test and iptables for the partition fault's
-## (Debian's packages; installed when root)
-SYSTEM_TOOLS := chromium iptables
+## Headless Chromium for the report's browser test, iptables for the partition fault's,
+## dockerd for the Docker platform's (TOOL or TOOL:PACKAGE, Debian's; installed when root)
+SYSTEM_TOOLS := chromium iptables dockerd:docker.io
 system-deps:
-	@missing=""; for tool in $(SYSTEM_TOOLS); do \
-	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$tool"; done; \
+	@missing=""; for entry in $(SYSTEM_TOOLS); do tool=$${entry%%:*}; \
+	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $${entry#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing (apt-get)"; \

@@ -2,14 +2,16 @@
 below receives typed values.
 
     nightly run [--profile ci|smoke|nightly] [--tests 01,04] [--night YYYY-MM-DD]
-                [--target embedded|FILE] [--targets N] [--junit FILE] [--knob NAME=VALUE ...]
-    nightly plan [--profile P] [--tests 01,04] [--target embedded|FILE] [--targets 1,2,4]
+                [--target embedded|docker|FILE] [--targets N] [--junit FILE]
+                [--knob NAME=VALUE ...]
+    nightly plan [--profile P] [--tests 01,04] [--target embedded|docker|FILE]
+                 [--targets 1,2,4]
     nightly selfcheck [--rate 500] [--duration 10] [--workers 1] [--fleet REDIS_URL]
                       [--summary-export FILE]
     nightly history [--nights 7] [--profile P]
     nightly report [--night YYYY-MM-DD] [--open]
     nightly stack up [--run-id ID] [--postgres-port N] [--redis-port N] [--keep-data]
-                     [--no-testbed] [--users 100]
+                     [--no-testbed] [--users 100] [--docker]
     nightly ui [--host 127.0.0.1] [--port 3000]
     nightly store compact [--keep-nights 30] [--no-rewrite]
 
@@ -76,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", default="smoke", help="ci, smoke or nightly (default smoke)")
     run.add_argument("--tests", default=None, help="comma-separated ids, e.g. 01,04 (default all)")
     run.add_argument("--night", type=_night, default=None, help="default: the latest night")
-    run.add_argument("--target", default="embedded", help="embedded, or an external target file")
+    run.add_argument(
+        "--target",
+        default="embedded",
+        help="embedded, docker (the platform in containers), or an external target file",
+    )
     run.add_argument(
         "--targets",
         type=_positive(int),
@@ -134,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--keep-data", action="store_true", help="keep PostgreSQL's data dir")
     up.add_argument("--no-testbed", action="store_true", help="only PostgreSQL and Redis")
     up.add_argument("--users", type=_positive(int), default=100, help="users to seed")
+    up.add_argument(
+        "--docker", action="store_true", help="the platform in Docker containers instead"
+    )
 
     store = sub.add_parser("store", help="maintain the metric store")
     store_sub = store.add_subparsers(dest="store_command", required=True)
@@ -262,6 +271,15 @@ def cmd_stack(args: argparse.Namespace, home: Home) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run_id = args.run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    if args.docker:
+        from nightly_pipeline.testbed.docker.up import docker_up_main
+
+        return docker_up_main(
+            home.stack / run_id,
+            PlatformSettings(users=args.users),
+            docker_host=os.environ.get("DOCKER_HOST"),
+            search_path=os.environ.get("PATH"),
+        )
     extra: dict = {}
     if not args.no_testbed:
         processes = PlatformProcesses(PlatformSettings(users=args.users))
@@ -287,6 +305,10 @@ def cmd_stack(args: argparse.Namespace, home: Home) -> int:
     )
 
 
+OWN_PLATFORMS = ("embedded", "docker")
+"""Targets the project starts itself (their knobs are ours to set); any other is a file."""
+
+
 def _knobs(pairs: Sequence[str]) -> dict[str, object]:
     """``--knob NAME=VALUE`` options as overrides: VALUE as JSON, else as a string."""
     from nightly_pipeline.suite.errors import ConfigurationError
@@ -309,7 +331,7 @@ def _check_knobs(args: argparse.Namespace) -> None:
     from nightly_pipeline.testbed.embedded import check_overrides
 
     knobs = _knobs(args.knob)
-    if knobs and args.target != "embedded":
+    if knobs and args.target not in OWN_PLATFORMS:
         raise ConfigurationError(
             "--knob breaks the embedded platform; a target file's platform is not ours to break"
         )
@@ -329,7 +351,7 @@ def _run_problems(args: argparse.Namespace, home: Home) -> list[str]:
         lambda: check_night(args.night or latest_night()),
         lambda: _check_knobs(args),
     ]
-    if args.target != "embedded":
+    if args.target not in OWN_PLATFORMS:
         target_file = Path(args.target)
         checks.append(
             lambda: [
@@ -369,7 +391,7 @@ def _experiments_of_chaos_tests(target: Target) -> None:
 def _fanned_out(args: argparse.Namespace) -> bool:
     """Whether ``nightly run`` fans the night out: ``--targets``, or a file of several."""
     return args.targets is not None or (
-        args.target != "embedded" and _lists_targets(Path(args.target))
+        args.target not in OWN_PLATFORMS and _lists_targets(Path(args.target))
     )
 
 

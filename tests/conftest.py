@@ -54,6 +54,9 @@ def ci_night(tmp_path_factory: pytest.TempPathFactory) -> CiNight:
     return run_ci_night(tmp_path_factory.mktemp("ci-night"))
 
 
+DOCKER_TESTS = "tests.testbed.docker."
+
+
 def pytest_itemcollected(item: pytest.Item) -> None:
     """Groups for ``pytest -n N --dist loadgroup`` (``make test``): a module's tests run in
     one worker, so its module-scoped platforms start once; every test that reads the
@@ -63,6 +66,8 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     module = getattr(item, "module", None)
     reads_night = "ci_night" in getattr(item, "fixturenames", ())
     group = "ci_night" if reads_night else getattr(module, "__name__", "")
+    if group.startswith(DOCKER_TESTS):
+        group = "docker"  # one project dockerd at a time on a machine: one worker
     item.add_marker(pytest.mark.xdist_group(group))
 
 

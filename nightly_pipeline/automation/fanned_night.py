@@ -57,10 +57,9 @@ STOP_WAIT_S = 120.0
 """How long a worker gets to stop after SIGTERM before SIGKILL."""
 
 
-PLATFORM_KINDS = ("embedded",)
+PLATFORM_KINDS = ("embedded", "docker")
 """``--target`` values that start a platform per run (``TargetResource.target``): N of
-them make N targets. The Docker platform joins here as ``"docker"`` once
-``TargetResource`` starts one per run."""
+them make N targets (N embedded platforms, or N Docker platforms, each on its own network)."""
 
 
 @dataclass(frozen=True)

@@ -68,3 +68,29 @@ class NoHandles:
 
     def datastores(self) -> Mapping[str, str]:
         return {}
+
+
+@runtime_checkable
+class ContainerBackend(Protocol):
+    """What the Docker faults need beyond ``ChaosBackend``: a platform whose processes
+    are containers (``testbed.docker.platform``). The embedded platform has none of it."""
+
+    def disconnect(self, name: str) -> None:
+        """Cut the container off the platform's network (every link of it at once)."""
+        ...
+
+    def connect(self, name: str) -> None:
+        """Attach it again, under its service name (idempotent)."""
+        ...
+
+    def limits(self, name: str) -> tuple[float, int]:
+        """(CPUs, memory bytes) the container may use now; 0 means no limit."""
+        ...
+
+    def set_limits(self, name: str, cpus: float, memory_bytes: int) -> None:
+        """``docker update``: 0 lifts that limit."""
+        ...
+
+    def exec_root(self, name: str, argv: list[str]) -> tuple[int, str]:
+        """Run ``argv`` inside the container as root (e.g. ``tc``); (exit code, output)."""
+        ...

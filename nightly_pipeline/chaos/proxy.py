@@ -40,6 +40,13 @@ from nightly_pipeline.chaos.link import Link
 READY = "READY"
 
 
+EXTRA_HOSTS: set[str] = set()
+"""Hosts besides loopback this proxy process may listen on or forward to: empty unless
+its entry point is given ``--allow-host`` (the Docker platform, where the proxy runs in a
+container of its own, listens on 0.0.0.0 and forwards to ``postgres`` on the platform's
+private network). Set once, from argv, before anything is configured."""
+
+
 def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -57,7 +64,7 @@ def parse_address(text: str) -> tuple[str, int]:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    if not loopback:
+    if not loopback and host not in EXTRA_HOSTS:
         raise ValueError(f"{host or 'an empty host'} is not a loopback address in {text!r}")
     return host, int(port)
 
@@ -88,6 +95,8 @@ class ProxyConfig:
         if not self.name or "/" in self.name:
             errors.append(f"name must be non-empty without '/', got {self.name!r}")
         for what, host in (("listen", self.listen_host), ("upstream", self.upstream_host)):
+            if host in EXTRA_HOSTS:
+                continue
             try:
                 if not ipaddress.ip_address(host).is_loopback:
                     errors.append(f"{what} host {host} is not a loopback address")
@@ -347,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--listen", type=_host_port, default=("127.0.0.1", 0))
     parser.add_argument("--upstream", type=_host_port, required=True)
     parser.add_argument("--control-port", type=int, default=0)
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        help="a non-loopback host (name or address) allowed for listen/upstream (repeatable)",
+    )
     parser.add_argument("--name", default="proxy")
     parser.add_argument("--max-connections", type=int, default=1024)
     parser.add_argument("--idle-timeout", type=float, default=1800.0, help="seconds")
@@ -415,6 +430,7 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, done: asyncio.Event) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    EXTRA_HOSTS.update(args.allow_host)
     try:
         import uvloop
 

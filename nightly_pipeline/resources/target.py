@@ -16,6 +16,7 @@ from nightly_pipeline.loadgen.safety import check_target
 from nightly_pipeline.suite.errors import ConfigurationError
 from nightly_pipeline.suite.profiles import PROFILES, Profile, ProfileName
 from nightly_pipeline.suite.target import Target, load_target
+from nightly_pipeline.testbed.docker.on_demand import DockerOnDemand
 from nightly_pipeline.testbed.embedded import PlatformSettings
 from nightly_pipeline.testbed.on_demand import OnDemandPlatform
 from nightly_pipeline.testbed.stack.parent_watch import die_with_multiprocessing_parent
@@ -23,8 +24,9 @@ from nightly_pipeline.testbed.stack.parent_watch import die_with_multiprocessing
 
 class TargetResource(dg.ConfigurableResource):
     """``embedded``: the reference platform, started for the run on this machine the first
-    time a step asks for it (``testbed.on_demand``) and stopped after the run; otherwise
-    the path of an external target file (README: external target mode)."""
+    time a step asks for it (``testbed.on_demand``) and stopped after the run; ``docker``:
+    the same platform in Docker containers (``testbed.docker``); otherwise the path of an
+    external target file (README: external target mode)."""
 
     target: str = "embedded"
     entry: str = ""
@@ -46,12 +48,12 @@ class TargetResource(dg.ConfigurableResource):
     )
 
     _external: Target | None = PrivateAttr(default=None)
-    _embedded: OnDemandPlatform | None = PrivateAttr(default=None)
+    _embedded: OnDemandPlatform | DockerOnDemand | None = PrivateAttr(default=None)
 
     @contextlib.contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["TargetResource"]:
         # A resource is an entry point: the environment is read here, not below.
-        if self.target != "embedded":
+        if self.target not in ("embedded", "docker"):
             self._external = load_target(Path(self.target), os.environ, self.entry)
             yield self
             return
@@ -68,7 +70,14 @@ class TargetResource(dg.ConfigurableResource):
         followed = die_with_multiprocessing_parent()
         if followed is not None and context.log is not None:
             context.log.debug(f"this step process dies with its run worker (pid {followed})")
-        with OnDemandPlatform(home.stack / run_id, settings, os.environ.get("PATH")) as platform:
+        platform: OnDemandPlatform | DockerOnDemand
+        if self.target == "docker":
+            platform = DockerOnDemand(
+                home.stack / run_id, settings, os.environ.get("DOCKER_HOST"), os.environ.get("PATH")
+            )
+        else:
+            platform = OnDemandPlatform(home.stack / run_id, settings, os.environ.get("PATH"))
+        with platform:
             self._embedded = platform
             try:
                 yield self

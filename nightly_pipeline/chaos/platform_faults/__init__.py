@@ -1,9 +1,13 @@
 """Faults on a running platform, one per module behind ``inject()`` / ``revert()``
 (see ``base``): processes (kill, terminate, pause, restart), links (down, a Toxiproxy
-toxic, a kernel partition), the database (pg_lock), and ``noop``."""
+toxic, a kernel partition), the database (pg_lock), ``noop``; and on the Docker platform
+its containers (disconnect, limits, bandwidth)."""
 
 from nightly_pipeline.chaos.platform_faults import (
+    bandwidth,
+    disconnect,
     kill,
+    limits,
     link_down,
     link_toxic,
     noop,
@@ -25,10 +29,13 @@ from nightly_pipeline.chaos.platform_faults.base import (
 __all__ = [
     "FaultError",
     "PlatformFault",
+    "bandwidth",
     "build",
+    "disconnect",
     "fault_class",
     "fault_types",
     "kill",
+    "limits",
     "link_down",
     "link_toxic",
     "noop",

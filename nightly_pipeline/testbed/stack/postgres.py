@@ -112,17 +112,7 @@ class PostgresServer:
         self.home.mkdir(parents=True, exist_ok=True)
         if self.run_as is not None:
             self.run_as.chown_tree(self.home)
-        argv = [
-            str(self.bins.tool("initdb")),
-            "-D",
-            str(self.data),
-            "-U",
-            SUPERUSER,
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C",
-            "--no-sync",
-        ]
+        argv = initdb_argv(self.bins, self.data)
         logfile = self.log_dir / "initdb.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)
         with open(logfile, "ab") as out:
@@ -146,20 +136,7 @@ class PostgresServer:
 
     def start(self) -> None:
         s = self.settings
-        options = {
-            "listen_addresses": HOST,
-            "unix_socket_directories": str(self.sock),
-            "max_connections": str(s.max_connections),
-            "shared_buffers": s.shared_buffers,
-            "fsync": "off",
-            "synchronous_commit": "on",
-            "full_page_writes": "off",
-            "logging_collector": "off",
-            "log_min_messages": "warning",
-        }
-        argv = [str(self.bins.tool("postgres")), "-D", str(self.data), "-p", str(s.port)]
-        for key, value in options.items():
-            argv += ["-c", f"{key}={value}"]
+        argv = server_argv(self.bins, self.data, s, HOST, self.sock)
         self.process = ManagedProcess(
             "postgres",
             argv,
@@ -213,6 +190,43 @@ class PostgresServer:
 
     def remove_data(self) -> None:
         shutil.rmtree(self.data, ignore_errors=True)
+
+
+def server_argv(
+    bins: PostgresBinaries, data: Path, settings: PostgresSettings, listen: str, sock: Path
+) -> list[str]:
+    """The ``postgres`` command line (the durability settings of the module docstring);
+    the Docker platform's container runs the same one, listening on its network."""
+    options = {
+        "listen_addresses": listen,
+        "unix_socket_directories": str(sock),
+        "max_connections": str(settings.max_connections),
+        "shared_buffers": settings.shared_buffers,
+        "fsync": "off",
+        "synchronous_commit": "on",
+        "full_page_writes": "off",
+        "logging_collector": "off",
+        "log_min_messages": "warning",
+    }
+    argv = [str(bins.tool("postgres")), "-D", str(data), "-p", str(settings.port)]
+    for key, value in options.items():
+        argv += ["-c", f"{key}={value}"]
+    return argv
+
+
+def initdb_argv(bins: PostgresBinaries, data: Path) -> list[str]:
+    """``initdb``: trust authentication, UTF-8, C locale, no sync."""
+    return [
+        str(bins.tool("initdb")),
+        "-D",
+        str(data),
+        "-U",
+        SUPERUSER,
+        "--auth=trust",
+        "--encoding=UTF8",
+        "--locale=C",
+        "--no-sync",
+    ]
 
 
 def _is_postgres(pid: int) -> bool:

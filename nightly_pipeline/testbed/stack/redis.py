@@ -65,25 +65,7 @@ class RedisServer:
             log.info("removing an earlier run's Redis append-only file in %s", self.home)
             self.remove_data()
         conf = self.home / "redis.conf"
-        conf.write_text(
-            "\n".join(
-                [
-                    f"bind {HOST}",
-                    f"port {self.settings.port}",
-                    "protected-mode no",
-                    "daemonize no",
-                    'save ""',
-                    "appendonly yes",
-                    f'appendfilename "{_AOF}"',
-                    f"appendfsync {self.settings.appendfsync}",
-                    "aof-load-truncated yes",
-                    f"dir {self.home}",
-                    'logfile ""',
-                    f"maxclients {self.settings.maxclients}",
-                    "",
-                ]
-            )
-        )
+        conf.write_text(config_text(self.settings, self.home, HOST))
         self.process = ManagedProcess(
             "redis",
             [str(self.binary.path), str(conf)],
@@ -116,3 +98,25 @@ class RedisServer:
             return []
         names = (_AOF, "temp-*.aof", "temp-*.rdb", "dump.rdb")
         return [p for pattern in names for p in self.home.glob(pattern)]
+
+
+def config_text(settings: RedisSettings, home: Path, bind: str) -> str:
+    """``redis.conf`` (the persistence of the module docstring); the Docker platform's
+    container runs the same, bound to its network."""
+    return "\n".join(
+        [
+            f"bind {bind}",
+            f"port {settings.port}",
+            "protected-mode no",
+            "daemonize no",
+            'save ""',
+            "appendonly yes",
+            f'appendfilename "{_AOF}"',
+            f"appendfsync {settings.appendfsync}",
+            "aof-load-truncated yes",
+            f"dir {home}",
+            'logfile ""',
+            f"maxclients {settings.maxclients}",
+            "",
+        ]
+    )
