@@ -14,9 +14,9 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-## Headless Chromium for the report's browser test and iptables for the partition fault's
-## (Debian's packages; installed when root)
-SYSTEM_TOOLS := chromium iptables
+## Headless Chromium for the report's browser test, iptables for the partition fault's and
+## docker-compose for compose.yaml's check (Debian's packages; installed when root)
+SYSTEM_TOOLS := chromium iptables docker-compose
 system-deps:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do \
 	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$tool"; done; \
