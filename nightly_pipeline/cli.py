@@ -3,6 +3,7 @@ below receives typed values.
 
     nightly run [--profile ci|smoke|nightly] [--tests 01,04] [--night YYYY-MM-DD]
                 [--target embedded|FILE] [--junit FILE] [--knob NAME=VALUE ...]
+                [--executor in_process|celery] [--celery-broker redis://HOST:PORT/DB]
     nightly selfcheck [--rate 500] [--duration 10] [--workers 1] [--summary-export FILE]
     nightly history [--nights 7] [--profile P]
     nightly report [--night YYYY-MM-DD] [--open]
@@ -13,6 +14,9 @@ below receives typed values.
 
 Everything lives under $NIGHTLY_HOME (default ./.nightly, made absolute here): the
 store, the Dagster instance the UI shows, the stacks' directories and the reports.
+``--executor celery`` runs the suite's steps on Celery workers (README: Beyond one
+machine); the broker is ``--celery-broker`` or ``$NIGHTLY_CELERY_BROKER``, the result
+backend ``$NIGHTLY_CELERY_BACKEND`` (default: the broker).
 """
 
 from __future__ import annotations
@@ -38,7 +42,12 @@ from nightly_pipeline.suite.profiles import profile_named
 from nightly_pipeline.suite.selfcheck import SelfcheckConfig, run_selfcheck
 
 if TYPE_CHECKING:
+    from nightly_pipeline.automation.executors import CeleryBroker
     from nightly_pipeline.suite.target import Target
+
+EXECUTORS = ("in_process", "celery")
+CELERY_BROKER_ENV = "NIGHTLY_CELERY_BROKER"
+CELERY_BACKEND_ENV = "NIGHTLY_CELERY_BACKEND"
 
 
 def _night(text: str) -> date:
@@ -81,6 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="break the embedded platform with a testbed fault knob (testbed/CONTRACT.md), "
         "e.g. optimistic_locking=false; VALUE is JSON (false, 3, null) or else a string",
+    )
+
+    run.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="in_process",
+        help="in_process (default): the steps run in this process; celery: on the Celery "
+        "workers of --celery-broker (dagster-celery; README: Beyond one machine)",
+    )
+    run.add_argument(
+        "--celery-broker",
+        default=None,
+        metavar="URL",
+        help=f"the workers' broker, e.g. redis://127.0.0.1:6379/0 (default ${CELERY_BROKER_ENV}); "
+        f"the result backend is ${CELERY_BACKEND_ENV}, else the broker",
     )
 
     check = sub.add_parser("selfcheck", help="load the built-in loopback target, record it")
@@ -300,6 +324,7 @@ def _run_problems(args: argparse.Namespace, home: Home) -> list[str]:
         lambda: select_tests(args.tests) if args.tests else None,
         lambda: check_night(args.night or latest_night()),
         lambda: _check_knobs(args),
+        lambda: _celery_broker(args),
     ]
     if args.target != "embedded":
         target_file = Path(args.target)
@@ -315,6 +340,23 @@ def _run_problems(args: argparse.Namespace, home: Home) -> list[str]:
     except StoreError as exc:
         problems.append(str(exc))
     return problems
+
+
+def _celery_broker(args: argparse.Namespace) -> CeleryBroker | None:
+    """The broker ``--executor celery`` submits to (None: in process); a
+    ``ConfigurationError`` naming the fix when it has none."""
+    from nightly_pipeline.automation.executors import CeleryBroker
+    from nightly_pipeline.suite.errors import ConfigurationError
+
+    if args.executor != "celery":
+        return None
+    broker = args.celery_broker or os.environ.get(CELERY_BROKER_ENV, "")
+    if not broker:
+        raise ConfigurationError(
+            f"--executor celery needs the workers' broker: --celery-broker URL or "
+            f"${CELERY_BROKER_ENV} (e.g. redis://127.0.0.1:6379/0)"
+        )
+    return CeleryBroker(broker, os.environ.get(CELERY_BACKEND_ENV, ""))
 
 
 def _experiments_of_chaos_tests(target: Target) -> None:
@@ -375,6 +417,7 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
             home=home,
             say=say,
             log_level="WARNING" if live else "INFO",
+            celery=_celery_broker(args),
         )
     store = MetricStore(home.store)
     results = store.recent_results(limit_nights=10_000).iter_rows(named=True)

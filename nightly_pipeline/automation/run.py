@@ -25,11 +25,13 @@ from nightly_pipeline.assets.steps import TARGET_POOL
 from nightly_pipeline.assets.suite import NOT_MEASURABLE_KEY
 from nightly_pipeline.automation.after_night import compact_after_night
 from nightly_pipeline.automation.dagster_adapter import (
+    RunResult,
     free_slots,
     slot_holders,
     step_failures,
     was_interrupted,
 )
+from nightly_pipeline.automation.executors import CeleryBroker, celery_suite_job
 from nightly_pipeline.automation.instance import open_instance
 from nightly_pipeline.automation.jobs import nightly_history_job, nightly_suite_job
 from nightly_pipeline.automation.suite_runs import (
@@ -53,6 +55,7 @@ from nightly_pipeline.suite.errors import SelectionError
 from nightly_pipeline.suite.profiles import Profile
 from nightly_pipeline.testbed.stack.reaper import reap_dead_stacks
 
+PARTITION_TAG = "dagster/partition"
 PID_TAG = "nightly/pid"
 HOST_TAG = "nightly/host"
 
@@ -85,7 +88,7 @@ def check_night(night: date) -> None:
         )
 
 
-def _check_lines(result: dg.ExecuteInProcessResult) -> tuple[CheckLine, ...]:
+def _check_lines(result: RunResult) -> tuple[CheckLine, ...]:
     """Every check of the run with the values the asset reported beside its verdict."""
     lines = []
     for e in result.get_asset_check_evaluations():
@@ -108,7 +111,7 @@ def _check_lines(result: dg.ExecuteInProcessResult) -> tuple[CheckLine, ...]:
     return (*lines, *_not_measurable_lines(result))
 
 
-def _not_measurable_lines(result: dg.ExecuteInProcessResult) -> list[CheckLine]:
+def _not_measurable_lines(result: RunResult) -> list[CheckLine]:
     """The checks a test reported not measurable on this target: no evaluation, the reason
     on the asset they judge (``assets.suite.NOT_MEASURABLE_KEY``)."""
     by_key = {t.spec.key: t.spec for t in TESTS}
@@ -187,11 +190,14 @@ def run_night(
     knobs: Mapping[str, object] | None = None,
     say=lambda _: None,
     log_level: str = "INFO",
+    celery: CeleryBroker | None = None,
 ) -> NightRun:
     """Run ``nightly_suite`` for ``night`` (only ``tests`` when given), then, unless it was
     interrupted, ``nightly_history``; ``say`` gets a line for what the user should know,
     and Dagster's console log shows ``log_level`` and above. ``knobs``: the embedded
-    platform's fault knobs (in the run's config, so the UI shows the night was broken)."""
+    platform's fault knobs (in the run's config, so the UI shows the night was broken).
+    ``celery``: the suite's steps run on the Celery workers of that broker
+    (``automation.executors``); None: in this process."""
     check_night(night)
     logs = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     store = MetricStore(home.store)
@@ -223,13 +229,13 @@ def run_night(
         holders = slot_holders(instance, TARGET_POOL)
         if holders:
             say(f"the {TARGET_POOL!r} pool is held by run(s) {', '.join(holders)}: waiting")
-        suite = defs.resolve_job_def(nightly_suite_job.name).execute_in_process(
-            instance=instance,
-            partition_key=night.isoformat(),
-            asset_selection=_selection(tests),
-            raise_on_error=False,
-            run_config={**logs, "resources": resources},
-            tags=tags,
+        suite = _execute_suite(
+            instance,
+            night,
+            _selection(tests),
+            {**logs, "resources": resources},
+            tags,
+            celery,
         )
         run_id = suite.run_id
         interrupted = was_interrupted(suite)
@@ -268,6 +274,35 @@ def run_night(
                 errors.append("the night's verdicts/report failed")
     compact_after_night(store, say)  # reports its own errors: never fails the night
     return NightRun(night, run_id, not errors, checks, "; ".join(errors))
+
+
+def _execute_suite(
+    instance: dg.DagsterInstance,
+    night: date,
+    selection: list[dg.AssetKey] | None,
+    run_config: dict,
+    tags: dict[str, str],
+    celery: CeleryBroker | None,
+) -> RunResult:
+    """``nightly_suite`` for ``night``: in process, or through ``dagster.execute_job``
+    with the Celery executor (steps on the workers; this process orchestrates)."""
+    if celery is None:
+        return defs.resolve_job_def(nightly_suite_job.name).execute_in_process(
+            instance=instance,
+            partition_key=night.isoformat(),
+            asset_selection=selection,
+            raise_on_error=False,
+            run_config=run_config,
+            tags=tags,
+        )
+    return dg.execute_job(
+        celery_suite_job(),
+        instance,
+        run_config={**run_config, **celery.run_config()},
+        tags={**tags, PARTITION_TAG: night.isoformat()},
+        asset_selection=selection,
+        raise_on_error=False,
+    )
 
 
 def write_junit(run: NightRun, path: Path) -> None:
