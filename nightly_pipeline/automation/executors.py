@@ -17,8 +17,9 @@ events.
 The embedded platform: each step initialises its own resources in its worker, so each
 test that asks for the target starts its own platform there (in
 ``$NIGHTLY_HOME/stack/<run id>``, one after another since the pool lets one test run at a
-time) and stops it when the step ends — one platform per test, not per run, as under
-Dagster's multiprocess executor (the UI's default).
+time; beside it, ``<run id>-pid<N>``, when a pool of more slots lets two run at once) and
+stops it when the step ends — one platform per test, not per run, as under Dagster's
+multiprocess executor (the UI's default).
 """
 
 from __future__ import annotations
