@@ -391,8 +391,15 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
     knobs = _knobs(args.knob)
     tests_named = ", ".join(t.spec.key for t in tests) if tests else "the whole nightly_suite"
     broken = f" (testbed knobs: {json.dumps(knobs)})" if knobs else ""
+    celery = _celery_broker(args)
+    where = ""
+    if celery:
+        from kombu.utils.url import maybe_sanitize_url  # Celery's: the password masked
+
+        where = f", steps on the Celery workers of {maybe_sanitize_url(celery.broker)}"
     print(
-        f"night {night}, profile {profile.name}, target {args.target}{broken}: {tests_named}",
+        f"night {night}, profile {profile.name}, target {args.target}{broken}{where}: "
+        f"{tests_named}",
         file=sys.stderr,
     )
 
@@ -417,7 +424,7 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
             home=home,
             say=say,
             log_level="WARNING" if live else "INFO",
-            celery=_celery_broker(args),
+            celery=celery,
         )
     store = MetricStore(home.store)
     results = store.recent_results(limit_nights=10_000).iter_rows(named=True)

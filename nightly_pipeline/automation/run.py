@@ -2,7 +2,8 @@
 
 The same jobs (``nightly_suite``, then ``nightly_history`` for the night), executed in
 process on the home's Dagster instance (so the UI shows them), with the resources the
-command line chose; the run's store row is closed by ``suite_runs.close_store_run``, as
+command line chose (``nightly_suite``'s steps on Celery workers instead when asked:
+``automation.executors``); the run's store row is closed by ``suite_runs.close_store_run``, as
 the sensors close a scheduled run's. Then the store's compaction (``after_night``), a
 summary of the checks and JUnit.
 """

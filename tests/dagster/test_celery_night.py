@@ -178,3 +178,30 @@ def test_celery_without_a_broker_names_the_fix(
     code = main(["--store", str(store), "run", "--profile", "ci", "--executor", "celery"])
     assert code == 2
     assert "--celery-broker URL or $NIGHTLY_CELERY_BROKER" in capsys.readouterr().err
+
+
+def test_nightly_run_executor_celery_runs_on_the_workers(
+    tmp_path: Path,
+    cluster: CeleryCluster,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The command line's wiring: ``--executor celery --celery-broker URL`` with the
+    backend from ``$NIGHTLY_CELERY_BACKEND``; Test 06 alone, its step on a worker."""
+    monkeypatch.setenv("NIGHTLY_CELERY_BACKEND", cluster.broker.result_backend)
+    store = tmp_path / "home" / "metrics.duckdb"
+    argv = ["--store", str(store), "run", "--profile", "ci", "--tests", "06"]
+    argv += ["--night", NIGHT.isoformat(), "--executor", "celery"]
+    code = main([*argv, "--celery-broker", cluster.broker.broker])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"steps on the Celery workers of {cluster.broker.broker}" in err
+    night = Night(Home.of_store(store), _last_run(Home.of_store(store)))
+    (start,) = [e for e in _step_events(night) if e.dagster_event.event_type_value == "STEP_START"]
+    assert start.dagster_event.pid in cluster.worker_pids
+
+
+def _last_run(home: Home) -> NightRun:
+    """The NightRun of the home's only suite run, as far as ``_step_events`` reads it."""
+    (run_id,) = MetricStore(home.store).runs(NIGHT)["run_id"].to_list()
+    return NightRun(NIGHT, run_id, True, ())
