@@ -25,6 +25,7 @@ multiprocess executor (the UI's default).
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import dagster as dg
@@ -32,7 +33,11 @@ from dagster_celery import celery_executor
 
 from nightly_pipeline.automation.dagster_adapter import with_executor
 from nightly_pipeline.automation.jobs import nightly_suite_job
+from nightly_pipeline.suite.errors import ConfigurationError
 
+EXECUTOR_ENV = "NIGHTLY_EXECUTOR"
+BROKER_ENV = "NIGHTLY_CELERY_BROKER"
+BACKEND_ENV = "NIGHTLY_CELERY_BACKEND"
 CELERY_QUEUE = "dagster"
 """The queue dagster-celery routes step tasks to (``dagster_celery.make_app``)."""
 
@@ -92,3 +97,23 @@ def nightly_suite_on_celery() -> dg.JobDefinition:
 def celery_suite_job() -> dg.ReconstructableJob:
     """The pointer ``dagster.execute_job`` runs and the workers rebuild the job from."""
     return dg.reconstructable(nightly_suite_on_celery)
+
+
+def code_location_executor(env: Mapping[str, str]) -> dg.ExecutorDefinition | None:
+    """The executor of the code location's jobs (the scheduled night's included), from
+    ``$NIGHTLY_EXECUTOR``: unset or ``default``, Dagster's default (None); ``celery``,
+    ``celery_executor`` on ``$NIGHTLY_CELERY_BROKER`` (backend ``$NIGHTLY_CELERY_BACKEND``,
+    else the broker). Anything else, or ``celery`` without a broker, raises
+    ``ConfigurationError`` naming the fix, so the code location does not load.
+    The Celery workers must be started with the same variables."""
+    name = env.get(EXECUTOR_ENV, "").strip() or "default"
+    if name == "default":
+        return None
+    if name != "celery":
+        raise ConfigurationError(f"${EXECUTOR_ENV}={name!r}: expected default or celery")
+    broker = CeleryBroker(env.get(BROKER_ENV, "").strip(), env.get(BACKEND_ENV, "").strip())
+    if not broker.broker:
+        raise ConfigurationError(
+            f"${EXECUTOR_ENV}=celery needs ${BROKER_ENV} (e.g. redis://127.0.0.1:6379/0)"
+        )
+    return celery_executor.configured(broker.run_config()["execution"]["config"])
