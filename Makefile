@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 ## Headless Chromium for the report's browser test, iptables for the partition fault's,
-## dockerd for the Docker platform's (TOOL or TOOL:PACKAGE, Debian's; installed when root)
-SYSTEM_TOOLS := chromium iptables dockerd:docker.io
+## dockerd for the Docker platform's, docker-compose for compose.yaml's check
+## (TOOL or TOOL:PACKAGE, Debian's packages; installed when root)
+SYSTEM_TOOLS := chromium iptables dockerd:docker.io docker-compose
 system-deps:
 	@missing=""; for entry in $(SYSTEM_TOOLS); do tool=$${entry%%:*}; \
 	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $${entry#*:}"; done; \

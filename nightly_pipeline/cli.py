@@ -3,7 +3,8 @@ below receives typed values.
 
     nightly run [--profile ci|smoke|nightly] [--tests 01,04] [--night YYYY-MM-DD]
                 [--target embedded|docker|FILE] [--targets N] [--junit FILE]
-                [--knob NAME=VALUE ...]
+                [--knob NAME=VALUE ...] [--executor in_process|celery]
+                [--celery-broker redis://HOST:PORT/DB]
     nightly plan [--profile P] [--tests 01,04] [--target embedded|docker|FILE]
                  [--targets 1,2,4]
     nightly selfcheck [--rate 500] [--duration 10] [--workers 1] [--fleet REDIS_URL]
@@ -17,6 +18,9 @@ below receives typed values.
 
 Everything lives under $NIGHTLY_HOME (default ./.nightly, made absolute here): the
 store, the Dagster instance the UI shows, the stacks' directories and the reports.
+``--executor celery`` runs the suite's steps on Celery workers (README: Beyond one
+machine); the broker is ``--celery-broker`` or ``$NIGHTLY_CELERY_BROKER``, the result
+backend ``$NIGHTLY_CELERY_BACKEND`` (default: the broker).
 """
 
 from __future__ import annotations
@@ -42,9 +46,14 @@ from nightly_pipeline.suite.profiles import profile_named
 from nightly_pipeline.suite.selfcheck import SelfcheckConfig, run_selfcheck
 
 if TYPE_CHECKING:
+    from nightly_pipeline.automation.executors import CeleryBroker
     from nightly_pipeline.automation.fanned_night import PlacedTarget
     from nightly_pipeline.suite.night_plan import NightPlan
     from nightly_pipeline.suite.target import Target
+
+EXECUTORS = ("in_process", "celery")
+CELERY_BROKER_ENV = "NIGHTLY_CELERY_BROKER"
+CELERY_BACKEND_ENV = "NIGHTLY_CELERY_BACKEND"
 
 
 def _night(text: str) -> date:
@@ -100,11 +109,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="break the embedded platform with a testbed fault knob (testbed/CONTRACT.md), "
         "e.g. optimistic_locking=false; VALUE is JSON (false, 3, null) or else a string",
     )
+    run.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="in_process",
+        help="in_process (default): the steps run in this process; celery: on the Celery "
+        "workers of --celery-broker (dagster-celery; README: Beyond one machine)",
+    )
+    run.add_argument(
+        "--celery-broker",
+        default=None,
+        metavar="URL",
+        help=f"the workers' broker, e.g. redis://127.0.0.1:6379/0 (default ${CELERY_BROKER_ENV}); "
+        f"the result backend is ${CELERY_BACKEND_ENV}, else the broker",
+    )
 
     plan = sub.add_parser("plan", help="the plan of a night over N targets, started nowhere")
     plan.add_argument("--profile", default="nightly", help="ci, smoke or nightly (default nightly)")
     plan.add_argument("--tests", default=None, help="comma-separated ids (default all)")
-    plan.add_argument("--target", default="embedded", help="embedded, or a target file")
+    plan.add_argument("--target", default="embedded", help="embedded, docker, or a target file")
     plan.add_argument("--targets", default="1,2,4", help="target counts, e.g. 1,2,4 (default)")
 
     check = sub.add_parser("selfcheck", help="load the built-in loopback target, record it")
@@ -350,6 +373,7 @@ def _run_problems(args: argparse.Namespace, home: Home) -> list[str]:
         lambda: select_tests(args.tests) if args.tests else None,
         lambda: check_night(args.night or latest_night()),
         lambda: _check_knobs(args),
+        lambda: _celery_broker(args),
     ]
     if args.target not in OWN_PLATFORMS:
         target_file = Path(args.target)
@@ -361,6 +385,8 @@ def _run_problems(args: argparse.Namespace, home: Home) -> list[str]:
         )
     if _fanned_out(args):
         checks.append(lambda: _night_plan(args))
+        if args.executor != "in_process":
+            checks.append(_refuse_fanned_celery)
     problems = []
     for check in checks:
         try:
@@ -372,6 +398,32 @@ def _run_problems(args: argparse.Namespace, home: Home) -> list[str]:
     except StoreError as exc:
         problems.append(str(exc))
     return problems
+
+
+def _refuse_fanned_celery() -> None:
+    from nightly_pipeline.suite.errors import ConfigurationError
+
+    raise ConfigurationError(
+        "a night fanned out over several targets runs one worker process per target; "
+        "--executor celery runs one target's night: drop --targets (or list one target)"
+    )
+
+
+def _celery_broker(args: argparse.Namespace) -> CeleryBroker | None:
+    """The broker ``--executor celery`` submits to (None: in process); a
+    ``ConfigurationError`` naming the fix when it has none."""
+    from nightly_pipeline.automation.executors import CeleryBroker
+    from nightly_pipeline.suite.errors import ConfigurationError
+
+    if args.executor != "celery":
+        return None
+    broker = args.celery_broker or os.environ.get(CELERY_BROKER_ENV, "")
+    if not broker:
+        raise ConfigurationError(
+            f"--executor celery needs the workers' broker: --celery-broker URL or "
+            f"${CELERY_BROKER_ENV} (e.g. redis://127.0.0.1:6379/0)"
+        )
+    return CeleryBroker(broker, os.environ.get(CELERY_BACKEND_ENV, ""))
 
 
 def _experiments_of_chaos_tests(target: Target) -> None:
@@ -456,8 +508,15 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
     knobs = _knobs(args.knob)
     tests_named = ", ".join(t.spec.key for t in tests) if tests else "the whole nightly_suite"
     broken = f" (testbed knobs: {json.dumps(knobs)})" if knobs else ""
+    celery = _celery_broker(args)
+    where = ""
+    if celery:
+        from kombu.utils.url import maybe_sanitize_url  # Celery's: the password masked
+
+        where = f", steps on the Celery workers of {maybe_sanitize_url(celery.broker)}"
     print(
-        f"night {night}, profile {profile.name}, target {args.target}{broken}: {tests_named}",
+        f"night {night}, profile {profile.name}, target {args.target}{broken}{where}: "
+        f"{tests_named}",
         file=sys.stderr,
     )
 
@@ -497,6 +556,7 @@ def cmd_run(args: argparse.Namespace, home: Home) -> int:
                 home=home,
                 say=say,
                 log_level="WARNING" if live else "INFO",
+                celery=celery,
             )
     store = MetricStore(home.store)
     results = store.recent_results(limit_nights=10_000).iter_rows(named=True)

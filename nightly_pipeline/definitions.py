@@ -2,7 +2,9 @@
 
 An entry point, so it reads the environment: ``$NIGHTLY_SCHEDULE_PROFILE`` (default
 ``nightly``) is the profile of the scheduled night and of a version-change run; an
-unknown name fails loading the code location with the valid names.
+unknown name fails loading the code location with the valid names. ``$NIGHTLY_EXECUTOR``
+(``celery``, with ``$NIGHTLY_CELERY_BROKER``) runs the jobs' steps on Celery workers
+(``automation.executors.code_location_executor``); unset, Dagster's default executor.
 """
 
 import os
@@ -13,6 +15,7 @@ from nightly_pipeline.assets.engine import engine_selfcheck, engine_selfcheck_jo
 from nightly_pipeline.assets.history import baseline_snapshot, nightly_report, regressions
 from nightly_pipeline.assets.suite import SUITE_ASSETS
 from nightly_pipeline.automation.after_night import HISTORY_ENDS, make_history_finished_sensor
+from nightly_pipeline.automation.executors import code_location_executor
 from nightly_pipeline.automation.jobs import (
     baseline_snapshot_job,
     nightly_history_job,
@@ -39,6 +42,7 @@ from nightly_pipeline.resources import (
 )
 
 SCHEDULED_PROFILE = scheduled_profile(os.environ)
+EXECUTOR = code_location_executor(os.environ)
 
 defs = dg.Definitions(
     assets=[engine_selfcheck, *SUITE_ASSETS, regressions, nightly_report, baseline_snapshot],
@@ -51,6 +55,7 @@ defs = dg.Definitions(
         *(make_suite_finished_sensor(status) for status in SUITE_OUTCOMES),
         *(make_history_finished_sensor(status) for status in HISTORY_ENDS),
     ],
+    executor=EXECUTOR,
     resources={
         "store": MetricStoreResource(),
         "alerts": AlertsResource(),

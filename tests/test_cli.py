@@ -110,6 +110,10 @@ def test_report_of_an_empty_store_says_what_to_do(tmp_path, capsys) -> None:
         (["run", "--tests", "01,42"], "unknown test id(s) 42; valid: 01 (message_soak)"),
         (["run", "--profile", "huge"], "unknown profile 'huge'; valid: ci, smoke, nightly"),
         (["run", "--night", "2020-01-01"], "is not a partition: from 2026-11-01"),
+        (
+            ["run", "--targets", "2", "--executor", "celery", "--celery-broker", "redis://x/0"],
+            "--executor celery runs one target's night: drop --targets",
+        ),
     ],
 )
 def test_run_refuses_bad_selections_with_the_valid_ones(tmp_path, capsys, argv, message) -> None:

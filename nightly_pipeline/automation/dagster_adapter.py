@@ -7,13 +7,17 @@ place, so an upgrade has one file to check.
   ``target`` pool slot, and the next in-process run waits for it forever. Without a
   daemon nothing frees it, so ``nightly run`` does (``free_slots``), through the event
   log storage's own method (what run monitoring calls).
+- Another executor for ``nightly_suite`` (Celery): ``JobDefinition.with_executor_def``.
 """
 
 import dagster as dg
 from dagster._core.execution.plan.objects import ErrorSource  # no public name for it
 
+RunResult = dg.ExecuteInProcessResult | dg.JobExecutionResult
+"""A run's result, in process or through ``dagster.execute_job`` (another executor)."""
 
-def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
+
+def was_interrupted(result: RunResult) -> bool:
     """Whether Ctrl-C or SIGTERM stopped the run (a step failed as interrupted)."""
     if result.dagster_run.status == dg.DagsterRunStatus.CANCELED:
         return True
@@ -25,7 +29,7 @@ def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
     )
 
 
-def step_failures(result: dg.ExecuteInProcessResult) -> list[str]:
+def step_failures(result: RunResult) -> list[str]:
     """``step: cause`` for each step that failed for another reason than a blocking check;
     a retried step's cause is its last attempt's (under Dagster's "Exceeded max_retries")."""
     reasons = []
@@ -52,3 +56,10 @@ def slot_holders(instance: dg.DagsterInstance, pool: str) -> list[str]:
     """The runs holding a slot of ``pool`` now."""
     info = instance.event_log_storage.get_concurrency_info(pool)
     return sorted({slot.run_id for slot in info.claimed_slots})
+
+
+def with_executor(job: dg.JobDefinition, executor: dg.ExecutorDefinition) -> dg.JobDefinition:
+    """``job`` as it is (name, assets, pools, tags, resources) with another executor.
+    ``JobDefinition.with_executor_def`` is what ``Definitions`` itself applies a default
+    executor with; it has no public name."""
+    return job.with_executor_def(executor)

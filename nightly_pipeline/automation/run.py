@@ -2,7 +2,8 @@
 
 The same jobs (``nightly_suite``, then ``nightly_history`` for the night), executed in
 process on the home's Dagster instance (so the UI shows them), with the resources the
-command line chose; the run's store row is closed by ``suite_runs.close_store_run``, as
+command line chose (``nightly_suite``'s steps on Celery workers instead when asked:
+``automation.executors``); the run's store row is closed by ``suite_runs.close_store_run``, as
 the sensors close a scheduled run's. Then the store's compaction (``after_night``), a
 summary of the checks and JUnit.
 """
@@ -25,11 +26,13 @@ from nightly_pipeline.assets.steps import TARGET_POOL
 from nightly_pipeline.assets.suite import NOT_MEASURABLE_KEY
 from nightly_pipeline.automation.after_night import compact_after_night
 from nightly_pipeline.automation.dagster_adapter import (
+    RunResult,
     free_slots,
     slot_holders,
     step_failures,
     was_interrupted,
 )
+from nightly_pipeline.automation.executors import CeleryBroker, celery_suite_job
 from nightly_pipeline.automation.instance import open_instance
 from nightly_pipeline.automation.jobs import nightly_history_job, nightly_suite_job
 from nightly_pipeline.automation.suite_runs import (
@@ -55,6 +58,7 @@ from nightly_pipeline.testbed.stack.reaper import reap_dead_stacks
 
 Say = Callable[[str], None]
 """Where a line for the user goes."""
+PARTITION_TAG = "dagster/partition"
 PID_TAG = "nightly/pid"
 HOST_TAG = "nightly/host"
 
@@ -93,7 +97,7 @@ def check_night(night: date) -> None:
         )
 
 
-def _check_lines(result: dg.ExecuteInProcessResult) -> tuple[CheckLine, ...]:
+def _check_lines(result: RunResult) -> tuple[CheckLine, ...]:
     """Every check of the run with the values the asset reported beside its verdict."""
     lines = []
     for e in result.get_asset_check_evaluations():
@@ -116,7 +120,7 @@ def _check_lines(result: dg.ExecuteInProcessResult) -> tuple[CheckLine, ...]:
     return (*lines, *_not_measurable_lines(result))
 
 
-def _not_measurable_lines(result: dg.ExecuteInProcessResult) -> list[CheckLine]:
+def _not_measurable_lines(result: RunResult) -> list[CheckLine]:
     """The checks a test reported not measurable on this target: no evaluation, the reason
     on the asset they judge (``assets.suite.NOT_MEASURABLE_KEY``)."""
     by_key = {t.spec.key: t.spec for t in TESTS}
@@ -245,17 +249,31 @@ def execute_suite(
     *,
     run_id: str | None = None,
     say: Say = lambda _: None,
+    celery: CeleryBroker | None = None,
 ) -> SuiteRun:
-    """Run ``job`` (a ``nightly_suite``) in this process for ``night`` and close its store row."""
-    suite = job.execute_in_process(
-        instance=instance,
-        partition_key=night.isoformat(),
-        asset_selection=_selection(tests),
-        raise_on_error=False,
-        run_config=dict(run_config),
-        tags=dict(tags),
-        run_id=run_id,
-    )
+    """Run ``job`` (a ``nightly_suite``) for ``night`` and close its store row: in this
+    process, or with ``celery`` through ``dagster.execute_job`` and the Celery executor
+    (the steps on that broker's workers; this process orchestrates)."""
+    suite: RunResult
+    if celery is None:
+        suite = job.execute_in_process(
+            instance=instance,
+            partition_key=night.isoformat(),
+            asset_selection=_selection(tests),
+            raise_on_error=False,
+            run_config=dict(run_config),
+            tags=dict(tags),
+            run_id=run_id,
+        )
+    else:
+        suite = dg.execute_job(
+            celery_suite_job(),
+            instance,
+            run_config={**run_config, **celery.run_config()},
+            tags={**tags, PARTITION_TAG: night.isoformat()},
+            asset_selection=_selection(tests),
+            raise_on_error=False,
+        )
     interrupted = was_interrupted(suite)
     outcome: RunStatus = (
         "canceled" if interrupted else SUITE_OUTCOMES[instance.get_run_by_id(suite.run_id).status]
@@ -322,11 +340,14 @@ def run_night(
     knobs: Mapping[str, object] | None = None,
     say=lambda _: None,
     log_level: str = "INFO",
+    celery: CeleryBroker | None = None,
 ) -> NightRun:
     """Run ``nightly_suite`` for ``night`` (only ``tests`` when given), then, unless it was
     interrupted, ``nightly_history``; ``say`` gets a line for what the user should know,
     and Dagster's console log shows ``log_level`` and above. ``knobs``: the embedded
-    platform's fault knobs (in the run's config, so the UI shows the night was broken)."""
+    platform's fault knobs (in the run's config, so the UI shows the night was broken).
+    ``celery``: the suite's steps run on the Celery workers of that broker
+    (``automation.executors``); None: in this process."""
     check_night(night)
     store = MetricStore(home.store)
     run_config = suite_run_config(target, profile, home, knobs, log_level)
@@ -337,7 +358,15 @@ def run_night(
             say(f"the {TARGET_POOL!r} pool is held by run(s) {', '.join(holders)}: waiting")
         job = defs.resolve_job_def(nightly_suite_job.name)
         suite = execute_suite(
-            job, instance, store, night, tests, run_config, cli_tags(profile), say=say
+            job,
+            instance,
+            store,
+            night,
+            tests,
+            run_config,
+            cli_tags(profile),
+            say=say,
+            celery=celery,
         )
         if suite.interrupted:
             return NightRun(night, suite.run_id, False, suite.checks, INTERRUPTED, interrupted=True)

@@ -10,12 +10,14 @@ with the platform's process control (``signal``, ``restart``: the chaos tests).
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from nightly_pipeline.suite.errors import ConfigurationError, InfrastructureError
 from nightly_pipeline.suite.target import Target
 from nightly_pipeline.testbed.embedded import Platform, PlatformSettings, embedded_platform
 from nightly_pipeline.testbed.stack import StackConfig
+from nightly_pipeline.testbed.stack.owner import live_owner
 
 
 class EmbeddedStartError(InfrastructureError):
@@ -48,8 +50,7 @@ class OnDemandPlatform:
 
     def _start(self) -> Platform:
         self.attempts += 1
-        suffix = "" if self.attempts == 1 else f"-attempt{self.attempts}"
-        run_dir = self.stack_dir.with_name(self.stack_dir.name + suffix)
+        run_dir = self._run_dir()
         stack = StackConfig(run_dir=run_dir, search_path=self.search_path)
         try:
             platform = self._running.enter_context(embedded_platform(stack, self.settings))
@@ -61,6 +62,17 @@ class OnDemandPlatform:
                 f"{run_dir / 'logs'}; everything it had started is stopped): {exc}"
             ) from exc
         return platform
+
+    def _run_dir(self) -> Path:
+        """``stack_dir`` (``-attemptN`` after a failed start); ``-pid<N>`` beside it when
+        another live process of the same run has its platform there: a step of a run whose
+        executor runs steps in their own processes (Celery workers, the multiprocess
+        executor) and a pool that lets two of them run at once."""
+        suffix = "" if self.attempts == 1 else f"-attempt{self.attempts}"
+        run_dir = self.stack_dir.with_name(self.stack_dir.name + suffix)
+        if live_owner(run_dir) not in (None, os.getpid()):
+            run_dir = run_dir.with_name(f"{run_dir.name}-pid{os.getpid()}")
+        return run_dir
 
     def close(self) -> None:
         self._platform = None

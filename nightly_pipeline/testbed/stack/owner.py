@@ -49,6 +49,15 @@ def is_same_process(found: Mapping[str, Any]) -> bool:
         return False
 
 
+def live_owner(run_dir: Path) -> int | None:
+    """The pid of the live process whose stack is in ``run_dir``, if any."""
+    try:
+        owner = json.loads((run_dir / RECORD).read_text()).get("owner", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(owner["pid"]) if is_same_process(owner) else None
+
+
 class StackOwner:
     """This process's record of the stack in ``run_dir``."""
 
