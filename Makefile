@@ -14,19 +14,26 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-## Headless Chromium for the report's browser test, iptables for the partition fault's,
-## dockerd for the Docker platform's, docker-compose for compose.yaml's check
-## (TOOL or TOOL:PACKAGE, Debian's packages; installed when root)
-SYSTEM_TOOLS := chromium iptables dockerd:docker.io docker-compose
+## Headless Chromium for the report's browser test and iptables for the partition fault's
+## (required); Docker's engine for the Docker platform's tests and docker-compose for
+## compose.yaml's check (optional: without them those tests skip, saying why).
+## TOOL or TOOL:PACKAGE, Debian's packages, installed with apt-get when root.
+SYSTEM_TOOLS := chromium iptables
+OPTIONAL_TOOLS := dockerd:docker.io docker-compose
 system-deps:
-	@missing=""; for entry in $(SYSTEM_TOOLS); do tool=$${entry%%:*}; \
+	@missing=""; optional=""; \
+	for entry in $(SYSTEM_TOOLS); do tool=$${entry%%:*}; \
 	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $${entry#*:}"; done; \
-	if [ -n "$$missing" ]; then \
+	for entry in $(OPTIONAL_TOOLS); do tool=$${entry%%:*}; \
+	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || optional="$$optional $${entry#*:}"; done; \
+	if [ -n "$$missing$$optional" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing$$missing (apt-get)"; \
-	    apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
-	  else \
+	    echo "installing$$missing$$optional (apt-get)"; \
+	    apt-get update -qq && apt-get install -y -qq $$missing $$optional >/dev/null; \
+	  elif [ -n "$$missing" ]; then \
 	    echo "the tests need$$missing: sudo apt-get install -y$$missing" >&2; exit 1; \
+	  else \
+	    echo "without$$optional their tests skip (sudo apt-get install -y$$optional)" >&2; \
 	  fi; \
 	fi
 
