@@ -26,6 +26,7 @@ from nightly_pipeline.store import MetricStore
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.profiles import PROFILES
 from tests.dagster.celery_workers import CeleryCluster, celery_cluster
+from tests.dagster.night_rows import metric_names
 
 NIGHT = date(2026, 11, 19)
 pytestmark = pytest.mark.filterwarnings(
@@ -91,7 +92,7 @@ def _rows(night: Night) -> dict[str, object]:
     runs = store.runs(NIGHT).filter(run_id=run_id)
     return {
         "tests": sorted(results.select("test", "status").rows()),
-        "metric names": sorted(set(metrics.select("test", "metric").rows())),
+        "metric names": metric_names(metrics),
         "thresholds": sorted(
             thresholds.select("test", "metric", "expression", "severity", "passed").rows(),
             key=str,

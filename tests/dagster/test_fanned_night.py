@@ -35,6 +35,7 @@ from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.night_plan import plan_night
 from nightly_pipeline.suite.profiles import PROFILES
 from nightly_pipeline.testbed.stack.owner import RECORD
+from tests.dagster.night_rows import metric_names
 from tests.testbed.test_reaper import kill_all, tree, wait_gone
 
 NIGHT = date(2026, 11, 18)
@@ -93,20 +94,8 @@ def _rows(home: Home) -> dict[str, object]:
             (r["test"], r["metric"], r["expression"], r["severity"], _verdict(r))
             for r in thresholds.iter_rows(named=True)
         ),
-        "metric names": sorted(
-            {
-                (test, name.split(".")[0])
-                for test, name in zip(metrics["test"], metrics["metric"], strict=True)
-                if name.split(".")[0] not in EVENT_ONLY
-            }
-        ),
+        "metric names": metric_names(metrics),
     }
-
-
-EVENT_ONLY = {"late_iterations", "dropped_iterations", "http_req_errors", "iteration_errors"}
-"""Metrics recorded only when their event happens (a late or dropped iteration, a transport
-error): present in one run and not in the next on the same target. Names are compared
-without their statistic (``login_success.false`` exists only when a login failed)."""
 
 
 def _verdict(row: dict) -> bool | None:
