@@ -55,6 +55,11 @@ def test_the_platform_answers_through_its_published_ports(platform: DockerPlatfo
 def test_the_platform_serves_a_suite_test_at_ci(
     platform: DockerPlatform, tmp_path: Path, test_id: str
 ) -> None:
+    """Test 01 (smoke) and Test 08 (the consumer container killed with SIGKILL mid-stream
+    and started again) pass at ``ci``: every blocking check measured and passed."""
+    consumer = platform.container("consumer")
+    consumer.reload()
+    started_before = consumer.attrs["State"]["StartedAt"]
     outcome = run_suite_test(
         BY_ID[test_id],
         PROFILES["ci"],
@@ -64,6 +69,13 @@ def test_the_platform_serves_a_suite_test_at_ci(
         run_dir=tmp_path,
     )
     assert outcome.record.status == "passed", outcome.record.detail
+    blocking = {c.check.name: c for c in outcome.checks if c.check.severity == "error"}
+    assert blocking and all(c.passed for c in blocking.values()), {
+        name: c.detail or c.not_measurable for name, c in blocking.items() if not c.passed
+    }
+    consumer.reload()
+    restarted = consumer.attrs["State"]["StartedAt"] != started_before
+    assert restarted == (test_id == "08")  # the kill and restart hit the container itself
 
 
 def test_a_dead_owners_containers_are_reaped_at_the_next_start(
