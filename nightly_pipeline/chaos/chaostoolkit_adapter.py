@@ -78,6 +78,10 @@ class BackgroundExperiment:
         except BaseException as exc:
             self._error = exc
 
+    def running(self) -> bool:
+        """Started and not ended yet (its faults may still be held or being reverted)."""
+        return self._thread.is_alive()
+
     def join(self, timeout_s: float) -> bool:
         self._thread.join(timeout_s)
         return not self._thread.is_alive()

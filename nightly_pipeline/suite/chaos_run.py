@@ -199,7 +199,11 @@ def run_chaos_messaging(
         watched = dataclasses.replace(ctx, watch=state.watching(ctx.watch))
         with SteadyStateWatcher(_readyz(configuration), state.clean) as watcher:
             result = run_messaging_load(
-                watched, load, around_load=lambda: _running(background), duration_s=duration_s
+                watched,
+                load,
+                around_load=lambda: _running(background),
+                duration_s=duration_s,
+                holding=background.running,  # a consumer down on purpose loses nothing yet
             )
             if result.aborted:  # Ctrl-C, SIGTERM: no fault after this, and no waiting
                 session.stop(f"the test stopped: {result.aborted}")

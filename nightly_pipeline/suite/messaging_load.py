@@ -216,10 +216,14 @@ def drain(
     result: LoadResult,
     drain_s: float,
     stall_s: float,
+    holding: Callable[[], bool] = lambda: False,
 ) -> None:
     """Wait, at most ``drain_s``, for every expected delivery (``progress()``: pairs
     delivered, pairs owed), and no longer than ``stall_s`` without a new one; report it
-    once a second (with the load's errors and dropped iterations, which no longer change)."""
+    once a second (with the load's errors and dropped iterations, which no longer change).
+    While ``holding()`` (a chaos experiment still holding or reverting its faults: the
+    consumer may be down on purpose, or restarting), no delivery is no evidence of a
+    loss: the stall is counted from when it stops holding."""
     rec = result.recorder
     errors = sum(int(rec.stats(n).get("count", 0)) for n in ("iteration_errors", "http_req_errors"))
     dropped = int(rec.stats("dropped_iterations").get("count", 0))
@@ -239,7 +243,7 @@ def drain(
         if delivered >= total:
             break
         now = time.monotonic()
-        if delivered != last_count:
+        if delivered != last_count or holding():
             last_count, last_change = delivered, now
         if now - started >= drain_s or now - last_change >= stall_s:
             break
@@ -276,13 +280,15 @@ def run_messaging_load(
     ping_every_s: float | None = None,
     observe: Observe | None = None,
     judge_more: Judge | None = None,
+    holding: Callable[[], bool] = lambda: False,
 ) -> LoadResult:
     """Set up, listen, post at ``rate`` (the profile's unless given) for ``duration_s``
     (likewise), drain, and record. ``load`` defaults to the test's knobs; ``around_load()``
     is entered as the load starts and left when it ends (a chaos test's experiment runs
     inside it). A test that watches more gets ``observe(run)``, entered once every
     socket is open and left after the drain, and ``judge_more(run, result)`` after the
-    delivery verdict; ``ping_every_s`` makes every socket ping (``Listener``)."""
+    delivery verdict; ``ping_every_s`` makes every socket ping (``Listener``);
+    ``holding()`` suspends the drain's stall rule (``drain``)."""
     target = ctx.target
     load = load if load is not None else ctx.knobs
     conversations, tokens = set_up(target, load)
@@ -320,7 +326,7 @@ def run_messaging_load(
                 result = ctx.load(
                     posts, max_vus=load.max_vus, rate=rate, duration_s=duration_s, pending=pending
                 )
-            drain(ctx, ledger.delivery_progress, result, load.drain_s, load.drain_stall_s)
+            drain(ctx, ledger.delivery_progress, result, load.drain_s, load.drain_stall_s, holding)
     verdict = ledger.verdict()
     settled_e2e = ledger.e2e_snapshots(result.recorder.run_start)
     record_delivery(result, verdict, listener.ws_disconnects, settled_e2e)

@@ -22,6 +22,7 @@ from nightly_pipeline.suite.client import Conversation
 from nightly_pipeline.suite.delivery import Listener
 from nightly_pipeline.suite.messaging_load import (
     MessagingKnobs,
+    drain,
     layout,
     recipients_by_socket,
     socket_labels,
@@ -62,6 +63,32 @@ def test_fifty_sockets_over_ten_users_are_five_devices_each() -> None:
     assert all(list(sockets.values()).count(u) == 5 for u in users)
     conversation = Conversation("c1", "u0", ("u0", "u1", "u2"))
     assert len(recipients_by_socket([conversation], sockets)["c1"]) == 15
+
+
+class _Stats:
+    """A load result's recorder with nothing recorded (the drain reads its error counts)."""
+
+    recorder = type("Recorder", (), {"stats": staticmethod(lambda _name: {})})()
+
+
+@pytest.mark.parametrize("held", [False, True])
+def test_the_drain_does_not_call_a_stall_a_loss_while_the_faults_are_held(held: bool) -> None:
+    """Nothing arrives for the first 6 polls (the consumer down on purpose), then all.
+    With a stall window shorter than a poll, the drain gives up at once unless the
+    experiment still holds its faults (``holding``) — then it sees every delivery. The
+    scenario context is a stand-in (only its key and ``watch`` are read)."""
+    polls: list[int] = []
+
+    def progress() -> tuple[int, int]:
+        polls.append(1)
+        return (10, 10) if len(polls) > 6 else (0, 10)
+
+    shown: list[int] = []
+    spec = type("Spec", (), {"key": "08_consumer_resilience"})()
+    ctx = type("Ctx", (), {"spec": spec, "watch": lambda _self, p: shown.append(p.pending)})()
+    drain(ctx, progress, _Stats(), 60.0, 0.01, holding=lambda: held and len(polls) <= 6)  # type: ignore[arg-type]
+    assert shown[-1] == (0 if held else 10)
+    assert len(polls) == (7 if held else 2)
 
 
 def test_too_few_users_is_reported() -> None:

@@ -2,7 +2,8 @@
 ``docker import`` — no registry, no Dockerfile, no base image. Tagged with a hash of its
 inputs (each file's image path, size, mtime and mode, and the builder's version), so it
 is rebuilt only when an input changes; images are kept on purpose (a cache) and named
-``nightly-testbed:<hash>`` with the label ``org.nightly-pipeline.image=testbed``.
+``nightly-testbed:<hash>`` with the label ``org.nightly-pipeline.image=testbed``. Its
+modules are compiled in it (``bytecode``): a process start imports, never compiles.
 
 PostgreSQL refuses to run as root: the image's default user is ``nightly`` (uid 1000),
 which owns ``/var/lib/nightly`` (the datastores' data) and its home.
@@ -24,12 +25,13 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from nightly_pipeline.testbed.docker.bytecode import compiled_entries
 from nightly_pipeline.testbed.docker.contents import APP_ROOT, PY_ROOT, Entry, image_entries
 
 log = logging.getLogger(__name__)
 REPOSITORY = "nightly-testbed"
 LABEL = "org.nightly-pipeline.image"
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"  # 2: with bytecode (``bytecode``)
 USER, UID = "nightly", 1000
 DATA_DIR = "/var/lib/nightly"
 ENV = {
@@ -73,7 +75,7 @@ def ensure_image(client: docker.DockerClient, python: str, project_root: Path) -
         pass
     with tempfile.TemporaryDirectory(prefix="nightly-rootfs-") as tmp:
         tar_path = Path(tmp) / "rootfs.tar"
-        write_rootfs(entries, tar_path)
+        write_rootfs(entries + compiled_entries(python, entries, Path(tmp) / "pyc"), tar_path)
         size = tar_path.stat().st_size
         changes = [f"ENV {key}={value}" for key, value in ENV.items()]
         changes += [f"USER {USER}", f"WORKDIR /home/{USER}", f"LABEL {LABEL}=testbed"]

@@ -1,5 +1,5 @@
 """The platform in real Docker containers (issue 12, item 1): it starts from the local
-image, serves Test 01 and Test 08 at the ``ci`` profile, answers as the embedded one
+image, serves Test 01 and the chaos Tests 08-11 at the ``ci`` profile, answers as the embedded one
 does, and leaves no container or network behind; a killed owner's containers are
 reaped at the next start."""
 
@@ -51,10 +51,16 @@ def test_the_platform_answers_through_its_published_ports(platform: DockerPlatfo
     assert all(pid > 1 for pid in target.pids.values())  # host pids of the containers
 
 
-@pytest.mark.parametrize("test_id", ["01", "08"])
+@pytest.mark.parametrize("test_id", ["01", "08", "09", "10", "11"])
 def test_the_platform_serves_a_suite_test_at_ci(
     platform: DockerPlatform, tmp_path: Path, test_id: str
 ) -> None:
+    """Test 01 (smoke), Test 08 (the consumer container killed with SIGKILL mid-stream
+    and started again) and the other chaos tests (09-11, their faults on the Docker
+    platform) pass at ``ci``: every blocking check measured and passed."""
+    consumer = platform.container("consumer")
+    consumer.reload()
+    started_before = consumer.attrs["State"]["StartedAt"]
     outcome = run_suite_test(
         BY_ID[test_id],
         PROFILES["ci"],
@@ -64,6 +70,14 @@ def test_the_platform_serves_a_suite_test_at_ci(
         run_dir=tmp_path,
     )
     assert outcome.record.status == "passed", outcome.record.detail
+    blocking = {c.check.name: c for c in outcome.checks if c.check.severity == "error"}
+    assert blocking and all(c.passed for c in blocking.values()), {
+        name: c.detail or c.not_measurable for name, c in blocking.items() if not c.passed
+    }
+    consumer.reload()
+    restarted = consumer.attrs["State"]["StartedAt"] != started_before
+    if test_id in ("01", "08"):
+        assert restarted == (test_id == "08")  # the kill and restart hit the container
 
 
 def test_a_dead_owners_containers_are_reaped_at_the_next_start(
