@@ -20,3 +20,14 @@ def metric_names(metrics: pl.DataFrame) -> list[tuple[str, str]]:
             if name.split(".")[0] not in EVENT_ONLY
         }
     )
+
+
+def verdict_names(verdicts: pl.DataFrame) -> list[tuple[str, str, str]]:
+    """(test, metric, verdict) on the same names as ``metric_names``."""
+    return sorted(
+        {
+            (test, name.split(".")[0], verdict)
+            for test, name, verdict in verdicts.select("test", "metric", "verdict").rows()
+            if name.split(".")[0] not in EVENT_ONLY
+        }
+    )

@@ -26,7 +26,7 @@ from nightly_pipeline.store import MetricStore
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.profiles import PROFILES
 from tests.dagster.celery_workers import CeleryCluster, celery_cluster
-from tests.dagster.night_rows import metric_names
+from tests.dagster.night_rows import metric_names, verdict_names
 
 NIGHT = date(2026, 11, 19)
 pytestmark = pytest.mark.filterwarnings(
@@ -101,7 +101,7 @@ def _rows(night: Night) -> dict[str, object]:
             (c.test, c.name, c.blocking, c.passed if c.blocking else None) for c in night.run.checks
         ),
         "run": runs.select("profile", "target", "status").rows(),
-        "verdicts": sorted(store.verdicts(NIGHT).select("test", "metric", "verdict").rows()),
+        "verdicts": verdict_names(store.verdicts(NIGHT)),
     }
 
 

@@ -12,7 +12,7 @@ import math
 import pytest
 
 from nightly_pipeline.loadgen import Recorder
-from nightly_pipeline.loadgen.thresholds import NOT_MEASURABLE, NOT_MEASURABLE_SEVERITY
+from nightly_pipeline.loadgen.thresholds import NOT_MEASURABLE
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.memory import RSS_GAUGE, memory_growth, rss_from_metrics
 from nightly_pipeline.suite.results import threshold_rows
@@ -112,7 +112,9 @@ def test_a_not_measurable_check_is_neither_passed_nor_failed_and_fails_nothing()
     detail = describe_failures((memory,), {})
     assert f"memory_growth_under_10pct (process_rss_growth_pct max<10): {NOT_MEASURABLE}" in detail
     (row,) = [r for r in threshold_rows(results) if r.metric == "process_rss_growth_pct"]
-    assert (row.severity, row.passed, row.observed) == (NOT_MEASURABLE_SEVERITY, True, None)
+    # stored as the check's own severity, not judged (passed NULL), with the reason
+    assert (row.severity, row.passed, row.observed) == ("error", None, None)
+    assert row.not_measurable and RSS_GAUGE in row.not_measurable
 
 
 def test_a_measured_leak_from_metrics_fails_the_blocking_memory_check() -> None:
