@@ -49,8 +49,12 @@ from nightly_pipeline.testbed.next_migration import next_migration
 from nightly_pipeline.testbed.seed import seed_users
 from nightly_pipeline.testbed.stack.errors import ProcessNotRunningError, UnknownProcessError
 from nightly_pipeline.testbed.stack.launcher import _deferred_signals
-from nightly_pipeline.testbed.stack.postgres import SUPERUSER
-from nightly_pipeline.testbed.stack.probes import HOST, free_port, http_ok, pg_query, redis_ping
+from nightly_pipeline.testbed.stack.postgres import (
+    SUPERUSER,
+    answers_select_1,
+    create_database,
+)
+from nightly_pipeline.testbed.stack.probes import HOST, free_port, http_ok, redis_ping
 
 log = logging.getLogger(__name__)
 PG_PORT, REDIS_PORT, CONTROL_PORT = 5432, 6379, 8474
@@ -158,7 +162,7 @@ class DockerPlatform(ContainerHandles):
                 "postgres",
                 [*entry, "postgres", "--port", str(PG_PORT), *pg_args],
                 {PG_PORT: pg},
-                lambda: _select_1(pg),
+                lambda: answers_select_1(pg),
             )
         )
         self._run(
@@ -198,7 +202,7 @@ class DockerPlatform(ContainerHandles):
 
     def _prepare_database(self) -> None:
         s, dsn = self.config.settings, self.datastores()["postgres"]
-        _create_database(self._host_port("postgres", PG_PORT), self.config.database)
+        create_database(self._host_port("postgres", PG_PORT), self.config.database)
         migrate.apply(dsn)
         self.users = seed_users(dsn, s.users, s.password, hash_n=s.password_hash_n)
         proxy_dsn = f"postgresql://{SUPERUSER}@proxy-postgres:{PROXY_PORTS['postgres']}/{self.config.database}"
@@ -415,24 +419,6 @@ def docker_platform(
         yield platform
     finally:
         platform.stop()
-
-
-def _select_1(port: int) -> bool:
-    rows, _ = pg_query(port, "SELECT 1", user=SUPERUSER, database="postgres")
-    return rows == [["1"]]
-
-
-def _create_database(port: int, name: str) -> None:
-    literal = name.replace("'", "''")
-    rows, _ = pg_query(
-        port,
-        f"SELECT 1 FROM pg_database WHERE datname = '{literal}'",
-        user=SUPERUSER,
-        database="postgres",
-    )
-    if not rows:
-        ident = name.replace('"', '""')
-        pg_query(port, f'CREATE DATABASE "{ident}"', user=SUPERUSER, database="postgres")
 
 
 def _tar(files: Mapping[str, str]) -> bytes:

@@ -146,26 +146,10 @@ class PostgresServer:
             on_spawn=self._on_spawn,
         )
         self.process.start()
-        self.process.wait_ready(self._select_1, s.ready_timeout_s, "SELECT 1 answered")
-        self._create_database()
-
-    def _select_1(self) -> bool:
-        rows, _ = pg_query(self.settings.port, "SELECT 1", user=SUPERUSER, database="postgres")
-        return rows == [["1"]]
-
-    def _create_database(self) -> None:
-        name = self.settings.database
-        port = self.settings.port
-        literal = name.replace("'", "''")
-        rows, _ = pg_query(
-            port,
-            f"SELECT 1 FROM pg_database WHERE datname = '{literal}'",
-            user=SUPERUSER,
-            database="postgres",
+        self.process.wait_ready(
+            lambda: answers_select_1(s.port), s.ready_timeout_s, "SELECT 1 answered"
         )
-        if not rows:
-            ident = name.replace('"', '""')
-            pg_query(port, f'CREATE DATABASE "{ident}"', user=SUPERUSER, database="postgres")
+        create_database(s.port, s.database)
 
     def server_version(self) -> str:
         _, params = pg_query(self.settings.port, "SELECT 1", user=SUPERUSER, database="postgres")
@@ -241,3 +225,23 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def answers_select_1(port: int) -> bool:
+    """Whether the server on ``port`` answers ``SELECT 1`` as the superuser (ready)."""
+    rows, _ = pg_query(port, "SELECT 1", user=SUPERUSER, database="postgres")
+    return rows == [["1"]]
+
+
+def create_database(port: int, name: str) -> None:
+    """``CREATE DATABASE name`` unless it exists (PostgreSQL has no IF NOT EXISTS for it)."""
+    literal = name.replace("'", "''")
+    rows, _ = pg_query(
+        port,
+        f"SELECT 1 FROM pg_database WHERE datname = '{literal}'",
+        user=SUPERUSER,
+        database="postgres",
+    )
+    if not rows:
+        ident = name.replace('"', '""')
+        pg_query(port, f'CREATE DATABASE "{ident}"', user=SUPERUSER, database="postgres")
