@@ -73,13 +73,14 @@ def testbed_image(docker_client: docker.DockerClient) -> Image:
     return ensure_image(docker_client, sys.executable, PROJECT_ROOT)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def platform(
     docker_client: docker.DockerClient,
     testbed_image: Image,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[DockerPlatform]:
-    """One Docker platform for the tests that only use it (the faults revert theirs)."""
+    """One Docker platform per module for the tests that only use it (the faults revert
+    theirs); removed after its module, not left running beside the rest of the session."""
     run_dir = tmp_path_factory.mktemp("docker-platform")
     settings = PlatformSettings(users=20, password_hash_n=2**10)
     config = DockerPlatformConfig("t-platform", run_dir, testbed_image.tag, settings)
