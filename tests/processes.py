@@ -1,9 +1,15 @@
-"""What a test left running: the one helper the tests use to assert that no process of
-theirs outlived them (DESIGN §8: every process a run starts dies with it)."""
+"""What a test left running, and stopping what it started: the helpers the tests use to
+assert that no process of theirs outlived them (DESIGN §8: every process a run starts
+dies with it), to wait for processes to be gone, and to interrupt a command's group."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import psutil
@@ -50,3 +56,50 @@ def _holds(proc: psutil.Process, environ: Mapping[str, str]) -> bool:
     except psutil.Error:  # gone since listed, or not ours to read
         return False
     return all(found.get(key) == value for key, value in environ.items())
+
+
+def tree(pids: Iterable[int]) -> set[int]:
+    """The pids, their descendants and their groups' members that are alive."""
+    pids = set(pids)
+    found = set()
+    for proc in psutil.process_iter(["pid", "status"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.pid in pids or os.getpgid(proc.pid) in pids:
+                found.add(proc.pid)
+                found |= {c.pid for c in proc.children(recursive=True)}
+    return found
+
+
+def wait_gone(pids: Iterable[int], timeout_s: float = 15.0) -> set[int]:
+    deadline = time.monotonic() + timeout_s
+    while (left := tree(pids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def kill_all(pids: Iterable[int]) -> None:
+    for pid in tree(pids):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def group_killed_on_exit(child: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """Whatever the block does (a failed assertion included), ``child``'s process group is
+    SIGKILLed on the way out if it is still running: a test never leaves its run behind."""
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+def interrupt(child: subprocess.Popen, sig: int = signal.SIGINT) -> str:
+    """Send ``sig`` to ``child``'s process group (as Ctrl-C at a terminal does) and return
+    its remaining output once it exits (the 300 s timeout only catches a hang)."""
+    os.killpg(child.pid, sig)
+    out, _ = child.communicate(timeout=300)
+    return out

@@ -18,7 +18,7 @@ import pytest
 from nightly_pipeline.cli import main
 from nightly_pipeline.store import MetricStore
 from nightly_pipeline.suite.catalog import TESTS
-from tests.processes import processes_left
+from tests.processes import group_killed_on_exit, interrupt, processes_left
 
 
 def test_history_of_an_empty_store_says_what_to_do(tmp_path, capsys) -> None:
@@ -181,19 +181,14 @@ def _interrupt_run(home: Path, tests: str, started: str, after_s: float = 0.0) -
         env={**os.environ, RUN_MARK: str(home)},  # inherited by every process it starts
     )
     seen = []
-    try:
+    with group_killed_on_exit(child):
         assert child.stdout is not None
         for line in child.stdout:  # ends at EOF if the run dies first
             seen.append(line)
             if started in line:
                 break
         time.sleep(after_s)
-        os.killpg(child.pid, signal.SIGINT)
-        out, _ = child.communicate(timeout=300)  # catches a hang only
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
+        out = interrupt(child)
     out = "".join(seen) + out
     assert child.returncode == 130, out
     assert "nightly run: interrupted" in out

@@ -17,7 +17,7 @@ from nightly_pipeline.home import Home
 from nightly_pipeline.store import MetricStore
 from nightly_pipeline.testbed.stack.owner import RECORD
 from nightly_pipeline.testbed.stack.reaper import PREFIX
-from tests.testbed.test_reaper import kill_all, tree, wait_gone
+from tests.processes import kill_all, tree, wait_gone
 
 RUN = ["run", "--profile", "ci", "--tests", "06", "--night", "2026-11-20"]
 STACK_UP_S = 240.0

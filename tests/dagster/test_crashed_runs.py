@@ -28,7 +28,7 @@ from nightly_pipeline.home import Home
 from nightly_pipeline.store import MetricStore, RunRecord
 from nightly_pipeline.testbed.stack.owner import RECORD
 from nightly_pipeline.testbed.stack.reaper import reap_dead_stacks
-from tests.testbed.test_reaper import kill_all, tree, wait_gone
+from tests.processes import kill_all, tree, wait_gone
 
 NIGHT = date(2026, 11, 20)
 

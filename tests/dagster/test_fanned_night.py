@@ -36,7 +36,7 @@ from nightly_pipeline.suite.night_plan import plan_night
 from nightly_pipeline.suite.profiles import PROFILES
 from nightly_pipeline.testbed.stack.owner import RECORD
 from tests.dagster.night_rows import metric_names
-from tests.testbed.test_reaper import kill_all, tree, wait_gone
+from tests.processes import group_killed_on_exit, interrupt, kill_all, tree, wait_gone
 
 NIGHT = date(2026, 11, 18)
 TESTS = select_tests("02,03,06")
@@ -237,13 +237,8 @@ def test_ctrl_c_stops_every_target_and_leaves_nothing(tmp_path):
     (Smoke, Tests 01 and 04: a minute each, interrupted a few seconds into their loads.)"""
     home = tmp_path / "home"
     child, _ = _start_loaded_night(home)
-    try:
-        os.killpg(child.pid, signal.SIGINT)
-        out, _ = child.communicate(timeout=300)  # catches a hang only
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
+    with group_killed_on_exit(child):
+        out = interrupt(child)
     assert child.returncode == 130, out
     assert "interrupted" in out
     assert _marked(str(home)) == []

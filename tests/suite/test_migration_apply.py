@@ -8,12 +8,10 @@ import asyncio
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
-import psutil
 import pytest
 
 from nightly_pipeline.suite.migration import (
@@ -27,6 +25,7 @@ from nightly_pipeline.suite.migration.locks import sample, watch
 from nightly_pipeline.suite.migration.session import run_command
 from nightly_pipeline.suite.target import TargetConfigError, load_target
 from nightly_pipeline.testbed.stack import EmbeddedStack, StackConfig
+from tests.processes import wait_gone
 
 POLLS = 500  # 500 x 20 ms: how long a test waits for PostgreSQL to reach a state
 
@@ -247,19 +246,9 @@ def test_a_cancelled_migration_command_is_killed_with_its_children(dsn, tmp_path
     child = int(pidfile.read_text())
     # SIGKILL went to the whole group; the grandchild dies when next scheduled (on a loaded
     # host that is not at once): wait for it, bounded, rather than read it the same instant
-    assert _dies(child, within_s=30.0), f"pid {child} still running after the cancel"
-
-
-def _dies(pid: int, within_s: float) -> bool:
-    """Whether ``pid`` is gone (or a zombie) within ``within_s``."""
-    for _ in range(int(within_s / 0.05)):
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
+    assert wait_gone([child], timeout_s=30.0) == set(), (
+        f"pid {child} still running after the cancel"
+    )
 
 
 def target_file(tmp_path: Path, migration: object) -> Path:

@@ -30,7 +30,7 @@ from nightly_pipeline.testbed.next_migration import (
     migrations_dir,
     next_migration,
 )
-from tests.processes import processes_left
+from tests.processes import group_killed_on_exit, interrupt, processes_left
 from tests.suite.platforms import (
     NIGHT,
     assert_blocking_passed,
@@ -314,18 +314,13 @@ def test_ctrl_c_of_nightly_run_during_the_migration_exits_130_leaving_no_process
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
     seen = []
-    try:
+    with group_killed_on_exit(child):
         assert child.stdout is not None
         for line in child.stdout:  # ends at EOF if the run dies first
             seen.append(line)
             if "migration step backfill" in line:
                 break
-        os.killpg(child.pid, signal.SIGINT)
-        out, _ = child.communicate(timeout=300)  # catches a hang only
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
+        out = interrupt(child)
     out = "".join(seen) + out
     assert "migration step backfill" in out
     assert child.returncode == 130, out

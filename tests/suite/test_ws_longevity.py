@@ -25,6 +25,7 @@ from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.profiles import PROFILES
 from nightly_pipeline.suite.runner import judge
 from nightly_pipeline.suite.sampling import Samples, Scrape, parse_metrics
+from tests.processes import group_killed_on_exit, interrupt
 from tests.suite.platforms import (
     assert_blocking_passed,
     ci_platform,
@@ -292,19 +293,14 @@ def test_ctrl_c_during_the_run_leaves_no_listener_and_exits_130(tmp_path: Path) 
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
     seen, listeners = [], set()
-    try:
+    with group_killed_on_exit(child):
         assert child.stdout is not None
         for line in child.stdout:  # ends at EOF if the run dies first
             seen.append(line)
             if "14_ws_longevity load" in line:  # the load's first second: sockets open
                 listeners = _listeners_of(child.pid)
                 break
-        os.killpg(child.pid, signal.SIGINT)
-        out, _ = child.communicate(timeout=300)  # catches a hang only
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
+        out = interrupt(child)
     out = "".join(seen) + out
     assert child.returncode == 130, out
     assert listeners, f"no listener process seen under the run:\n{out}"

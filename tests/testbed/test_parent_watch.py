@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.testbed.test_reaper import kill_all, wait_gone
+from tests.processes import kill_all, wait_gone
 
 PARENT = """
 import multiprocessing, sys, time

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -24,6 +24,7 @@ import pytest
 from nightly_pipeline.testbed.stack import EmbeddedStack, StackConfig
 from nightly_pipeline.testbed.stack.owner import RECORD, StackOwner, identity
 from nightly_pipeline.testbed.stack.reaper import PREFIX, reap_dead_stacks
+from tests.processes import kill_all, tree, wait_gone
 
 DEADLINE_S = 60.0
 
@@ -96,33 +97,6 @@ def owner_process(script: str, *args: Path) -> Iterator[subprocess.Popen[str]]:
 def recorded(run_dir: Path) -> dict[str, int]:
     record = json.loads((run_dir / RECORD).read_text())
     return {p["name"]: p["pid"] for p in record["processes"]}
-
-
-def tree(pids: Iterable[int]) -> set[int]:
-    """The pids, their descendants and their groups' members that are alive."""
-    pids = set(pids)
-    found = set()
-    for proc in psutil.process_iter(["pid", "status"]):
-        with contextlib.suppress(psutil.Error, OSError):
-            if proc.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            if proc.pid in pids or os.getpgid(proc.pid) in pids:
-                found.add(proc.pid)
-                found |= {c.pid for c in proc.children(recursive=True)}
-    return found
-
-
-def wait_gone(pids: Iterable[int], timeout_s: float = 15.0) -> set[int]:
-    deadline = time.monotonic() + timeout_s
-    while (left := tree(pids)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
-
-
-def kill_all(pids: Iterable[int]) -> None:
-    for pid in tree(pids):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_dead_owners_processes_and_data_are_reaped(tmp_path: Path) -> None:
