@@ -22,15 +22,15 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 
 log = logging.getLogger(__name__)
 POLL_S = 0.25
 
 
 def _watch(parent: int, poll_s: float) -> None:
-    stop = threading.Event()  # never set: waits are the loop's sleep
     while os.getppid() == parent:
-        stop.wait(poll_s)
+        time.sleep(poll_s)
     log.error("parent process %d is gone: pid %d stops, and its stack with it", parent, os.getpid())
     os.kill(os.getpid(), signal.SIGKILL)
 
