@@ -43,18 +43,14 @@ from nightly_pipeline.loadgen.fleet_wire import (
     decode,
 )
 from nightly_pipeline.loadgen.interrupts import Interrupts, deferred_interrupts
-from nightly_pipeline.loadgen.recorder import Recorder
 from nightly_pipeline.loadgen.runner import (
     STRAGGLER_GRACE_S,
     LoadResult,
     LoadTest,
     ProgressCallback,
     StopWhen,
-    _abort_reason,
-    _finish,
-    _progress_of,
+    WorkerMerge,
 )
-from nightly_pipeline.loadgen.thresholds import ThresholdEvaluator, parse_thresholds
 
 DRAIN_BATCH = 256
 POLL_S = 0.5
@@ -191,20 +187,13 @@ class _Coordinator:
             pipe.expire(self.keys.start(worker.index), KEY_TTL_S)
         pipe.execute()
 
-        recorder = Recorder(run_start)
-        evaluator = ThresholdEvaluator(parse_thresholds(test.thresholds), recorder)
-        bounds = test.executor.bounds
-        hard_stop = run_start + bounds.duration_s + bounds.graceful_stop_s + STRAGGLER_GRACE_S
-        counts: dict[str, int] = {}
-        aborted: str | None = None
+        merge = WorkerMerge(test, run_start, progress, until)
         live = {w.index: w for w in self.workers}
         for worker in live.values():
             worker.heard = time.monotonic() + fleet.start_margin_s
-        last_checked = 0
-        stopping = False
         count = len(self.workers)
         while live:
-            if time.perf_counter() > hard_stop:
+            if time.perf_counter() > merge.hard_stop:
                 names = "; ".join(w.name(count) for w in live.values())
                 raise FleetError(
                     f"{names}: still running {STRAGGLER_GRACE_S:.0f} s past the run's end and"
@@ -220,29 +209,20 @@ class _Coordinator:
                 worker = self.workers[index]
                 worker.heard = time.monotonic()
                 if kind == "seconds":
-                    recorder.ingest(payload[0])
+                    merge.recorder.ingest(payload[0])
                     worker.closed_until = payload[1]
                 elif kind == "done":
-                    recorder.ingest(payload[0])
-                    for key, value in payload[1].items():
-                        counts[key] = counts.get(key, 0) + value
+                    merge.done(payload[0], payload[1])
                     live.pop(index, None)
                     worker.done = True
                 elif kind == "error":
                     raise self.failed(worker, str(payload))
-            complete = min((w.closed_until for w in live.values()), default=last_checked)
-            if complete > last_checked:
-                last_checked = complete
-                failing = evaluator.check_live(float(complete))
-                if (failing or interrupts.reason) and aborted is None:
-                    aborted = _abort_reason(failing) if failing else interrupts.reason
-                ended = aborted is not None or (until is not None and until())
-                if ended and not stopping:
-                    stopping = True
-                    self.redis.set(self.keys.stop, "1", ex=KEY_TTL_S)
-                if progress is not None:
-                    progress(_progress_of(recorder, float(complete), bounds.duration_s))
-        return _finish(recorder, evaluator, counts, aborted, test)
+            merge.judge(
+                (w.closed_until for w in live.values()),
+                interrupts.reason,
+                lambda: self.redis.set(self.keys.stop, "1", ex=KEY_TTL_S),
+            )
+        return merge.result()
 
     def beat(self, redis: Redis | Any) -> None:
         """The coordinator's heartbeat: while it lasts the workers keep their load up."""

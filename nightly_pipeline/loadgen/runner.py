@@ -17,7 +17,7 @@ import gc
 import multiprocessing as mp
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -375,6 +375,61 @@ def _run_multi(
             conn.close()
 
 
+class WorkerMerge:
+    """The coordinator's side of a split load, wherever its workers run (local processes,
+    or a fleet's Celery tasks): their closed seconds and final counts merged exactly into
+    one recorder, and the live thresholds judged only on seconds every running worker has
+    closed."""
+
+    def __init__(
+        self,
+        test: LoadTest,
+        run_start: float,
+        progress: ProgressCallback | None,
+        until: StopWhen | None,
+    ) -> None:
+        self.test = test
+        self.recorder = Recorder(run_start)
+        self.evaluator = ThresholdEvaluator(parse_thresholds(test.thresholds), self.recorder)
+        bounds = test.executor.bounds
+        self.duration_s = bounds.duration_s
+        self.hard_stop = run_start + bounds.duration_s + bounds.graceful_stop_s + STRAGGLER_GRACE_S
+        self.progress = progress
+        self.until = until
+        self.counts: dict[str, int] = {}
+        self.aborted: str | None = None
+        self.last_checked = 0
+        self.stopping = False
+
+    def done(self, snapshot: Any, counts: Mapping[str, int]) -> None:
+        """A worker's last seconds and its iteration counts."""
+        self.recorder.ingest(snapshot)
+        for key, value in counts.items():
+            self.counts[key] = self.counts.get(key, 0) + value
+
+    def judge(
+        self, closed_until: Iterable[int], interrupted: str | None, stop: Callable[[], None]
+    ) -> None:
+        """Judge up to the least second the running workers have closed; ``stop()`` them
+        once, on an abort, an interrupt or ``until()``; then report progress."""
+        complete = min(closed_until, default=self.last_checked)
+        if complete <= self.last_checked:
+            return
+        self.last_checked = complete
+        failing = self.evaluator.check_live(float(complete))
+        if (failing or interrupted) and self.aborted is None:
+            self.aborted = _abort_reason(failing) if failing else interrupted
+        ended = self.aborted is not None or (self.until is not None and self.until())
+        if ended and not self.stopping:
+            self.stopping = True
+            stop()
+        if self.progress is not None:
+            self.progress(_progress_of(self.recorder, float(complete), self.duration_s))
+
+    def result(self) -> LoadResult:
+        return _finish(self.recorder, self.evaluator, self.counts, self.aborted, self.test)
+
+
 def _supervise(
     test: LoadTest,
     conns: list[Connection],
@@ -403,49 +458,33 @@ def _supervise(
     for conn in conns:
         conn.send(("start", run_start))
 
-    recorder = Recorder(run_start)
-    evaluator = ThresholdEvaluator(parse_thresholds(test.thresholds), recorder)
-    bounds = test.executor.bounds
-    hard_stop = run_start + bounds.duration_s + bounds.graceful_stop_s + STRAGGLER_GRACE_S
-    counts: dict[str, int] = {}
-    aborted: str | None = None
+    merge = WorkerMerge(test, run_start, progress, until)
     live = set(conns)
     closed_until = dict.fromkeys(conns, 0)  # whole seconds each worker has closed
-    last_checked = 0
-    stopping = False
+
+    def stop() -> None:
+        for conn in live:
+            with contextlib.suppress(OSError):
+                conn.send(("stop",))
+
     while live:
-        if time.perf_counter() > hard_stop:
-            aborted = aborted or "load workers did not stop in time and were killed"
+        if time.perf_counter() > merge.hard_stop:
+            merge.aborted = merge.aborted or "load workers did not stop in time and were killed"
             break
         for conn in wait(list(live), timeout=0.5):
             message = _recv(conn)
             if message[0] == "seconds":
-                recorder.ingest(message[1])
+                merge.recorder.ingest(message[1])
                 closed_until[conn] = message[2]
             elif message[0] == "done":
-                recorder.ingest(message[1])
-                for key, value in message[2].items():
-                    counts[key] = counts.get(key, 0) + value
+                merge.done(message[1], message[2])
                 live.discard(conn)
             else:  # "error" or a worker that died (EOF)
-                aborted = aborted or str(message[1])
+                merge.aborted = merge.aborted or str(message[1])
                 live.discard(conn)
-        # Judge only seconds that every running worker has closed.
-        complete = min((closed_until[c] for c in live), default=last_checked)
-        if complete > last_checked:
-            last_checked = complete
-            failing = evaluator.check_live(float(complete))
-            if (failing or interrupts.reason) and aborted is None:
-                aborted = _abort_reason(failing) if failing else interrupts.reason
-            ended = aborted is not None or (until is not None and until())
-            if ended and not stopping:
-                stopping = True
-                for conn in live:
-                    with contextlib.suppress(OSError):
-                        conn.send(("stop",))
-            if progress is not None:
-                progress(_progress_of(recorder, float(complete), bounds.duration_s))
-    return _finish(recorder, evaluator, counts, aborted, test)
+
+        merge.judge((closed_until[c] for c in live), interrupts.reason, stop)
+    return merge.result()
 
 
 def _recv(conn: Connection) -> tuple[Any, ...]:
