@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import Generic, Protocol, Self, TypeVar
 
 from nightly_pipeline.suite.errors import ConfigurationError, InfrastructureError
 from nightly_pipeline.suite.target import Target
@@ -25,31 +26,61 @@ class EmbeddedStartError(InfrastructureError):
     the cause, and everything the attempt had started is stopped."""
 
 
-class OnDemandPlatform:
+class _HasTarget(Protocol):
+    def target(self) -> Target: ...
+
+
+P = TypeVar("P", bound=_HasTarget)
+
+
+class StartedOnFirstUse(Generic[P]):
+    """A platform started by ``_start`` the first time it is asked for (counted in
+    ``attempts``), whose start enters what it must stop into ``_running``; ``close()``
+    stops all of it, so the next ask starts a fresh one. The embedded platform and the
+    Docker one (``testbed.docker.on_demand``) differ only in ``_start``."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self._platform: P | None = None
+        self._running = contextlib.ExitStack()
+
+    def target(self) -> Target:
+        return self.platform().target()
+
+    def platform(self) -> P:
+        """The running platform, started here the first time."""
+        if self._platform is None:
+            self.attempts += 1
+            self._platform = self._start()
+        return self._platform
+
+    def _start(self) -> P:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._platform = None
+        self._running.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class OnDemandPlatform(StartedOnFirstUse[Platform]):
     """``target()`` starts the platform in ``stack_dir`` (then ``stack_dir-attempt2``, ...
     after a failed start) and returns it; ``close()`` stops whatever was started."""
 
     def __init__(
         self, stack_dir: Path, settings: PlatformSettings, search_path: str | None = None
     ) -> None:
+        super().__init__()
         self.stack_dir = stack_dir
         self.settings = settings
         self.search_path = search_path
-        self.attempts = 0
-        self._platform: Platform | None = None
-        self._running = contextlib.ExitStack()
-
-    def target(self) -> Target:
-        return self.platform().target()
-
-    def platform(self) -> Platform:
-        """The running platform, started here the first time."""
-        if self._platform is None:
-            self._platform = self._start()
-        return self._platform
 
     def _start(self) -> Platform:
-        self.attempts += 1
         run_dir = self._run_dir()
         stack = StackConfig(run_dir=run_dir, search_path=self.search_path)
         try:
@@ -73,13 +104,3 @@ class OnDemandPlatform:
         if live_owner(run_dir) not in (None, os.getpid()):
             run_dir = run_dir.with_name(f"{run_dir.name}-pid{os.getpid()}")
         return run_dir
-
-    def close(self) -> None:
-        self._platform = None
-        self._running.close()
-
-    def __enter__(self) -> OnDemandPlatform:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import nightly_pipeline
 from nightly_pipeline.suite.errors import ConfigurationError, InfrastructureError
-from nightly_pipeline.suite.target import Target
 from nightly_pipeline.testbed.docker.daemon import (
     Daemon,
     DockerUnavailableError,
@@ -28,6 +27,7 @@ from nightly_pipeline.testbed.docker.platform import (
     docker_platform,
 )
 from nightly_pipeline.testbed.embedded import PlatformSettings
+from nightly_pipeline.testbed.on_demand import StartedOnFirstUse
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(nightly_pipeline.__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ def find_daemon(
         raise DockerNotAvailableError(str(exc)) from exc
 
 
-class DockerOnDemand:
+class DockerOnDemand(StartedOnFirstUse[DockerPlatform]):
     def __init__(
         self,
         run_dir: Path,
@@ -68,24 +68,13 @@ class DockerOnDemand:
         docker_host: str | None = None,
         search_path: str | None = None,
     ) -> None:
+        super().__init__()
         self.run_dir = run_dir
         self.settings = settings
         self.docker_host = docker_host
         self.search_path = search_path
-        self.attempts = 0
-        self._platform: DockerPlatform | None = None
-        self._running = contextlib.ExitStack()
-
-    def target(self) -> Target:
-        return self.platform().target()
-
-    def platform(self) -> DockerPlatform:
-        if self._platform is None:
-            self._platform = self._start()
-        return self._platform
 
     def _start(self) -> DockerPlatform:
-        self.attempts += 1
         run_id = self.run_dir.name + ("" if self.attempts == 1 else f"-a{self.attempts}")
         try:
             daemon = find_daemon(self._running, self.docker_host, self.search_path)
@@ -109,13 +98,3 @@ class DockerOnDemand:
                 f"the Docker platform did not start (attempt {self.attempts}; container logs "
                 f"in {self.run_dir / 'logs'}; everything it had started is removed): {exc}"
             ) from exc
-
-    def close(self) -> None:
-        self._platform = None
-        self._running.close()
-
-    def __enter__(self) -> DockerOnDemand:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
