@@ -39,7 +39,7 @@ from nightly_pipeline.assets.engine import engine_selfcheck
 from nightly_pipeline.assets.partitions import NIGHTS
 from nightly_pipeline.assets.steps import TARGET_POOL
 from nightly_pipeline.assets.suite import SUITE_ASSETS
-from nightly_pipeline.automation.fanout import plan_tags
+from nightly_pipeline.automation.fanout import TARGET_TAG, plan_tags
 from nightly_pipeline.automation.jobs import baseline_snapshot_job, nightly_suite_job
 from nightly_pipeline.automation.suite_runs import FANOUT_TAG, PROFILE_TAG, TRIGGER_TAG
 from nightly_pipeline.suite.catalog import TESTS
@@ -130,6 +130,19 @@ def ensure_pool_slots(instance: dg.DagsterInstance, pool: str, slots: int) -> st
     return f"pool {pool!r}: {have} -> {slots} slot(s), one per target"
 
 
+def limits_runs_per_target(instance: dg.DagsterInstance) -> bool:
+    """Whether ``instance``'s run queue lets one run per ``nightly/target`` value run at
+    a time (the template's ``tag_concurrency_limits``; a home whose ``dagster.yaml`` was
+    copied before it lacks it)."""
+    queue = instance.get_concurrency_config().run_queue_config
+    return any(
+        limit.get("key") == TARGET_TAG
+        and limit.get("value") == {"applyLimitPerUniqueValue": True}
+        and limit.get("limit") == 1
+        for limit in (queue.tag_concurrency_limits if queue else None) or ()
+    )
+
+
 def profile_launch(profile: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The run config and tags of a ``nightly_suite`` run at ``profile``; an unknown name
     raises ``SelectionError`` listing the valid ones.
@@ -184,6 +197,12 @@ def make_nightly_suite_schedule(
         changed = ensure_pool_slots(context.instance, TARGET_POOL, len(planned))
         if changed:
             context.log.info(changed)
+        if not limits_runs_per_target(context.instance):
+            context.log.warning(
+                f"this instance's dagster.yaml has no run limit on {TARGET_TAG!r} "
+                "(concurrency.runs.tag_concurrency_limits, in nightly_pipeline/automation/"
+                "dagster.yaml): two runs of one target could overlap; copy it into yours"
+            )
         starts_at = context.scheduled_execution_time
         fanout = f"{night}@{starts_at.isoformat(timespec='seconds')}"
         requests = []

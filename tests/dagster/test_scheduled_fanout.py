@@ -33,6 +33,7 @@ from nightly_pipeline.automation.fanout import (
 from nightly_pipeline.automation.schedules import (
     SCHEDULE_TARGETS_ENV,
     fanned_night_plan,
+    limits_runs_per_target,
     make_nightly_suite_schedule,
     scheduled_places,
 )
@@ -259,6 +260,9 @@ def test_the_template_allows_one_run_per_target_at_a_time(tmp_path: Path) -> Non
     shutil.copy(TEMPLATE, tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+        assert limits_runs_per_target(instance)
+    with dg.instance_for_test() as bare:  # a dagster.yaml without it: the tick warns
+        assert not limits_runs_per_target(bare)
 
     def run(target: str) -> dg.DagsterRun:
         return dg.DagsterRun(job_name="nightly_suite", tags={TARGET_TAG: target})
