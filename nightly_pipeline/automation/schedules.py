@@ -30,7 +30,7 @@ checked in Dagster 1.13's source and in ``tests/dagster/test_scheduled_fanout.py
   with its default one slot it would run the targets one after another.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -43,6 +43,7 @@ from nightly_pipeline.automation.fanout import TARGET_TAG, plan_tags
 from nightly_pipeline.automation.jobs import baseline_snapshot_job, nightly_suite_job
 from nightly_pipeline.automation.suite_runs import FANOUT_TAG, PROFILE_TAG, TRIGGER_TAG
 from nightly_pipeline.suite.catalog import TESTS
+from nightly_pipeline.suite.context import SuiteTest
 from nightly_pipeline.suite.errors import ConfigurationError, SelectionError
 from nightly_pipeline.suite.night_plan import (
     NightPlan,
@@ -98,10 +99,12 @@ def scheduled_places(env: Mapping[str, str]) -> dict[str, PlacedTarget] | None:
         ) from None
 
 
-def fanned_night_plan(profile: ProfileName, places: Mapping[str, PlacedTarget]) -> NightPlan:
-    """The scheduled night's plan over ``places``: every test at ``profile``, as
-    ``nightly plan --profile P --targets N`` prints it."""
-    return plan_night(list(TESTS), profile_named(profile), list(places))
+def fanned_night_plan(
+    profile: ProfileName, places: Mapping[str, PlacedTarget], tests: Sequence[SuiteTest] = TESTS
+) -> NightPlan:
+    """The scheduled night's plan over ``places``: ``tests`` (every test) at ``profile``,
+    as ``nightly plan --profile P --targets N`` prints it."""
+    return plan_night(list(tests), profile_named(profile), list(places))
 
 
 def target_launch(
@@ -157,15 +160,17 @@ def make_nightly_suite_schedule(
     profile: ProfileName = DEFAULT_SCHEDULED_PROFILE,
     name: str = "nightly_suite_0210_utc",
     places: Mapping[str, PlacedTarget] | None = None,
+    tests: Sequence[SuiteTest] = TESTS,
 ) -> dg.ScheduleDefinition:
     """``nightly_suite`` at 02:10 UTC at ``profile``, for the night that just ended: at
     02:10 on the 24th, the night keyed 2026-11-23 (the latest complete partition, as
     ``build_schedule_from_partitioned_job`` would pick, which cannot set run config).
 
     With ``places`` (``scheduled_places``), one run per target of the night's plan,
-    computed here so that a night that cannot be planned fails the load."""
+    computed here so that a night that cannot be planned fails the load; ``tests`` (every
+    test) are the night's (fewer: a test's short night)."""
     run_config, tags = profile_launch(profile)
-    plan = None if places is None else fanned_night_plan(profile, places)
+    plan = None if places is None else fanned_night_plan(profile, places, tests)
     description = f"Every test at the {tags[PROFILE_TAG]!r} profile, for the night that "
     if plan is not None:
         description += f"just ended, over {len(plan.targets)} targets ({plan.lines()[-1]}); "

@@ -8,6 +8,7 @@ reads them. The one-target night (the setting unset) is ``test_automation.py``'s
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -311,8 +312,8 @@ def _night_tags(fanout: str) -> dict[str, dict[str, str]]:
     }
 
 
-def _sensors(instance: dg.DagsterInstance, tmp_path: Path) -> dict[str, SensorTicks]:
-    resources = {"store": MetricStoreResource(path=str(tmp_path / "m.duckdb"))}
+def _sensors(instance: dg.DagsterInstance, store: Path) -> dict[str, SensorTicks]:
+    resources = {"store": MetricStoreResource(path=str(store))}
     ticks = {
         status.value: SensorTicks(make_suite_finished_sensor(status), instance, resources)
         for status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
@@ -328,7 +329,7 @@ def test_history_follows_once_after_both_targets_ended(tmp_path: Path) -> None:
     history run, for both runs, as failed."""
     tags = _night_tags(f"{NIGHT}@a")
     with dg.instance_for_test() as instance:
-        ticks = _sensors(instance, tmp_path)
+        ticks = _sensors(instance, tmp_path / "m.duckdb")
         first = _target_run(instance, tags["embedded-1"], passed=True)
         assert first.success
         assert not ticks["SUCCESS"].tick().run_requests
@@ -349,7 +350,7 @@ def test_two_runs_ending_between_ticks_make_one_history_run(tmp_path: Path) -> N
     evaluation of the run that ended last requests the history run."""
     tags = _night_tags(f"{NIGHT}@b")
     with dg.instance_for_test() as instance:
-        ticks = _sensors(instance, tmp_path)
+        ticks = _sensors(instance, tmp_path / "m.duckdb")
         _target_run(instance, tags["embedded-1"], passed=False)
         last = _target_run(instance, tags["embedded-2"], passed=True)
         requests = [r for t in ticks.values() for r in t.tick().run_requests]
@@ -358,3 +359,128 @@ def test_two_runs_ending_between_ticks_make_one_history_run(tmp_path: Path) -> N
         other = _night_tags(f"{NIGHT}@c")
         _target_run(instance, other["embedded-1"], passed=True)
         assert not [r for t in ticks.values() for r in t.tick().run_requests]
+
+
+# --- end to end: the tick's two runs, launched ------------------------------------------
+
+
+def fanned_suite_job() -> dg.JobDefinition:
+    """The code location's ``nightly_suite`` as it is with ``$NIGHTLY_SCHEDULE_TARGETS``
+    set (one step at a time), module-scoped for ``dagster.reconstructable``."""
+    from nightly_pipeline.automation.dagster_adapter import with_executor
+
+    return with_executor(defs.resolve_job_def("nightly_suite"), ONE_STEP_AT_A_TIME)
+
+
+_LAUNCH = """
+import json, sys
+import dagster as dg
+from tests.dagster.test_scheduled_fanout import fanned_suite_job
+request = json.loads(sys.argv[1])
+with dg.DagsterInstance.get() as instance:  # $DAGSTER_HOME: the home's instance
+    result = dg.execute_job(
+        dg.reconstructable(fanned_suite_job),
+        instance,
+        run_config=request["run_config"],
+        tags=request["tags"],
+        asset_selection=[dg.AssetKey.from_user_string(k) for k in request["keys"]],
+        raise_on_error=False,
+    )
+print(result.run_id)
+"""
+
+
+def _spans(instance: dg.DagsterInstance, run_id: str) -> list[tuple[float, float, str]]:
+    """Each step's (start, end, key) from the run's events."""
+    starts: dict[str, float] = {}
+    spans = []
+    for record in instance.get_records_for_run(
+        run_id,
+        of_type={
+            dg.DagsterEventType.STEP_START,
+            dg.DagsterEventType.STEP_SUCCESS,
+            dg.DagsterEventType.STEP_FAILURE,
+        },
+    ).records:
+        entry = record.event_log_entry
+        key = entry.step_key or ""
+        if entry.dagster_event_type == dg.DagsterEventType.STEP_START:
+            starts[key] = entry.timestamp
+        else:
+            spans.append((starts[key], entry.timestamp, key))
+    return sorted(spans)
+
+
+@pytest.mark.slow
+def test_the_ticks_runs_run_side_by_side_one_test_at_a_time_then_history_once(
+    tmp_path: Path,
+) -> None:
+    """The schedule's tick at ``ci`` over two embedded targets, Tests 02 and 06, on a home
+    made from the instance template; each request launched as the daemon's run worker
+    would run it (``dagster.execute_job`` in a process of its own, the run config, tags
+    and asset selection of the request, the multiprocess executor at one step a time),
+    both at once. Both targets ran, their runs overlapped (the tick gave the pool a slot
+    per target), the steps of one run never did; the sensors then request one history run.
+    Not through the daemon's queue: its per-target run limit is checked above."""
+    from nightly_pipeline.automation.instance import prepare_instance_dir
+    from nightly_pipeline.home import Home
+    from nightly_pipeline.suite.catalog import select_tests
+
+    home = Home.at(tmp_path / "home")
+    instance_dir = prepare_instance_dir(home)
+    schedule = make_nightly_suite_schedule(
+        "ci", places=night_places("embedded", 2), tests=select_tests("02,06")
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if k != SCHEDULE_TARGETS_ENV},
+        "DAGSTER_HOME": str(instance_dir),
+        "NIGHTLY_HOME": str(home.root),
+    }
+    with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
+        requests = _tick(schedule, instance)
+        assert len(requests) == 2
+        ticks = _sensors(instance, home.store)
+        workers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _LAUNCH,
+                    json.dumps(
+                        {
+                            "run_config": r.run_config,
+                            "tags": r.tags,
+                            "keys": [k.to_user_string() for k in r.asset_selection or []],
+                        }
+                    ),
+                ],
+                env=env,
+                cwd=Path(__file__).parents[2],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for r in requests
+        ]
+        outs = [w.communicate(timeout=900) for w in workers]
+        for worker, (_, err) in zip(workers, outs, strict=True):
+            assert worker.returncode == 0, err[-3000:]
+        run_ids = [out.split()[-1] for out, _ in outs]
+        runs = [instance.get_run_by_id(i) for i in run_ids]
+        assert [r.tags[TARGET_TAG] for r in runs] == ["embedded-1", "embedded-2"]
+        assert all(r.is_finished for r in runs)
+        spans = [_spans(instance, i) for i in run_ids]
+        for request, run_spans in zip(requests, spans, strict=True):
+            tests = {k.path[0] for k in request.asset_selection or []}
+            assert len(run_spans) == len(tests), (tests, run_spans)  # a step per test
+            for (_, end, _), (start, _, _) in itertools.pairwise(run_spans):
+                assert end <= start, f"two steps of one target overlapped: {run_spans}"
+        (first_start, first_end), (second_start, second_end) = ((s[0][0], s[-1][1]) for s in spans)
+        assert first_start < second_end and second_start < first_end, (
+            f"the targets ran one after another: {spans}"
+        )
+        # A run-status sensor evaluates one run per tick: as many ticks as runs, and one more.
+        results = [t.tick() for _ in range(3) for t in ticks.values()]
+        requested = [r for result in results for r in result.run_requests]
+        assert len(requested) == 1, [r.skip_message for r in results]
+        assert requested[0].tags["nightly/suite_run"] == ",".join(sorted(run_ids))
