@@ -172,17 +172,20 @@ def make_nightly_suite_schedule(
     run_config, tags = profile_launch(profile)
     plan = None if places is None else fanned_night_plan(profile, places, tests)
     description = f"Every test at the {tags[PROFILE_TAG]!r} profile, for the night that "
-    if plan is not None:
-        description += f"just ended, over {len(plan.targets)} targets ({plan.lines()[-1]}); "
+    if plan is None:
+        description += "just ended; nightly_history follows when the run ends."
     else:
-        description += "just ended; "
+        description += (
+            f"just ended, over {len(plan.targets)} targets ({plan.lines()[-1]}); "
+            "nightly_history follows when the night's last run ends."
+        )
 
     @dg.schedule(
         name=name,
         cron_schedule="10 2 * * *",
         execution_timezone=NIGHTS.timezone,
         job=nightly_suite_job,
-        description=description + "nightly_history follows when the night's runs end.",
+        description=description,
     )
     def nightly_suite_schedule(
         context: dg.ScheduleEvaluationContext,

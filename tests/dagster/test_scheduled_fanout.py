@@ -64,6 +64,10 @@ def _targets_file(tmp_path: Path, names: tuple[str, ...] = ("staging-a", "stagin
 def test_unset_or_empty_is_the_one_target_night() -> None:
     assert scheduled_places({}) is None
     assert scheduled_places({SCHEDULE_TARGETS_ENV: "  "}) is None
+    assert make_nightly_suite_schedule().description == (  # as before the setting existed
+        "Every test at the 'nightly' profile, for the night that just ended; "
+        "nightly_history follows when the run ends."
+    )
 
 
 def test_the_setting_reads_what_nightly_run_targets_reads(tmp_path: Path) -> None:
