@@ -19,7 +19,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._utils.tags import TagConcurrencyLimitsCounter  # the run queue's own counter
 
 from nightly_pipeline.assets.steps import TARGET_POOL
 from nightly_pipeline.assets.suite import SUITE_ASSETS
@@ -259,23 +258,48 @@ def test_four_targets_end_the_nightly_profile_within_two_hours() -> None:
 
 
 def test_the_template_allows_one_run_per_target_at_a_time(tmp_path: Path) -> None:
-    """The instance template's run limits as the run queue daemon reads them
-    (``get_concurrency_config``) and applies them (Dagster's ``TagConcurrencyLimitsCounter``):
-    a second run of one target waits, another target's run does not."""
+    """The run queue daemon's own choice (``QueuedRunCoordinatorDaemon._get_runs_to_dequeue``,
+    a private method: the part of an iteration that picks runs, before it launches them)
+    on an instance made from the template: with a run of ``embedded-1`` in progress, the
+    queued run of ``embedded-1`` waits, ``embedded-2``'s and an untagged run go."""
+    from dagster._core.remote_origin import (
+        RegisteredCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
+        QueuedRunCoordinatorDaemon,
+    )
+
+    origin = RemoteJobOrigin(  # where a queued run comes from (required of one)
+        RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("nightly_pipeline"), "__repository__"),
+        "nightly_suite",
+    )
+
     shutil.copy(TEMPLATE, tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
         assert limits_runs_per_target(instance)
+
+        def run(status: dg.DagsterRunStatus, target: str | None) -> str:
+            tags = {TARGET_TAG: target} if target else {}
+            added = instance.add_run(
+                dg.DagsterRun("nightly_suite", status=status, tags=tags, remote_job_origin=origin)
+            )
+            return added.run_id
+
+        run(dg.DagsterRunStatus.STARTED, "embedded-1")
+        queued = {
+            "embedded-1": run(dg.DagsterRunStatus.QUEUED, "embedded-1"),
+            "embedded-2": run(dg.DagsterRunStatus.QUEUED, "embedded-2"),
+            "untagged": run(dg.DagsterRunStatus.QUEUED, None),
+        }
+        daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+        chosen = daemon._get_runs_to_dequeue(
+            instance, instance.get_concurrency_config(), fixed_iteration_time=None
+        )
+        assert {r.run_id for r in chosen} == {queued["embedded-2"], queued["untagged"]}
     with dg.instance_for_test() as bare:  # a dagster.yaml without it: the tick warns
         assert not limits_runs_per_target(bare)
-
-    def run(target: str) -> dg.DagsterRun:
-        return dg.DagsterRun(job_name="nightly_suite", tags={TARGET_TAG: target})
-
-    counter = TagConcurrencyLimitsCounter(limits, [run("embedded-1")])
-    assert counter.is_blocked(run("embedded-1"))
-    assert not counter.is_blocked(run("embedded-2"))
-    assert not counter.is_blocked(dg.DagsterRun(job_name="nightly_suite"))  # one-target night
 
 
 # --- history once, after the night's last run ------------------------------------------
