@@ -2,8 +2,8 @@
 ``nightly_suite`` run per target of the plan, and one ``nightly_history`` after all.
 
 Real Dagster on real (temporary, SQLite) instances: the schedule's ticks, the sensors'
-ticks over real runs, the instance template's run limits as Dagster's own queue counter
-reads them. The one-target night (the setting unset) is ``test_automation.py``'s.
+ticks over real runs, the instance template's run limits as the run queue daemon
+applies them. The one-target night (the setting unset) is ``test_automation.py``'s.
 """
 
 from __future__ import annotations
