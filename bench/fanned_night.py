@@ -23,12 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-from nightly_pipeline.automation.fanned_night import night_places, run_fanned_night  # noqa: E402
+from nightly_pipeline.automation.fanned_night import run_fanned_night  # noqa: E402
 from nightly_pipeline.automation.instance import open_instance  # noqa: E402
 from nightly_pipeline.automation.run import NightRun, run_night  # noqa: E402
 from nightly_pipeline.home import Home  # noqa: E402
 from nightly_pipeline.suite.catalog import select_tests  # noqa: E402
-from nightly_pipeline.suite.night_plan import plan_night  # noqa: E402
+from nightly_pipeline.suite.night_plan import night_places, plan_night  # noqa: E402
 from nightly_pipeline.suite.profiles import profile_named  # noqa: E402
 
 NIGHT = date(2026, 11, 18)

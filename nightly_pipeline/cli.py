@@ -47,8 +47,7 @@ from nightly_pipeline.suite.selfcheck import SelfcheckConfig, run_selfcheck
 
 if TYPE_CHECKING:
     from nightly_pipeline.automation.executors import CeleryBroker
-    from nightly_pipeline.automation.fanned_night import PlacedTarget
-    from nightly_pipeline.suite.night_plan import NightPlan
+    from nightly_pipeline.suite.night_plan import NightPlan, PlacedTarget
     from nightly_pipeline.suite.target import Target
 
 EXECUTORS = ("in_process", "celery")
@@ -460,9 +459,8 @@ def _night_plan(
     args: argparse.Namespace, count: int | None = None
 ) -> tuple[NightPlan, dict[str, PlacedTarget]]:
     """The plan of ``nightly run``'s night and where its targets are."""
-    from nightly_pipeline.automation.fanned_night import night_places
     from nightly_pipeline.suite.catalog import TESTS, select_tests
-    from nightly_pipeline.suite.night_plan import plan_night
+    from nightly_pipeline.suite.night_plan import night_places, plan_night
 
     places = night_places(args.target, count if count is not None else args.targets)
     tests = select_tests(args.tests) if args.tests else list(TESTS)

@@ -5,6 +5,8 @@ An entry point, so it reads the environment: ``$NIGHTLY_SCHEDULE_PROFILE`` (defa
 unknown name fails loading the code location with the valid names. ``$NIGHTLY_EXECUTOR``
 (``celery``, with ``$NIGHTLY_CELERY_BROKER``) runs the jobs' steps on Celery workers
 (``automation.executors.code_location_executor``); unset, Dagster's default executor.
+``$NIGHTLY_SCHEDULE_TARGETS`` fans the scheduled night out over N targets, one run per
+target (``automation.schedules.scheduled_places``); unset, one target and one run.
 """
 
 import os
@@ -24,6 +26,7 @@ from nightly_pipeline.automation.jobs import (
 from nightly_pipeline.automation.schedules import (
     baseline_snapshot_schedule,
     make_nightly_suite_schedule,
+    scheduled_places,
     scheduled_profile,
 )
 from nightly_pipeline.automation.sensors import (
@@ -42,12 +45,16 @@ from nightly_pipeline.resources import (
 )
 
 SCHEDULED_PROFILE = scheduled_profile(os.environ)
-EXECUTOR = code_location_executor(os.environ)
+SCHEDULED_PLACES = scheduled_places(os.environ)
+EXECUTOR = code_location_executor(os.environ, fanned_out=SCHEDULED_PLACES is not None)
 
 defs = dg.Definitions(
     assets=[engine_selfcheck, *SUITE_ASSETS, regressions, nightly_report, baseline_snapshot],
     jobs=[engine_selfcheck_job, nightly_suite_job, nightly_history_job, baseline_snapshot_job],
-    schedules=[make_nightly_suite_schedule(SCHEDULED_PROFILE), baseline_snapshot_schedule],
+    schedules=[
+        make_nightly_suite_schedule(SCHEDULED_PROFILE, places=SCHEDULED_PLACES),
+        baseline_snapshot_schedule,
+    ],
     sensors=[
         make_run_failure_alert_sensor(),
         make_regression_alert_sensor(),

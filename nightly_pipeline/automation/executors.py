@@ -99,18 +99,36 @@ def celery_suite_job() -> dg.ReconstructableJob:
     return dg.reconstructable(nightly_suite_on_celery)
 
 
-def code_location_executor(env: Mapping[str, str]) -> dg.ExecutorDefinition | None:
+ONE_STEP_AT_A_TIME = dg.multiprocess_executor.configured(
+    {"max_concurrent": 1}, name="multiprocess_one_step_at_a_time"
+)
+"""The code location's executor when the scheduled night fans out over targets: each
+run (each target's) runs one test at a time, whatever its launchpad says, while the
+``target`` pool has one slot per target (``automation.schedules``)."""
+
+
+def code_location_executor(
+    env: Mapping[str, str], fanned_out: bool = False
+) -> dg.ExecutorDefinition | None:
     """The executor of the code location's jobs (the scheduled night's included), from
-    ``$NIGHTLY_EXECUTOR``: unset or ``default``, Dagster's default (None); ``celery``,
-    ``celery_executor`` on ``$NIGHTLY_CELERY_BROKER`` (backend ``$NIGHTLY_CELERY_BACKEND``,
-    else the broker). Anything else, or ``celery`` without a broker, raises
-    ``ConfigurationError`` naming the fix, so the code location does not load.
+    ``$NIGHTLY_EXECUTOR``: unset or ``default``, Dagster's default (None), or
+    ``ONE_STEP_AT_A_TIME`` when the scheduled night is ``fanned_out`` over several
+    targets; ``celery``, ``celery_executor`` on ``$NIGHTLY_CELERY_BROKER`` (backend
+    ``$NIGHTLY_CELERY_BACKEND``, else the broker). Anything else, ``celery`` without a
+    broker, or ``celery`` with a fanned-out night raises ``ConfigurationError`` naming
+    the fix, so the code location does not load.
     The Celery workers must be started with the same variables."""
     name = env.get(EXECUTOR_ENV, "").strip() or "default"
     if name == "default":
-        return None
+        return ONE_STEP_AT_A_TIME if fanned_out else None
     if name != "celery":
         raise ConfigurationError(f"${EXECUTOR_ENV}={name!r}: expected default or celery")
+    if fanned_out:
+        raise ConfigurationError(
+            f"${EXECUTOR_ENV}=celery runs one target's night, and $NIGHTLY_SCHEDULE_TARGETS "
+            "fans the scheduled night out over several (one run per target, one step at a "
+            "time in each): unset one of them"
+        )
     broker = CeleryBroker(env.get(BROKER_ENV, "").strip(), env.get(BACKEND_ENV, "").strip())
     if not broker.broker:
         raise ConfigurationError(

@@ -46,9 +46,8 @@ from nightly_pipeline.automation.suite_runs import HISTORY_AFTER
 from nightly_pipeline.automation.target_worker import Assignment, WorkerResult
 from nightly_pipeline.home import Home
 from nightly_pipeline.store import MetricStore, RunStatus
-from nightly_pipeline.suite.night_plan import NightPlan, PlanError, target_names
+from nightly_pipeline.suite.night_plan import NightPlan, PlacedTarget
 from nightly_pipeline.suite.profiles import Profile
-from nightly_pipeline.suite.target import target_names_in
 from nightly_pipeline.testbed.stack.spawn import die_with_parent
 
 GRACE_S = 300.0
@@ -57,41 +56,12 @@ STOP_WAIT_S = 120.0
 """How long a worker gets to stop after SIGTERM before SIGKILL."""
 
 
-PLATFORM_KINDS = ("embedded", "docker")
-"""``--target`` values that start a platform per run (``TargetResource.target``): N of
-them make N targets (N embedded platforms, or N Docker platforms, each on its own network)."""
-
-
-@dataclass(frozen=True)
-class PlacedTarget:
-    """Where a planned target is: ``embedded``, or a target file and its entry."""
-
-    target: str
-    entry: str = ""
-
-
 @dataclass
 class _Worker:
     name: str
     assignment: Assignment
     log: Path
     process: subprocess.Popen[bytes]
-
-
-def night_places(target: str, count: int | None) -> dict[str, PlacedTarget]:
-    """The targets of a fanned-out night by name: ``count`` embedded platforms
-    (``embedded-1`` ...), or a target file's targets (its first ``count`` when given)."""
-    if target in PLATFORM_KINDS:
-        return {name: PlacedTarget(target) for name in target_names(count or 1, target)}
-    names = target_names_in(Path(target))
-    if count is not None:
-        if count > len(names):
-            raise PlanError(
-                f"--targets {count}: {target} lists {len(names)} target(s) "
-                f'({", ".join(names)}); add entries under "targets" or ask for fewer'
-            )
-        names = names[:count]
-    return {name: PlacedTarget(target, name) for name in names}
 
 
 def run_fanned_night(

@@ -13,8 +13,9 @@ still runs one test at a time while the targets run side by side. The steps foll
 plan's order (``dagster/priority``), and each run carries its target's line of the plan
 and the whole night's plan as tags, visible in the UI from the moment it starts.
 
-A scheduled (daemon-launched) night stays on one target: the code location's
-``nightly_suite`` and its ``target`` pool. ``nightly run --targets N`` fans out.
+A scheduled (daemon-launched) night cannot use these jobs (the daemon launches the code
+location's): with ``$NIGHTLY_SCHEDULE_TARGETS`` it requests one run of the code
+location's ``nightly_suite`` per target, with the same tags (``automation.schedules``).
 """
 
 from collections.abc import Sequence

@@ -8,17 +8,50 @@ another in ``$NIGHTLY_SCHEDULE_PROFILE``, read by ``definitions.py``), never the
 into the run's config, as a launch from the UI would set it, and into a
 ``nightly/profile`` tag; the target-version sensor requests its runs the same way
 (``profile_launch``).
+
+The scheduled night over N targets: ``$NIGHTLY_SCHEDULE_TARGETS`` (read by
+``definitions.py``; ``scheduled_places``) names them as ``nightly run --target/--targets``
+would (``suite.night_plan.night_places``). Unset, the night runs on one target as one
+run. Set, the schedule plans the night (``suite.night_plan.plan_night`` at the scheduled
+profile) and requests one ``nightly_suite`` run per target, with that target's tests,
+its ``target`` resource config and the plan as tags (``fanout.plan_tags``): the UI shows
+each queued run's line of the plan and the night's expected end before it starts.
+
+Why these runs share the code location's ``target`` pool rather than one pool each: a
+pool is fixed on the op's definition and one code location defines each asset once
+(``automation.fanout``). So per-target exclusivity comes from elsewhere, each part
+checked in Dagster 1.13's source and in ``tests/dagster/test_scheduled_fanout.py``:
+- within a run, one step at a time: the code location's executor is then
+  ``multiprocess`` with ``max_concurrent: 1`` (``executors.code_location_executor``),
+  for every run, so a launch from the UI cannot put two tests on its target either;
+- across runs, one run per target: the instance's run tag limit on ``nightly/target``
+  (``automation/dagster.yaml``, ``applyLimitPerUniqueValue``, limit 1);
+- the ``target`` pool gets one slot per target (``ensure_pool_slots``, at each tick):
+  with its default one slot it would run the targets one after another.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
+from nightly_pipeline.assets.engine import engine_selfcheck
 from nightly_pipeline.assets.partitions import NIGHTS
+from nightly_pipeline.assets.steps import TARGET_POOL
+from nightly_pipeline.assets.suite import SUITE_ASSETS
+from nightly_pipeline.automation.fanout import TARGET_TAG, plan_tags
 from nightly_pipeline.automation.jobs import baseline_snapshot_job, nightly_suite_job
-from nightly_pipeline.automation.suite_runs import PROFILE_TAG, TRIGGER_TAG
-from nightly_pipeline.suite.errors import SelectionError
+from nightly_pipeline.automation.suite_runs import FANOUT_TAG, PROFILE_TAG, TRIGGER_TAG
+from nightly_pipeline.suite.catalog import TESTS
+from nightly_pipeline.suite.context import SuiteTest
+from nightly_pipeline.suite.errors import ConfigurationError, SelectionError
+from nightly_pipeline.suite.night_plan import (
+    NightPlan,
+    PlacedTarget,
+    TargetPlan,
+    night_places,
+    plan_night,
+)
 from nightly_pipeline.suite.profiles import ProfileName, profile_named
 
 SCHEDULE_PROFILE_ENV = "NIGHTLY_SCHEDULE_PROFILE"
@@ -36,6 +69,83 @@ def scheduled_profile(env: Mapping[str, str]) -> ProfileName:
         raise SelectionError(f"${SCHEDULE_PROFILE_ENV}: {exc}") from None
 
 
+SCHEDULE_TARGETS_ENV = "NIGHTLY_SCHEDULE_TARGETS"
+TARGETS_FORMS = (
+    "N (N embedded platforms), docker:N (N Docker platforms), FILE (every target a "
+    'target file lists under "targets") or FILE:N (its first N); unset: one target'
+)
+
+
+def scheduled_places(env: Mapping[str, str]) -> dict[str, PlacedTarget] | None:
+    """The targets of the scheduled night from ``$NIGHTLY_SCHEDULE_TARGETS`` (forms:
+    ``TARGETS_FORMS``), by the plan's names; None when unset or empty (one target, one
+    run). A value that names no usable targets raises ``ConfigurationError`` naming the
+    forms, so the code location does not load."""
+    value = env.get(SCHEDULE_TARGETS_ENV, "").strip()
+    if not value:
+        return None
+    where, _, count = value.rpartition(":")
+    if value.isdigit():
+        where, count = "embedded", value
+    elif not count.isdigit():
+        where, count = value, ""
+    try:
+        if count and int(count) < 1:
+            raise ConfigurationError(f"{count} target(s): at least 1")
+        return night_places(where, int(count) if count else None)
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"${SCHEDULE_TARGETS_ENV}={value!r}: {exc}. Expected {TARGETS_FORMS}"
+        ) from None
+
+
+def fanned_night_plan(
+    profile: ProfileName, places: Mapping[str, PlacedTarget], tests: Sequence[SuiteTest] = TESTS
+) -> NightPlan:
+    """The scheduled night's plan over ``places``: ``tests`` (every test) at ``profile``,
+    as ``nightly plan --profile P --targets N`` prints it."""
+    return plan_night(list(tests), profile_named(profile), list(places))
+
+
+def target_launch(
+    target: TargetPlan, place: PlacedTarget, first: bool
+) -> tuple[list[dg.AssetKey], dict[str, Any]]:
+    """The asset selection and ``target`` resource config of ``target``'s run: its
+    tests' assets (the first target's also ``engine_selfcheck``, which the one-target
+    night runs too), against ``place``. The resource's run config replaces its config
+    (see ``profile_launch``): ``TargetResource``'s other fields keep their defaults."""
+    keys = [k for key in target.keys for a in SUITE_ASSETS for k in a.keys if k.path[0] == key]
+    if first:
+        keys = [*engine_selfcheck.keys, *keys]
+    return keys, {"config": {"target": place.target, "entry": place.entry}}
+
+
+def ensure_pool_slots(instance: dg.DagsterInstance, pool: str, slots: int) -> str | None:
+    """Give ``pool`` at least ``slots`` slots (never fewer than it has: a person may have
+    raised it); what changed, or None. Instances without pools (in-memory) are left."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return None
+    have = storage.get_concurrency_info(pool).slot_count
+    if have >= slots:
+        return None
+    storage.set_concurrency_slots(pool, slots)
+    return f"pool {pool!r}: {have} -> {slots} slot(s), one per target"
+
+
+def limits_runs_per_target(instance: dg.DagsterInstance) -> bool:
+    """Whether ``instance``'s run queue lets one run per ``nightly/target`` value run at
+    a time (the template's ``tag_concurrency_limits``; a home whose ``dagster.yaml`` was
+    copied before it lacks it)."""
+    queue = instance.get_concurrency_config().run_queue_config
+    return any(
+        limit.get("key") == TARGET_TAG
+        and limit.get("value") == {"applyLimitPerUniqueValue": True}
+        and limit.get("limit") == 1
+        for limit in (queue.tag_concurrency_limits if queue else None) or ()
+    )
+
+
 def profile_launch(profile: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The run config and tags of a ``nightly_suite`` run at ``profile``; an unknown name
     raises ``SelectionError`` listing the valid ones.
@@ -47,34 +157,80 @@ def profile_launch(profile: str) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def make_nightly_suite_schedule(
-    profile: ProfileName = DEFAULT_SCHEDULED_PROFILE, name: str = "nightly_suite_0210_utc"
+    profile: ProfileName = DEFAULT_SCHEDULED_PROFILE,
+    name: str = "nightly_suite_0210_utc",
+    places: Mapping[str, PlacedTarget] | None = None,
+    tests: Sequence[SuiteTest] = TESTS,
 ) -> dg.ScheduleDefinition:
     """``nightly_suite`` at 02:10 UTC at ``profile``, for the night that just ended: at
     02:10 on the 24th, the night keyed 2026-11-23 (the latest complete partition, as
-    ``build_schedule_from_partitioned_job`` would pick, which cannot set run config)."""
+    ``build_schedule_from_partitioned_job`` would pick, which cannot set run config).
+
+    With ``places`` (``scheduled_places``), one run per target of the night's plan,
+    computed here so that a night that cannot be planned fails the load; ``tests`` (every
+    test) are the night's (fewer: a test's short night)."""
     run_config, tags = profile_launch(profile)
+    plan = None if places is None else fanned_night_plan(profile, places, tests)
+    description = f"Every test at the {tags[PROFILE_TAG]!r} profile, for the night that "
+    if plan is None:
+        description += "just ended; nightly_history follows when the run ends."
+    else:
+        description += (
+            f"just ended, over {len(plan.targets)} targets ({plan.lines()[-1]}); "
+            "nightly_history follows when the night's last run ends."
+        )
 
     @dg.schedule(
         name=name,
         cron_schedule="10 2 * * *",
         execution_timezone=NIGHTS.timezone,
         job=nightly_suite_job,
-        description=f"Every test at the {tags[PROFILE_TAG]!r} profile, for the night that "
-        "just ended; nightly_history follows when the run ends.",
+        description=description,
     )
     def nightly_suite_schedule(
         context: dg.ScheduleEvaluationContext,
-    ) -> dg.RunRequest | dg.SkipReason:
+    ) -> dg.RunRequest | dg.SkipReason | list[dg.RunRequest]:
         with dg.partition_loading_context(effective_dt=context.scheduled_execution_time):
             night = NIGHTS.get_last_partition_key()
         if night is None:
             return dg.SkipReason(f"no complete night yet (the first is {NIGHTS.start.date()})")
-        return dg.RunRequest(
-            run_key=night,
-            partition_key=night,
-            run_config=run_config,
-            tags={**tags, TRIGGER_TAG: "schedule"},
-        )
+        if plan is None or places is None:
+            return dg.RunRequest(
+                run_key=night,
+                partition_key=night,
+                run_config=run_config,
+                tags={**tags, TRIGGER_TAG: "schedule"},
+            )
+        planned = [t for t in plan.targets if t.tests]
+        changed = ensure_pool_slots(context.instance, TARGET_POOL, len(planned))
+        if changed:
+            context.log.info(changed)
+        if not limits_runs_per_target(context.instance):
+            context.log.warning(
+                f"this instance's dagster.yaml has no run limit on {TARGET_TAG!r} "
+                "(concurrency.runs.tag_concurrency_limits, in nightly_pipeline/automation/"
+                "dagster.yaml): two runs of one target could overlap; copy it into yours"
+            )
+        starts_at = context.scheduled_execution_time
+        fanout = f"{night}@{starts_at.isoformat(timespec='seconds')}"
+        requests = []
+        for i, target in enumerate(planned):
+            keys, target_config = target_launch(target, places[target.name], first=i == 0)
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{night}/{target.name}",
+                    partition_key=night,
+                    asset_selection=keys,
+                    run_config={"resources": {**run_config["resources"], "target": target_config}},
+                    tags={
+                        **tags,
+                        TRIGGER_TAG: "schedule",
+                        FANOUT_TAG: fanout,
+                        **plan_tags(plan, target, starts_at),
+                    },
+                )
+            )
+        return requests
 
     return nightly_suite_schedule
 

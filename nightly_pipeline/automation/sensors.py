@@ -22,10 +22,12 @@ from nightly_pipeline.alerts import (
     send_or_keep,
 )
 from nightly_pipeline.assets.partitions import NIGHTS
+from nightly_pipeline.automation.fanout import NIGHT_PLAN_TAG, TARGET_TAG
 from nightly_pipeline.automation.jobs import nightly_history_job, nightly_suite_job
 from nightly_pipeline.automation.schedules import DEFAULT_SCHEDULED_PROFILE, profile_launch
 from nightly_pipeline.automation.suite_runs import (
     CLI_TRIGGER,
+    FANOUT_TAG,
     HISTORY_AFTER,
     PARTITION_TAG,
     PROFILE_TAG,
@@ -35,6 +37,7 @@ from nightly_pipeline.automation.suite_runs import (
     history_tags,
 )
 from nightly_pipeline.resources import AlertsResource, MetricStoreResource, TargetVersionResource
+from nightly_pipeline.store import RunStatus
 from nightly_pipeline.suite.profiles import ProfileName
 
 ALERT_POLL_S = 300
@@ -228,6 +231,12 @@ def make_suite_finished_sensor(
     ``dagster/max_runtime`` is marked failed, not canceled, so a hung night still gets
     its report.)
 
+    A scheduled night fanned out over targets (tagged ``nightly/fanout``) gets one
+    history run, after all its runs ended (``night_ended``): the evaluation of the run
+    that ended last requests it, whichever of these sensors sees that run, so two runs
+    ending between two ticks still make one request (as ``nightly run --targets`` runs
+    history once, after every target).
+
     Store errors are logged, never raised: Dagster moves a run-status sensor past a run
     whose evaluation raised, so raising would lose the history run as well.
     """
@@ -254,10 +263,45 @@ def make_suite_finished_sensor(
         night = run.tags.get(PARTITION_TAG)
         if night is None:
             return dg.SkipReason(f"run {run.run_id} has no night (partition) to evaluate")
+        suite_runs, worst = run.run_id, outcome
+        if FANOUT_TAG in run.tags:
+            ended = night_ended(context.instance, run)
+            if isinstance(ended, str):
+                return dg.SkipReason(ended)
+            suite_runs = ",".join(sorted(ended))
+            worst = "failed" if "failed" in ended.values() else "succeeded"
         return dg.RunRequest(
             run_key=f"history-{run.run_id}",
             partition_key=night,
-            tags=history_tags(run.run_id, outcome, "suite-finished"),
+            tags=history_tags(suite_runs, worst, "suite-finished"),
         )
 
     return suite_finished
+
+
+def night_ended(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[str, RunStatus] | str:
+    """The outcomes of a fanned-out night's runs by run id when ``run`` is the last of them
+    to end and all ended succeeded or failed; otherwise why its history does not follow
+    now (a target still running, a later run, a canceled one).
+
+    The night's runs are the ``nightly_suite`` runs tagged with ``run``'s
+    ``nightly/fanout``; each target of the plan (``nightly/night_plan``) counts with its
+    latest run (a re-execution replaces the run it re-executes)."""
+    records = instance.get_run_records(
+        dg.RunsFilter(job_name=nightly_suite_job.name, tags={FANOUT_TAG: run.tags[FANOUT_TAG]}),
+        ascending=True,  # oldest first: a target's later run replaces its earlier one
+    )
+    latest = {r.dagster_run.tags.get(TARGET_TAG): r for r in records}
+    planned = [t for t, tests in json.loads(run.tags[NIGHT_PLAN_TAG])["targets"].items() if tests]
+    waiting = [t for t in planned if t not in latest or not latest[t].dagster_run.is_finished]
+    if waiting:
+        return f"run {run.run_id} ended; the night waits for target(s) {', '.join(waiting)}"
+    ends = [latest[t] for t in planned]
+    last = max(ends, key=lambda r: (r.end_time or 0.0, r.dagster_run.run_id))
+    if last.dagster_run.run_id != run.run_id:
+        return f"run {run.run_id} ended; the night's history follows its last run"
+    outcomes = {r.dagster_run.run_id: SUITE_OUTCOMES[r.dagster_run.status] for r in ends}
+    if not set(outcomes.values()) <= HISTORY_AFTER:
+        canceled = [i for i, o in outcomes.items() if o not in HISTORY_AFTER]
+        return f"the night ended with run(s) {', '.join(canceled)} canceled: no history run"
+    return outcomes

@@ -30,6 +30,9 @@ was stopped on purpose: start its history by hand)."""
 PARTITION_TAG = "dagster/partition"
 TRIGGER_TAG = "nightly/trigger"
 PROFILE_TAG = "nightly/profile"
+FANOUT_TAG = "nightly/fanout"
+"""The runs of one scheduled night fanned out over targets share it (``night@tick``):
+``nightly_history`` follows once all of them ended."""
 CLI_TRIGGER = "cli"
 WORKER_DIED = "Detected run worker status"
 """How run monitoring's failure message starts when it found the run worker dead

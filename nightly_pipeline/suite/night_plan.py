@@ -27,10 +27,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from nightly_pipeline.suite.context import SuiteTest
 from nightly_pipeline.suite.errors import ConfigurationError
 from nightly_pipeline.suite.profiles import Profile
+from nightly_pipeline.suite.target import target_names_in
 
 
 class PlanError(ConfigurationError):
@@ -228,3 +230,32 @@ def target_names(count: int, prefix: str = "embedded") -> tuple[str, ...]:
     if count < 1:
         raise PlanError(f"--targets must be at least 1, got {count}")
     return tuple(f"{prefix}-{i}" for i in range(1, count + 1))
+
+
+PLATFORM_KINDS = ("embedded", "docker")
+"""``--target`` values that start a platform per run (``TargetResource.target``): N of
+them make N targets (N embedded platforms, or N Docker platforms, each on its own network)."""
+
+
+@dataclass(frozen=True)
+class PlacedTarget:
+    """Where a planned target is: ``embedded``, or a target file and its entry."""
+
+    target: str
+    entry: str = ""
+
+
+def night_places(target: str, count: int | None) -> dict[str, PlacedTarget]:
+    """The targets of a fanned-out night by name: ``count`` embedded platforms
+    (``embedded-1`` ...), or a target file's targets (its first ``count`` when given)."""
+    if target in PLATFORM_KINDS:
+        return {name: PlacedTarget(target) for name in target_names(count or 1, target)}
+    names = target_names_in(Path(target))
+    if count is not None:
+        if count > len(names):
+            raise PlanError(
+                f"--targets {count}: {target} lists {len(names)} target(s) "
+                f'({", ".join(names)}); add entries under "targets" or ask for fewer'
+            )
+        names = names[:count]
+    return {name: PlacedTarget(target, name) for name in names}

@@ -25,14 +25,14 @@ import dagster as dg
 import psutil
 import pytest
 
-from nightly_pipeline.automation.fanned_night import night_places, run_fanned_night
+from nightly_pipeline.automation.fanned_night import run_fanned_night
 from nightly_pipeline.automation.fanout import EXPECTED_END_TAG, PLAN_TAG, TARGET_TAG, target_pool
 from nightly_pipeline.automation.instance import open_instance
 from nightly_pipeline.automation.run import NightRun, run_night
 from nightly_pipeline.home import Home
 from nightly_pipeline.store import MetricStore
 from nightly_pipeline.suite.catalog import select_tests
-from nightly_pipeline.suite.night_plan import plan_night
+from nightly_pipeline.suite.night_plan import night_places, plan_night
 from nightly_pipeline.suite.profiles import PROFILES
 from nightly_pipeline.testbed.stack.owner import RECORD
 from tests.dagster.night_rows import metric_names

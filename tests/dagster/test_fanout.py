@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
-from nightly_pipeline.automation.fanned_night import PlacedTarget, night_places
 from nightly_pipeline.automation.fanout import (
     EXPECTED_END_TAG,
     NIGHT_PLAN_TAG,
@@ -26,7 +25,7 @@ from nightly_pipeline.automation.target_worker import Assignment, WorkerResult
 from nightly_pipeline.definitions import defs
 from nightly_pipeline.report.night_summary import CheckLine
 from nightly_pipeline.suite.catalog import TESTS
-from nightly_pipeline.suite.night_plan import PlanError, plan_night
+from nightly_pipeline.suite.night_plan import PlacedTarget, PlanError, night_places, plan_night
 from nightly_pipeline.suite.profiles import PROFILES
 
 KEYS = ("06_sustained_login", "02_conversation_crud")
