@@ -58,7 +58,7 @@ defs = dg.Definitions(
     sensors=[
         make_run_failure_alert_sensor(),
         make_regression_alert_sensor(),
-        make_target_version_sensor(profile=SCHEDULED_PROFILE),
+        make_target_version_sensor(profile=SCHEDULED_PROFILE, places=SCHEDULED_PLACES),
         *(make_suite_finished_sensor(status) for status in SUITE_OUTCOMES),
         *(make_history_finished_sensor(status) for status in HISTORY_ENDS),
     ],

@@ -30,7 +30,10 @@ checked in Dagster 1.13's source and in ``tests/dagster/test_scheduled_fanout.py
   with its default one slot it would run the targets one after another.
 """
 
+import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -146,6 +149,64 @@ def limits_runs_per_target(instance: dg.DagsterInstance) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class FannedNight:
+    """A night over several targets as the code location plans it: the plan, where each
+    target is, and the run config and tags every run of it carries (its profile's)."""
+
+    plan: NightPlan
+    places: Mapping[str, PlacedTarget]
+    run_config: Mapping[str, Any]
+    tags: Mapping[str, str]
+
+
+def fanned_requests(
+    instance: dg.DagsterInstance,
+    log: logging.Logger | Any,
+    night_of: FannedNight,
+    night: str,
+    starts_at: datetime,
+    key: str,
+    trigger_tags: Mapping[str, str],
+) -> list[dg.RunRequest]:
+    """One ``nightly_suite`` run per planned target of ``night_of`` for ``night``, keyed
+    ``<key>/<target>`` and grouped by a ``nightly/fanout`` tag; the ``target`` pool gets
+    one slot per target first. The schedule and the target-version sensor both use it, so
+    a version change reruns the same fanned night as 02:10 does."""
+    plan, places = night_of.plan, night_of.places
+    planned = [t for t in plan.targets if t.tests]
+    changed = ensure_pool_slots(instance, TARGET_POOL, len(planned))
+    if changed:
+        log.info(changed)
+    if not limits_runs_per_target(instance):
+        log.warning(
+            f"this instance's dagster.yaml has no run limit on {TARGET_TAG!r} "
+            "(concurrency.runs.tag_concurrency_limits, in nightly_pipeline/automation/"
+            "dagster.yaml): two runs of one target could overlap; copy it into yours"
+        )
+    fanout = f"{key}@{starts_at.isoformat(timespec='seconds')}"
+    requests = []
+    for i, target in enumerate(planned):
+        keys, target_config = target_launch(target, places[target.name], first=i == 0)
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{key}/{target.name}",
+                partition_key=night,
+                asset_selection=keys,
+                run_config={
+                    "resources": {**night_of.run_config["resources"], "target": target_config}
+                },
+                tags={
+                    **night_of.tags,
+                    **trigger_tags,
+                    FANOUT_TAG: fanout,
+                    **plan_tags(plan, target, starts_at),
+                },
+            )
+        )
+    return requests
+
+
 def profile_launch(profile: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The run config and tags of a ``nightly_suite`` run at ``profile``; an unknown name
     raises ``SelectionError`` listing the valid ones.
@@ -201,36 +262,15 @@ def make_nightly_suite_schedule(
                 run_config=run_config,
                 tags={**tags, TRIGGER_TAG: "schedule"},
             )
-        planned = [t for t in plan.targets if t.tests]
-        changed = ensure_pool_slots(context.instance, TARGET_POOL, len(planned))
-        if changed:
-            context.log.info(changed)
-        if not limits_runs_per_target(context.instance):
-            context.log.warning(
-                f"this instance's dagster.yaml has no run limit on {TARGET_TAG!r} "
-                "(concurrency.runs.tag_concurrency_limits, in nightly_pipeline/automation/"
-                "dagster.yaml): two runs of one target could overlap; copy it into yours"
-            )
-        starts_at = context.scheduled_execution_time
-        fanout = f"{night}@{starts_at.isoformat(timespec='seconds')}"
-        requests = []
-        for i, target in enumerate(planned):
-            keys, target_config = target_launch(target, places[target.name], first=i == 0)
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"{night}/{target.name}",
-                    partition_key=night,
-                    asset_selection=keys,
-                    run_config={"resources": {**run_config["resources"], "target": target_config}},
-                    tags={
-                        **tags,
-                        TRIGGER_TAG: "schedule",
-                        FANOUT_TAG: fanout,
-                        **plan_tags(plan, target, starts_at),
-                    },
-                )
-            )
-        return requests
+        return fanned_requests(
+            context.instance,
+            context.log,
+            FannedNight(plan, places, run_config, tags),
+            night,
+            context.scheduled_execution_time,
+            key=night,
+            trigger_tags={TRIGGER_TAG: "schedule"},
+        )
 
     return nightly_suite_schedule
 

@@ -4,6 +4,7 @@ the night's history run is requested. Each comes from a small factory so tests c
 build one with their own resources and names."""
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -24,7 +25,13 @@ from nightly_pipeline.alerts import (
 from nightly_pipeline.assets.partitions import NIGHTS
 from nightly_pipeline.automation.fanout import NIGHT_PLAN_TAG, TARGET_TAG
 from nightly_pipeline.automation.jobs import nightly_history_job, nightly_suite_job
-from nightly_pipeline.automation.schedules import DEFAULT_SCHEDULED_PROFILE, profile_launch
+from nightly_pipeline.automation.schedules import (
+    DEFAULT_SCHEDULED_PROFILE,
+    FannedNight,
+    fanned_night_plan,
+    fanned_requests,
+    profile_launch,
+)
 from nightly_pipeline.automation.suite_runs import (
     CLI_TRIGGER,
     FANOUT_TAG,
@@ -38,6 +45,7 @@ from nightly_pipeline.automation.suite_runs import (
 )
 from nightly_pipeline.resources import AlertsResource, MetricStoreResource, TargetVersionResource
 from nightly_pipeline.store import RunStatus
+from nightly_pipeline.suite.night_plan import PlacedTarget
 from nightly_pipeline.suite.profiles import ProfileName
 
 ALERT_POLL_S = 300
@@ -172,15 +180,23 @@ def _tick_summary(night: object, outcome: TickOutcome) -> str:
 
 
 def make_target_version_sensor(
-    name: str = "target_version_change", profile: ProfileName = DEFAULT_SCHEDULED_PROFILE
+    name: str = "target_version_change",
+    profile: ProfileName = DEFAULT_SCHEDULED_PROFILE,
+    places: Mapping[str, PlacedTarget] | None = None,
 ) -> dg.SensorDefinition:
     """Run the suite for the latest night when the target reports a new version, at
-    ``profile`` (run config and tag as the schedule's: the same kind of night).
+    ``profile`` (run config and tag as the schedule's: the same kind of night), over
+    ``places`` as the schedule fans it out (``$NIGHTLY_SCHEDULE_TARGETS``) when given.
 
     Watches ``TargetVersionResource.url`` every ``VERSION_POLL_S`` seconds; the first
     version seen is only remembered. Skips when no URL is configured or it is unreachable.
     """
     run_config, profile_tags = profile_launch(profile)
+    fanned = (
+        None
+        if places is None
+        else FannedNight(fanned_night_plan(profile, places), places, run_config, profile_tags)
+    )
 
     @dg.sensor(
         name=name,
@@ -190,7 +206,7 @@ def make_target_version_sensor(
     )
     def target_version_change(
         context: dg.SensorEvaluationContext, target_version: TargetVersionResource
-    ) -> dg.RunRequest | dg.SkipReason:
+    ) -> dg.RunRequest | dg.SkipReason | list[dg.RunRequest]:
         target = target_version
         if not target.url:
             return dg.SkipReason("no target version URL configured (TargetVersionResource.url)")
@@ -204,15 +220,17 @@ def make_target_version_sensor(
             return dg.SkipReason(f"first version seen: {version}")
         if version == previous:
             return dg.SkipReason(f"version unchanged: {version}")
+        night = NIGHTS.get_last_partition_key()
+        trigger = {TRIGGER_TAG: "version-change", "nightly/version": version}
+        if fanned is not None and night is not None:
+            now = datetime.now(UTC)
+            key = f"version-{version}"
+            return fanned_requests(context.instance, context.log, fanned, night, now, key, trigger)
         return dg.RunRequest(
             run_key=f"version-{version}",
-            partition_key=NIGHTS.get_last_partition_key(),
+            partition_key=night,
             run_config=run_config,
-            tags={
-                **profile_tags,
-                "nightly/trigger": "version-change",
-                "nightly/version": version,
-            },
+            tags={**profile_tags, **trigger},
         )
 
     return target_version_change

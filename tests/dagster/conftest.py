@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 from dagster._core.storage.defs_state.base import DefsStateStorage
 
+from tests.dagster.version_server import VersionServer
+
 
 @pytest.fixture(autouse=True)
 def no_instance_left_current() -> Iterator[None]:
@@ -22,3 +24,11 @@ def no_instance_left_current() -> Iterator[None]:
         "this test left a Dagster instance current: use `with dg.build_..._context(...) as"
         " context:` so that the context closes the instance it opened"
     )
+
+
+@pytest.fixture
+def version_server() -> Iterator[VersionServer]:
+    """A loopback target-version endpoint, shut down after the test."""
+    server = VersionServer()
+    yield server
+    server.close()

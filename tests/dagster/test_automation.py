@@ -5,9 +5,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from datetime import UTC, date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
@@ -178,41 +176,6 @@ def test_the_snapshot_runs_on_sundays_for_the_week_that_ended() -> None:
     assert schedule.cron_schedule == "0 6 * * 0"
     (request,) = _tick("baseline_snapshot_sunday", datetime(2026, 11, 22, 6, 0, tzinfo=UTC))
     assert request.partition_key == "2026-11-15"  # the week Sunday 15th to Saturday 21st
-
-
-class _VersionServer:
-    """A real loopback HTTP server reporting a version that the test can change."""
-
-    def __init__(self) -> None:
-        self.version = "1.0.0"
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = json.dumps({"version": outer.version}).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/version"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def version_server():
-    server = _VersionServer()
-    yield server
-    server.close()
 
 
 @pytest.mark.parametrize(

@@ -37,13 +37,17 @@ from nightly_pipeline.automation.schedules import (
     make_nightly_suite_schedule,
     scheduled_places,
 )
-from nightly_pipeline.automation.sensors import make_suite_finished_sensor
+from nightly_pipeline.automation.sensors import (
+    make_suite_finished_sensor,
+    make_target_version_sensor,
+)
 from nightly_pipeline.automation.suite_runs import FANOUT_TAG, PARTITION_TAG
 from nightly_pipeline.definitions import defs
-from nightly_pipeline.resources import MetricStoreResource
+from nightly_pipeline.resources import MetricStoreResource, TargetVersionResource
 from nightly_pipeline.suite.errors import ConfigurationError
 from nightly_pipeline.suite.night_plan import PlacedTarget, night_places
 from tests.dagster.ticks import SensorTicks
+from tests.dagster.version_server import VersionServer
 
 NIGHT_0210 = datetime(2026, 11, 24, 2, 10, tzinfo=UTC)
 NIGHT = "2026-11-23"
@@ -512,3 +516,33 @@ def test_the_ticks_runs_run_side_by_side_one_test_at_a_time_then_history_once(
         requested = [r for result in results for r in result.run_requests]
         assert len(requested) == 1, [r.skip_message for r in results]
         assert requested[0].tags["nightly/suite_run"] == ",".join(sorted(run_ids))
+
+
+def test_a_version_change_reruns_the_same_fanned_night(version_server: VersionServer) -> None:
+    """The target-version sensor requests the schedule's runs, one per target, under
+    its own run keys and trigger: a version change is the same kind of night."""
+    places = night_places("embedded", 2)
+    sensor = make_target_version_sensor(profile="nightly", places=places)
+    resources = {"target_version": TargetVersionResource(url=version_server.url)}
+    with dg.instance_for_test() as instance:
+        scheduled = _tick(make_nightly_suite_schedule("nightly", places=places), instance)
+        cursor = None
+        for version in ("1.0.0", "1.1.0"):
+            version_server.version = version
+            with dg.build_sensor_context(
+                instance=instance,
+                cursor=cursor,
+                resources=resources,
+                repository_def=defs.get_repository_def(),
+            ) as context:
+                result = sensor.evaluate_tick(context)
+            cursor = result.cursor
+    requests = list(result.run_requests or [])
+    assert [r.run_key for r in requests] == ["version-1.1.0/embedded-1", "version-1.1.0/embedded-2"]
+    for request, scheduled_request in zip(requests, scheduled, strict=True):
+        assert set(request.asset_selection or []) == set(scheduled_request.asset_selection or [])
+        assert request.run_config == scheduled_request.run_config
+        assert request.tags[TARGET_TAG] == scheduled_request.tags[TARGET_TAG]
+        assert request.tags["nightly/trigger"] == "version-change"
+        assert request.tags["nightly/version"] == "1.1.0"
+    assert len({r.tags[FANOUT_TAG] for r in requests}) == 1  # one night: history once
