@@ -611,11 +611,11 @@ def cmd_store(args: argparse.Namespace, home: Home) -> int:
 
 def cmd_ui(args: argparse.Namespace, home: Home) -> int:
     """``dagster dev`` on the home's instance, in place of this process."""
-    from nightly_pipeline.automation.instance import prepare_instance_dir
+    from nightly_pipeline.automation.instance import prepare_instance_dir, write_workspace
 
     instance_dir = prepare_instance_dir(home)
     env = {**os.environ, "DAGSTER_HOME": str(instance_dir), HOME_ENV: str(home.root)}
-    argv = [sys.executable, "-m", "dagster", "dev", "-m", "nightly_pipeline.definitions"]
+    argv = [sys.executable, "-m", "dagster", "dev", "-w", str(write_workspace(home))]
     argv += ["--host", args.host, "--port", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (instance {instance_dir})", flush=True)
     os.execve(sys.executable, argv, env)

@@ -7,6 +7,7 @@ unknown name fails loading the code location with the valid names. ``$NIGHTLY_EX
 (``automation.executors.code_location_executor``); unset, Dagster's default executor.
 ``$NIGHTLY_SCHEDULE_TARGETS`` fans the scheduled night out over N targets, one run per
 target (``automation.schedules.scheduled_places``); unset, one target and one run.
+``$NIGHTLY_SCHEDULE_CRON`` moves the night from 02:10 UTC (``scheduled_cron``).
 """
 
 import os
@@ -26,6 +27,7 @@ from nightly_pipeline.automation.jobs import (
 from nightly_pipeline.automation.schedules import (
     baseline_snapshot_schedule,
     make_nightly_suite_schedule,
+    scheduled_cron,
     scheduled_places,
     scheduled_profile,
 )
@@ -46,13 +48,16 @@ from nightly_pipeline.resources import (
 
 SCHEDULED_PROFILE = scheduled_profile(os.environ)
 SCHEDULED_PLACES = scheduled_places(os.environ)
+SCHEDULED_CRON = scheduled_cron(os.environ)
 EXECUTOR = code_location_executor(os.environ, fanned_out=SCHEDULED_PLACES is not None)
 
 defs = dg.Definitions(
     assets=[engine_selfcheck, *SUITE_ASSETS, regressions, nightly_report, baseline_snapshot],
     jobs=[engine_selfcheck_job, nightly_suite_job, nightly_history_job, baseline_snapshot_job],
     schedules=[
-        make_nightly_suite_schedule(SCHEDULED_PROFILE, places=SCHEDULED_PLACES),
+        make_nightly_suite_schedule(
+            SCHEDULED_PROFILE, places=SCHEDULED_PLACES, cron=SCHEDULED_CRON
+        ),
         baseline_snapshot_schedule,
     ],
     sensors=[

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from nightly_pipeline.testbed.stack.probes import free_port
 from tests.processes import processes_left
@@ -117,9 +118,11 @@ def test_the_ui_shows_the_runs_of_nightly_run(project_root: Path) -> None:
         start_new_session=True,
     )
     query = (
-        "{ runsOrError { ... on Runs { results { runId jobName status tags { key value } } } } }"
+        "{ runsOrError { ... on Runs { results { runId jobName status tags { key value } } } } "
+        "workspaceOrError { ... on Workspace { locationEntries { name } } } }"
     )
     runs = None
+    locations: list[str] = []
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and child.poll() is None:
@@ -127,13 +130,19 @@ def test_the_ui_shows_the_runs_of_nightly_run(project_root: Path) -> None:
                 answer = httpx.post(
                     f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=10
                 )
-                runs = answer.json()["data"]["runsOrError"]["results"]
+                data = answer.json()["data"]
+                runs = data["runsOrError"]["results"]
+                locations = [e["name"] for e in data["workspaceOrError"]["locationEntries"]]
                 break
             except (httpx.HTTPError, ValueError, KeyError, TypeError):
                 time.sleep(1)
     finally:
         _stop_group(child)
     assert runs is not None, "the UI did not answer within 180 s"
+    # The project's workspace.yaml's name: `dagster schedule start -w workspace.yaml`
+    # then starts the schedule the UI's daemon runs (state is kept per location name).
+    workspace = yaml.safe_load((project_root / "workspace.yaml").read_text())
+    assert locations == [workspace["load_from"][0]["python_module"]["location_name"]]
     by_job = {r["jobName"]: r for r in runs}
     assert set(by_job) == {"nightly_suite", "nightly_history"}
     assert by_job["nightly_suite"]["status"] == "SUCCESS"

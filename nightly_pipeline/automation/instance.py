@@ -9,6 +9,16 @@ import dagster as dg
 
 from nightly_pipeline.home import Home
 
+LOCATION_NAME = "nightly_pipeline"
+"""The code location's name, as the project's ``workspace.yaml`` gives it: schedule and
+sensor state is kept per location name, so ``nightly ui`` and ``dagster schedule start
+-w workspace.yaml`` must agree on it (``dagster dev -m MODULE`` would name it MODULE)."""
+WORKSPACE = f"""# Written by `nightly ui` at each start: the project's workspace.yaml.
+load_from:
+  - python_module:
+      module_name: nightly_pipeline.definitions
+      location_name: {LOCATION_NAME}
+"""
 TEMPLATE = "dagster.yaml"
 """The instance settings shipped with the package (run monitoring, pools, run retries)."""
 
@@ -22,6 +32,13 @@ def prepare_instance_dir(home: Home) -> Path:
         template = resources.files("nightly_pipeline.automation") / TEMPLATE
         config.write_text(template.read_text())
     return home.dagster
+
+
+def write_workspace(home: Home) -> Path:
+    """The workspace file ``nightly ui`` serves, in the home's instance directory."""
+    path = prepare_instance_dir(home) / "workspace.yaml"
+    path.write_text(WORKSPACE)
+    return path
 
 
 def open_instance(home: Home) -> dg.DagsterInstance:

@@ -37,6 +37,7 @@ from datetime import datetime
 from typing import Any
 
 import dagster as dg
+from dagster._utils.schedules import is_valid_cron_string
 
 from nightly_pipeline.assets.engine import engine_selfcheck
 from nightly_pipeline.assets.partitions import NIGHTS
@@ -60,6 +61,25 @@ from nightly_pipeline.suite.profiles import ProfileName, profile_named
 SCHEDULE_PROFILE_ENV = "NIGHTLY_SCHEDULE_PROFILE"
 DEFAULT_SCHEDULED_PROFILE: ProfileName = "nightly"
 """The profile of a scheduled night when the deployment names none: the plan's durations."""
+
+
+SCHEDULE_CRON_ENV = "NIGHTLY_SCHEDULE_CRON"
+DEFAULT_SCHEDULE_CRON = "10 2 * * *"
+"""02:10 in the nights' time zone (UTC): the plan's time."""
+
+
+def scheduled_cron(env: Mapping[str, str]) -> str:
+    """``$NIGHTLY_SCHEDULE_CRON`` (five cron fields, in UTC), or 02:10 when unset or
+    empty: a deployment whose quiet hours are elsewhere moves its night. An invalid
+    string raises ``ConfigurationError`` with an example (the code location does not
+    load)."""
+    cron = env.get(SCHEDULE_CRON_ENV, "").strip() or DEFAULT_SCHEDULE_CRON
+    if not is_valid_cron_string(cron):
+        raise ConfigurationError(
+            f"${SCHEDULE_CRON_ENV}={cron!r} is not a cron schedule: give five fields, "
+            f"minute hour day-of-month month day-of-week, e.g. {DEFAULT_SCHEDULE_CRON!r}"
+        )
+    return cron
 
 
 def scheduled_profile(env: Mapping[str, str]) -> ProfileName:
@@ -222,6 +242,7 @@ def make_nightly_suite_schedule(
     name: str = "nightly_suite_0210_utc",
     places: Mapping[str, PlacedTarget] | None = None,
     tests: Sequence[SuiteTest] = TESTS,
+    cron: str = DEFAULT_SCHEDULE_CRON,
 ) -> dg.ScheduleDefinition:
     """``nightly_suite`` at 02:10 UTC at ``profile``, for the night that just ended: at
     02:10 on the 24th, the night keyed 2026-11-23 (the latest complete partition, as
@@ -243,7 +264,7 @@ def make_nightly_suite_schedule(
 
     @dg.schedule(
         name=name,
-        cron_schedule="10 2 * * *",
+        cron_schedule=cron,
         execution_timezone=NIGHTS.timezone,
         job=nightly_suite_job,
         description=description,

@@ -15,6 +15,7 @@ from nightly_pipeline.assets.partitions import NIGHTS
 from nightly_pipeline.automation.schedules import (
     SCHEDULE_PROFILE_ENV,
     make_nightly_suite_schedule,
+    scheduled_cron,
     scheduled_profile,
 )
 from nightly_pipeline.automation.sensors import (
@@ -24,7 +25,7 @@ from nightly_pipeline.automation.sensors import (
 from nightly_pipeline.definitions import defs
 from nightly_pipeline.resources import MetricStoreResource, TargetVersionResource
 from nightly_pipeline.store import MetricStore, RunRecord
-from nightly_pipeline.suite.errors import SelectionError
+from nightly_pipeline.suite.errors import ConfigurationError, SelectionError
 from tests.dagster.ticks import SensorTicks
 
 
@@ -129,6 +130,16 @@ def test_an_unknown_scheduled_profile_is_refused_with_the_valid_names() -> None:
         make_nightly_suite_schedule("weekly")  # type: ignore[arg-type]
     with pytest.raises(SelectionError, match=valid):
         make_target_version_sensor(profile="weekly")  # type: ignore[arg-type]
+
+
+def test_the_deployment_moves_the_night_with_a_cron_string() -> None:
+    assert scheduled_cron({}) == "10 2 * * *"
+    assert scheduled_cron({"NIGHTLY_SCHEDULE_CRON": " "}) == "10 2 * * *"
+    assert scheduled_cron({"NIGHTLY_SCHEDULE_CRON": "30 23 * * 1-5"}) == "30 23 * * 1-5"
+    schedule = make_nightly_suite_schedule(cron="30 23 * * 1-5")
+    assert schedule.cron_schedule == "30 23 * * 1-5"
+    with pytest.raises(ConfigurationError, match=r"NIGHTLY_SCHEDULE_CRON='at two'.*five fields"):
+        scheduled_cron({"NIGHTLY_SCHEDULE_CRON": "at two"})
 
 
 _LOAD = """
