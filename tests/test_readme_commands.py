@@ -141,7 +141,7 @@ def test_the_ui_shows_the_runs_of_nightly_run(project_root: Path) -> None:
     assert runs is not None, "the UI did not answer within 180 s"
     # The project's workspace.yaml's name: `dagster schedule start -w workspace.yaml`
     # then starts the schedule the UI's daemon runs (state is kept per location name).
-    workspace = yaml.safe_load((project_root / "workspace.yaml").read_text())
+    workspace = yaml.safe_load((Path(__file__).parents[1] / "workspace.yaml").read_text())
     assert locations == [workspace["load_from"][0]["python_module"]["location_name"]]
     by_job = {r["jobName"]: r for r in runs}
     assert set(by_job) == {"nightly_suite", "nightly_history"}
