@@ -148,7 +148,12 @@ def plan_night(
     rules: Rules | None = None,
 ) -> NightPlan:
     """Place ``tests`` on ``targets`` (names, in order) by LPT under ``rules`` (default:
-    ``default_rules``). Deterministic: ties go to the catalog's order and the first target."""
+    ``default_rules``). Deterministic: ties go to the catalog's order and the first target.
+
+    A target runs its tests in key order (``01_...`` first; the order does not change
+    when it ends): the order Dagster runs a run's steps in when nothing sets their
+    priority, as in the scheduled night's runs (``automation.schedules``), so every plan
+    a person sees is the order things happen."""
     overheads = overheads or Overheads()
     rules = default_rules(tests) if rules is None else rules
     if not targets:
@@ -186,7 +191,7 @@ def plan_night(
     for name, target_units in zip(targets, placed, strict=True):
         clock = overheads.platform_start_s if target_units else 0.0
         steps = []
-        for key in (k for unit in target_units for k in unit):
+        for key in sorted(k for unit in target_units for k in unit):
             end = clock + expected_test_s(by_key[key], profile, overheads)
             steps.append(PlannedTest(key, clock, end))
             clock = end

@@ -51,13 +51,15 @@ def test_the_chaos_tests_share_one_target_in_catalog_order():
 
 
 def test_lpt_places_the_longest_first_on_the_target_free_first():
-    """Three tests of 1800, 1200 and 900 s on two targets, no overheads: 1800 | 1200+900."""
+    """Three tests of 1800, 1200 and 900 s on two targets, no overheads: 1800 | 1200+900,
+    each target's tests in key order (Dagster's, when steps carry no priority)."""
     tests = [BY_ID["01"], BY_ID["04"], BY_ID["02"]]  # 1800, 1200, 900 s at nightly
     plan = plan_night(tests, NIGHTLY, ("a", "b"), overheads=Overheads(0, 0), rules=Rules())
     assert [t.keys for t in plan.targets] == [
         ("01_message_soak",),
-        ("04_mixed_ws_http", "02_conversation_crud"),
+        ("02_conversation_crud", "04_mixed_ws_http"),
     ]
+    assert [(t.start_s, t.end_s) for t in plan.targets[1].tests] == [(0, 900), (900, 2100)]
     assert plan.end_s == 2100
 
 
