@@ -28,6 +28,7 @@ from nightly_pipeline.loadgen.errors import ConfigError
 from nightly_pipeline.loadgen.executors import ConstantVus, validate
 from nightly_pipeline.loadgen.executors.base import ExecutorConfig
 from nightly_pipeline.loadgen.fleet_wire import FleetSettings
+from nightly_pipeline.loadgen.heap import HeapTrim
 from nightly_pipeline.loadgen.http_client import HttpClient
 from nightly_pipeline.loadgen.interrupts import Interrupts, deferred_interrupts
 from nightly_pipeline.loadgen.recorder import Recorder
@@ -187,7 +188,10 @@ async def _execute(
         delay = run_start - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tick = asyncio.create_task(ticker(1.0, run_start, lambda now: _tick(ex, now, on_second)))
+        heap = HeapTrim()
+        tick = asyncio.create_task(
+            ticker(1.0, run_start, lambda now: _tick(ex, now, on_second, heap))
+        )
         gc.freeze()
         try:
             if isinstance(config, ConstantVus):
@@ -196,6 +200,7 @@ async def _execute(
                 await run_open_model(config.offsets(), config.max_vus, config.bounds, ex)  # type: ignore[attr-defined]
         finally:
             tick.cancel()
+            heap.join()
             gc.unfreeze()  # the run's cyclic garbage is collectable again
         return ex.counts
     finally:
@@ -203,9 +208,12 @@ async def _execute(
         await client.aclose()
 
 
-def _tick(ex: Execution, now: float, on_second: Callable[[Execution, float], None]) -> None:
+def _tick(
+    ex: Execution, now: float, on_second: Callable[[Execution, float], None], heap: HeapTrim
+) -> None:
     """Once a second: move everything alive into the collector's permanent generation,
-    then the second's bookkeeping.
+    then the second's bookkeeping, then (every few seconds) the C heap's free pages back
+    to the system (``heap``: without it the process grew with the run's length).
 
     Why: a full (generation 2) collection scans every tracked object; as the run's
     objects pile up (delivery receipts, histograms, buffered rows) those pauses grew to
@@ -215,6 +223,7 @@ def _tick(ex: Execution, now: float, on_second: Callable[[Execution, float], Non
     (objects freed by reference counting are freed as usual)."""
     gc.freeze()
     on_second(ex, now)
+    heap.maybe()
 
 
 def _new_runner() -> asyncio.Runner:
