@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import ctypes
 import dataclasses
+import gc
 import hashlib
 import os
 import sys
@@ -173,6 +174,21 @@ def _timed_trims() -> list[float]:
     return took
 
 
+def _timed_collections() -> list[float]:
+    """Every ``gc.collect()`` of the run (the load's tick makes one a second), timed."""
+    took: list[float] = []
+    collect = gc.collect
+
+    def timed(*args: int) -> int:
+        started = time.perf_counter()
+        found = collect(*args)
+        took.append(time.perf_counter() - started)
+        return found
+
+    gc.collect = timed
+    return took
+
+
 def _figure(outcome, name: str) -> float:
     found = [m.value for m in outcome.record.metrics if m.metric == name and not m.tags]
     return found[0] if found else float("nan")
@@ -257,6 +273,7 @@ def main() -> None:
         tracemalloc.start(args.trace)
     rss = RssAt(marks, trace=bool(args.trace))
     trims = _timed_trims()
+    collections = _timed_collections()
     with tempfile.TemporaryDirectory(prefix="generator-memory-") as tmp:
         root = Path(tmp)
         stack = StackConfig(run_dir=root / "stack", search_path=os.environ.get("PATH"))
@@ -292,6 +309,13 @@ def main() -> None:
         print(
             f"  heap trims (loadgen.heap): {len(trims)}, {max(trims) * 1000:.1f} ms at most,"
             f" {sum(trims) / len(trims) * 1000:.1f} ms on average (on their own thread)"
+        )
+    if collections:
+        took = sorted(collections)
+        print(
+            f"  gc.collect() calls: {len(took)}, {took[-1] * 1000:.1f} ms at most,"
+            f" p99 {took[int(0.99 * (len(took) - 1))] * 1000:.1f} ms,"
+            f" median {took[len(took) // 2] * 1000:.1f} ms"
         )
     failed = [c.check.name for c in outcome.checks if not c.passed]
     print(

@@ -225,7 +225,7 @@ def _tick(
     httpx responses (a cycle each, with the scrape's text), hdrh's encoding buffers; Test
     01's generator held ~1 MB a minute more of it (tracemalloc, bench/generator_memory.py
     --trace). The explicit collection before the freeze scans only what the last second
-    left (the rest is frozen): about a millisecond."""
+    left (the rest is frozen): at 500 msg/s, median 0.9 ms, p99 34 ms (180 ticks)."""
     gc.collect()
     gc.freeze()
     on_second(ex, now)
