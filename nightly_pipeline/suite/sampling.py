@@ -12,8 +12,10 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import httpx
 import psutil
@@ -96,6 +98,52 @@ class ProcessSample:
     open_files: int
 
 
+class ProcessSeries(Sequence[ProcessSample]):
+    """One process's samples, in the order taken, as four arrays: 32 bytes a sample
+    instead of a ~180-byte ``ProcessSample`` kept each second (a list of them grew the
+    generator with the run's length: 1,800 samples per watched process in 30 minutes).
+    A sample read back is the one appended (floats kept as doubles, the count as int64)."""
+
+    __slots__ = ("_at", "_cpu", "_files", "_rss")
+
+    def __init__(self, samples: Iterable[ProcessSample] = ()) -> None:
+        self._at, self._rss, self._cpu = array("d"), array("d"), array("d")
+        self._files = array("q")
+        for sample in samples:
+            self.append(sample)
+
+    def append(self, sample: ProcessSample) -> None:
+        self._at.append(sample.at)
+        self._rss.append(sample.rss_mb)
+        self._cpu.append(sample.cpu_s)
+        self._files.append(sample.open_files)
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    @overload
+    def __getitem__(self, index: int) -> ProcessSample: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[ProcessSample]: ...
+    def __getitem__(self, index: int | slice) -> ProcessSample | list[ProcessSample]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return ProcessSample(
+            self._at[index], self._rss[index], self._cpu[index], self._files[index]
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return list(self) == list(other)
+
+    def nbytes(self) -> int:
+        """Bytes of the four arrays' buffers."""
+        return sum(
+            a.buffer_info()[1] * a.itemsize for a in (self._at, self._rss, self._cpu, self._files)
+        )
+
+
 def sample_process(pid: int, at: float) -> ProcessSample | None:
     """RSS, CPU and open file descriptors of ``pid`` and its children; None if it is gone."""
     try:
@@ -117,10 +165,11 @@ def sample_process(pid: int, at: float) -> ProcessSample | None:
 @dataclass
 class Samples:
     """What a sampler read: ``scrapes`` in order (a ``ScrapeLog`` when a ``Sampler`` wrote
-    them: kept as changes), the process samples by process name."""
+    them: kept as changes), the process samples by process name (a ``ProcessSeries``
+    when a ``Sampler`` took them)."""
 
     scrapes: Sequence[Scrape] = field(default_factory=list)
-    processes: dict[str, list[ProcessSample]] = field(default_factory=dict)
+    processes: dict[str, Sequence[ProcessSample]] = field(default_factory=dict)
 
 
 class Sampler:
@@ -146,7 +195,8 @@ class Sampler:
         self.max_samples = max_samples
         self.clock = clock
         self.log = ScrapeLog()
-        self.samples = Samples(scrapes=self.log, processes={name: [] for name in pids})
+        self.series = {name: ProcessSeries() for name in pids}
+        self.samples = Samples(scrapes=self.log, processes=dict(self.series))
         self._client = httpx.Client(timeout=timeout_s, trust_env=False)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nightly-sampler", daemon=True)
@@ -158,7 +208,7 @@ class Sampler:
         for name, pid in self.pids.items():
             sample = sample_process(pid, at)
             if sample is not None:
-                self.samples.processes[name].append(sample)
+                self.series[name].append(sample)
 
     def _run(self) -> None:
         rounds = 1

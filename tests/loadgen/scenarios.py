@@ -85,6 +85,34 @@ class SeesFrozenObjects:
         await vu.http.get("/")
 
 
+class _Cycle:
+    alive = 0
+
+    def __init__(self) -> None:
+        _Cycle.alive += 1
+        self.me = self  # garbage only a collection frees
+        self.payload = bytes(1024)
+
+    def __del__(self) -> None:
+        _Cycle.alive -= 1
+
+
+class MakesCyclicGarbage:
+    """Leaves one reference cycle of ~1 KiB behind per iteration (what httpx's responses
+    do on the sampler's thread), and notes how many are still alive at each second."""
+
+    def __init__(self) -> None:
+        self.alive: list[int] = []
+        _Cycle.alive = 0
+
+    async def iteration(self, vu: Vu) -> None:
+        _Cycle()
+        await vu.http.get("/")
+
+    def note(self, _progress: object) -> None:
+        self.alive.append(_Cycle.alive)
+
+
 class RecordsRaw:
     """GET / and keep, beside the engine's figures, the raw values they are made of:
     each response's service time (the very float ``http_req_duration`` records) and

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import threading
+import tracemalloc
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
 from nightly_pipeline.suite.sampling import (
+    ProcessSample,
+    ProcessSeries,
     Sampler,
     counter_delta,
     gauge_max,
@@ -120,3 +123,27 @@ def test_process_samples_follow_a_real_process_and_its_memory() -> None:
     assert grown.rss_mb - first.rss_mb > 50
     assert grown.open_files > 0 and grown.cpu_s >= first.cpu_s
     del ballast
+
+
+def test_process_samples_cost_a_few_bytes_each_whatever_the_run_length() -> None:
+    """A sampler's per-process series (one sample a second, for the run's length) reads
+    back every sample exactly, and holds 32 bytes a sample, not a ~180-byte object."""
+
+    def sample(t: int) -> ProcessSample:
+        return ProcessSample(t * 1.001, 200.0 + t / 7, t / 3, 40 + t % 5)
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        series = ProcessSeries()
+        for t in range(3600):  # an hour, a sample a second, each a new object as taken
+            series.append(sample(t))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    taken = [sample(t) for t in range(3600)]
+    assert list(series) == taken and series == taken and series[-2:] == taken[-2:]
+    assert held < 40 * len(taken), held
+    with Sampler({}, {"self": os.getpid()}, interval_s=3600) as sampler:
+        pass
+    assert isinstance(sampler.samples.processes["self"], ProcessSeries)

@@ -1,0 +1,80 @@
+"""The C heap's free pages go back to the system during a run (loadgen/heap.py).
+
+A fragmenting pattern (many ~1 KiB allocations, a few kept, the rest freed: what a load
+process does with responses, frames and per-second rows) leaves glibc's arenas full of
+free holes that stay resident: RSS does not come down by itself. ``trim()`` gives them
+back, and the load engine calls it while it runs.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import platform
+
+import psutil
+import pytest
+
+from nightly_pipeline.loadgen import ConstantArrivalRate, LoadTest, RunBounds, heap, run_load
+from nightly_pipeline.loadgen.scenario import GetPath
+from tests.loadgen.servers import http_server
+
+glibc = pytest.mark.skipif(
+    platform.libc_ver()[0] != "glibc" or ctypes.util.find_library("c") is None,
+    reason="malloc_trim is glibc's",
+)
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+@glibc
+def test_trim_returns_the_holes_of_a_fragmented_heap() -> None:
+    blocks = [os.urandom(600 + (i % 7) * 100) for i in range(150_000)]  # ~130 MB
+    kept = blocks[::8]  # a live block every few pages: nothing is free at the top
+    before_free = _rss_mb()
+    del blocks
+    not_trimmed = _rss_mb()
+    assert heap.trim()
+    trimmed = _rss_mb()
+    freed = before_free - not_trimmed
+    assert freed < 20, f"glibc gave back {freed:.0f} MB by itself: nothing to trim here"
+    # about half the pages hold a kept block; the others go back (~45 MB of ~115 MB)
+    assert not_trimmed - trimmed > 25, (before_free, not_trimmed, trimmed)
+    del kept
+
+
+def test_heap_trim_runs_at_most_once_every_interval_off_the_callers_thread() -> None:
+    now = [0.0]
+    trims = []
+    real = heap.trim
+    heap_trim = heap.HeapTrim(every_s=10.0, clock=lambda: now[0])
+    try:
+        heap.trim = lambda: trims.append(1) or True  # type: ignore[assignment]
+        for second in range(1, 36):
+            now[0] = float(second)
+            heap_trim.maybe()
+            heap_trim.join()
+    finally:
+        heap.trim = real  # type: ignore[assignment]
+    expected = 3 if heap._TRIM is not None else 0  # at 10, 20 and 30 s; none without glibc
+    assert len(trims) == expected == heap_trim.trims
+
+
+@glibc
+def test_the_load_engine_trims_while_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = heap.trim
+    monkeypatch.setattr(heap, "TRIM_EVERY_S", 1.0)
+    monkeypatch.setattr(heap, "trim", lambda: calls.append(1) or real())
+    with http_server() as srv:
+        result = run_load(
+            LoadTest(
+                ConstantArrivalRate(rate=50, bounds=RunBounds(4.0), max_vus=10),
+                GetPath("/"),
+                srv.url,
+            )
+        )
+    assert result.counts["started"] > 0
+    assert len(calls) >= 2
