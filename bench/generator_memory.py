@@ -326,6 +326,9 @@ def main() -> None:
         f" e2e p95 {_figure(outcome, 'e2e_delivery_ms.p95'):.1f} ms;"
         + (f" failed: {', '.join(failed)}" if failed else " every check passed")
     )
+    for c in outcome.checks:  # what failed, by how much: the run's directory is gone now
+        if not c.passed:
+            print(f"  {c.check.name}: observed {c.observed:g}; {c.detail}")
 
 
 if __name__ == "__main__":
