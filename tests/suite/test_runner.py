@@ -18,7 +18,8 @@ from nightly_pipeline.suite.profiles import PROFILES
 from nightly_pipeline.suite.spec import Check, NoKnobs, TestSpec
 from nightly_pipeline.suite.target import Target
 from nightly_pipeline.testbed.echo import http_server
-from tests.suite.test_sampling import MetricsServer, _exposition
+from tests.suite.test_sampling import _exposition
+from tests.text_server import TextServer
 
 
 def _check(name: str, metric: str, expr: str, severity: str, plan: str) -> Check:
@@ -68,10 +69,9 @@ def echo():
 
 @pytest.fixture
 def metrics():
-    server = MetricsServer()
+    server = TextServer("/metrics")
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.close()
 
 
 def _run(tmp_path, echo, metrics_urls, during=None):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import threading
 import tracemalloc
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -20,37 +18,14 @@ from nightly_pipeline.suite.sampling import (
     scrape,
     unreadable,
 )
-
-
-class MetricsServer:
-    """Serves ``self.text`` at /metrics; the test changes it between scrapes."""
-
-    def __init__(self) -> None:
-        self.text = ""
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = outer.text.encode()
-                self.send_response(200)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/metrics"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+from tests.text_server import TextServer
 
 
 @pytest.fixture
 def metrics_server():
-    server = MetricsServer()
+    server = TextServer("/metrics")
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.close()
 
 
 def _exposition(delivered: float, lag: float) -> str:
@@ -74,7 +49,7 @@ def test_parse_reads_labels_and_refuses_malformed_text() -> None:
 def test_a_counter_by_label_sums_every_endpoint_and_skips_samples_without_it() -> None:
     """Test 14 words its evidence with the close codes of every endpoint summed; a
     sample with no ``code`` is not a code of its own."""
-    one, two = MetricsServer(), MetricsServer()
+    one, two = TextServer("/metrics"), TextServer("/metrics")
     try:
         one.text = _exposition(5, 3)
         two.text = _exposition(1, 4) + "ws_close_total 9\n"
