@@ -182,7 +182,7 @@ class FannedNight:
 
 def fanned_requests(
     instance: dg.DagsterInstance,
-    log: logging.Logger | Any,
+    log: logging.Logger,
     night_of: FannedNight,
     night: str,
     starts_at: datetime,
