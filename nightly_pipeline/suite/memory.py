@@ -13,9 +13,9 @@ to answer, and the check fails as any check of unreadable metrics does.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from nightly_pipeline.analysis import leak_verdict
+from nightly_pipeline.analysis import LeakVerdict, leak_verdict
 from nightly_pipeline.suite.sampling import Samples
 
 RSS_GAUGE = "process_resident_memory_bytes"
@@ -34,12 +34,28 @@ class MemoryGrowth:
     """The largest post-warm-up RSS growth of any watched process, in %.
 
     ``growth_pct`` None: nothing to judge — either ``not_measurable`` says why this target
-    cannot support the check, or the readings were too few or unreadable (a failure)."""
+    cannot support the check, or the readings were too few or unreadable (a failure).
+    ``fits`` holds each process's fit, so a failing check can name who grew, from what to
+    what (a bare "20 %" sent the last session hunting through three processes)."""
 
     growth_pct: float | None
     source: str  # "pids" or "/metrics"
     series: Mapping[str, Series]  # process or endpoint name -> its RSS readings
     not_measurable: str = ""
+    fits: Mapping[str, LeakVerdict] = field(default_factory=dict)
+
+    def describe(self) -> list[str]:
+        """The largest grower's fit, then every other process's growth on one line."""
+        if not self.fits:
+            return []
+        ranked = sorted(self.fits.items(), key=lambda kv: -kv[1].growth_pct)
+        (name, top), rest = ranked[0], ranked[1:]
+        lines = [f"{name} ({self.source}): {top.detail}"]
+        if rest:
+            lines.append(
+                "others: " + ", ".join(f"{n} {v.growth_pct:+.1f} %" for n, v in rest)
+            )
+        return lines
 
 
 def rss_from_metrics(samples: Samples) -> dict[str, list[tuple[float, float]]]:
@@ -58,11 +74,10 @@ def rss_from_pids(samples: Samples) -> dict[str, list[tuple[float, float]]]:
     return {name: [(p.at, p.rss_mb) for p in points] for name, points in samples.processes.items()}
 
 
-def largest_growth(series: Mapping[str, Series]) -> float | None:
-    """The largest robust (Theil–Sen) growth after warm-up over every series with enough
-    readings; None when none has."""
-    growths = []
-    for points in series.values():
+def growth_fits(series: Mapping[str, Series]) -> dict[str, LeakVerdict]:
+    """Each series' robust (Theil–Sen) fit after warm-up, for those with enough readings."""
+    fits = {}
+    for name, points in series.items():
         if len(points) < MIN_POINTS:
             continue
         seconds = [at for at, _ in points]
@@ -72,8 +87,18 @@ def largest_growth(series: Mapping[str, Series]) -> float | None:
             warmup_s=seconds[-1] * RSS_WARMUP_FRACTION,
             max_growth_pct=0,
         )
-        growths.append(verdict.growth_pct)
-    return max(growths) if growths else None
+        fits[name] = verdict
+    return fits
+
+
+def largest_growth(fits: Mapping[str, LeakVerdict]) -> float | None:
+    """The largest growth over every fitted series; None when none was fitted."""
+    return max((v.growth_pct for v in fits.values()), default=None)
+
+
+def _measured(series: Mapping[str, Series], source: str) -> MemoryGrowth:
+    fits = growth_fits(series)
+    return MemoryGrowth(largest_growth(fits), source, series, fits=fits)
 
 
 def memory_growth(samples: Samples, metrics_urls: Mapping[str, str]) -> MemoryGrowth:
@@ -81,11 +106,10 @@ def memory_growth(samples: Samples, metrics_urls: Mapping[str, str]) -> MemoryGr
     when the target lists no endpoint, or every endpoint answered and none exported
     ``process_resident_memory_bytes``."""
     if samples.processes:
-        series = rss_from_pids(samples)
-        return MemoryGrowth(largest_growth(series), "pids", series)
+        return _measured(rss_from_pids(samples), "pids")
     series = rss_from_metrics(samples)
     if series:
-        return MemoryGrowth(largest_growth(series), "/metrics", series)
+        return _measured(series, "/metrics")
     if not metrics_urls:
         return MemoryGrowth(
             None,

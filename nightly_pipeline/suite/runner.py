@@ -95,9 +95,12 @@ def add_target_metrics(
     samples: Samples,
     at: float,
     metrics_urls: Mapping[str, str] | None = None,
+    note: Callable[[str, str], None] = lambda metric, line: None,
 ) -> dict[str, str]:
     """What the target reported during the run, as metrics the checks can read; returns
-    the metrics this target cannot offer, each with the reason.
+    the metrics this target cannot offer, each with the reason. ``note(metric, line)``
+    gets what lies behind a figure (which process grew, from what to what), for a failing
+    check's detail.
 
     ``*_total`` counters become their growth over the run (per label set when a check
     selects labels: ``storage_errors_total{type:TimeoutError}``, a series first seen
@@ -113,6 +116,8 @@ def add_target_metrics(
             memory = memory_growth(samples, metrics_urls or {})
             if memory.growth_pct is not None:
                 recorder.gauge(name, memory.growth_pct, at)
+                for line in memory.describe():
+                    note(name, line)
             elif memory.not_measurable:
                 unsupported[name] = memory.not_measurable
         elif name.endswith("_total"):
@@ -202,7 +207,9 @@ def run_suite_test(
         result = test.scenario(ctx)
     recorder = result.recorder
     at = time.perf_counter()
-    unsupported = add_target_metrics(recorder, spec, sampler.samples, at, target.metrics_urls)
+    unsupported = add_target_metrics(
+        recorder, spec, sampler.samples, at, target.metrics_urls, result.add_evidence
+    )
     stores.record(recorder)
     if test.derive is not None:
         test.derive(sampler.samples, recorder, at)

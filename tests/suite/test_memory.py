@@ -97,8 +97,10 @@ def test_an_unreadable_endpoint_is_a_failure_not_a_skip() -> None:
 
 def _judged(samples: Samples):
     recorder = Recorder(0.0)
-    unsupported = add_target_metrics(recorder, SOAK.spec, samples, 1.0, URLS)
-    return judge(SOAK.spec, recorder, None, unsupported)
+    evidence: dict[str, list[str]] = {}
+    note = lambda metric, line: evidence.setdefault(metric, []).append(line)  # noqa: E731
+    unsupported = add_target_metrics(recorder, SOAK.spec, samples, 1.0, URLS, note)
+    return judge(SOAK.spec, recorder, evidence, unsupported)
 
 
 def test_a_not_measurable_check_is_neither_passed_nor_failed_and_fails_nothing() -> None:
@@ -125,3 +127,25 @@ def test_a_measured_leak_from_metrics_fails_the_blocking_memory_check() -> None:
     assert blocking_failed((memory,))
     (row,) = [r for r in threshold_rows(results) if r.metric == "process_rss_growth_pct"]
     assert (row.passed, row.severity) == (False, "error")
+
+
+def test_a_failing_memory_check_names_the_process_that_grew_and_from_what_to_what() -> None:
+    """Seen at full length: "observed 20.15" and an empty detail, three processes watched."""
+    points = {
+        "api": [ProcessSample(float(t), 100.0, 0.0, 0) for t in range(30)],
+        "consumer": [ProcessSample(float(t), 40.0 + t, 0.0, 0) for t in range(30)],
+        "dispatcher": [ProcessSample(float(t), 50.0 + t / 10, 0.0, 0) for t in range(30)],
+    }
+    checks, _ = _judged(Samples(scrapes=[], processes=points))
+    memory = next(c for c in checks if c.check.name == "memory_growth_under_10pct")
+    assert memory.failed
+    top, others = memory.detail.split("; ")[-2:]
+    assert top.startswith("consumer (pids): RSS 46.0 → 69.0 MB")
+    assert others == "others: dispatcher +4.5 %, api +0.0 %"
+
+
+def test_a_passing_memory_check_carries_no_detail() -> None:
+    flat = {"api": [ProcessSample(float(t), 100.0, 0.0, 0) for t in range(30)]}
+    checks, _ = _judged(Samples(scrapes=[], processes=flat))
+    memory = next(c for c in checks if c.check.name == "memory_growth_under_10pct")
+    assert memory.passed and memory.detail == ""
