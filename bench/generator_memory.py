@@ -41,7 +41,7 @@ from pathlib import Path
 
 import psutil
 
-from nightly_pipeline.loadgen import heap as heap_trim
+from nightly_pipeline import heap as heap_trim
 from nightly_pipeline.suite.catalog import select_tests
 from nightly_pipeline.suite.delivery import Sent
 from nightly_pipeline.suite.ledger import DeliveryLedger
@@ -160,7 +160,7 @@ class RssAt:
 
 
 def _timed_trims() -> list[float]:
-    """Every ``malloc_trim`` of the load (``loadgen.heap``), timed: seconds each."""
+    """Every ``malloc_trim`` of the load (``nightly_pipeline.heap``), timed: seconds each."""
     took: list[float] = []
     trim = heap_trim.trim
 
@@ -307,7 +307,8 @@ def main() -> None:
         print(f"  growth from the first mark to the last: {per_min:+.2f} MB a minute")
     if trims:
         print(
-            f"  heap trims (loadgen.heap): {len(trims)}, {max(trims) * 1000:.1f} ms at most,"
+            f"  heap trims (nightly_pipeline.heap): {len(trims)},"
+            f" {max(trims) * 1000:.1f} ms at most,"
             f" {sum(trims) / len(trims) * 1000:.1f} ms on average (on their own thread)"
         )
     if collections:

@@ -24,11 +24,11 @@ from typing import Any
 
 import uvloop
 
+from nightly_pipeline.heap import HeapTrim
 from nightly_pipeline.loadgen.errors import ConfigError
 from nightly_pipeline.loadgen.executors import ConstantVus, validate
 from nightly_pipeline.loadgen.executors.base import ExecutorConfig
 from nightly_pipeline.loadgen.fleet_wire import FleetSettings
-from nightly_pipeline.loadgen.heap import HeapTrim
 from nightly_pipeline.loadgen.http_client import HttpClient
 from nightly_pipeline.loadgen.interrupts import Interrupts, deferred_interrupts
 from nightly_pipeline.loadgen.recorder import Recorder

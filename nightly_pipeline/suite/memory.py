@@ -52,9 +52,7 @@ class MemoryGrowth:
         (name, top), rest = ranked[0], ranked[1:]
         lines = [f"{name} ({self.source}): {top.detail}"]
         if rest:
-            lines.append(
-                "others: " + ", ".join(f"{n} {v.growth_pct:+.1f} %" for n, v in rest)
-            )
+            lines.append("others: " + ", ".join(f"{n} {v.growth_pct:+.1f} %" for n, v in rest))
         return lines
 
 

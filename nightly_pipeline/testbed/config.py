@@ -48,6 +48,10 @@ class TestbedConfig:
     server's pings) terminates healthy sockets; Test 14's disconnect and heartbeat
     checks must catch it."""
     ws_send_queue: int = 1_000
+    heap_trim_every_s: float = 10.0
+    """The API gives its C heap's free pages back to the system this often
+    (``nightly_pipeline.heap``; glibc only); 0: never. Without it, the free memory glibc
+    keeps after a burst reads as growth in a memory check."""
     breaker_failures: int = 5
     breaker_reset_s: float = 5.0
     storage_breaker: bool = True

@@ -1,4 +1,4 @@
-"""The C heap's free pages go back to the system during a run (loadgen/heap.py).
+"""The C heap's free pages go back to the system during a run (nightly_pipeline/heap.py).
 
 A fragmenting pattern (many ~1 KiB allocations, a few kept, the rest freed: what a load
 process does with responses, frames and per-second rows) leaves glibc's arenas full of
@@ -15,7 +15,8 @@ import platform
 import psutil
 import pytest
 
-from nightly_pipeline.loadgen import ConstantArrivalRate, LoadTest, RunBounds, heap, run_load
+from nightly_pipeline import heap
+from nightly_pipeline.loadgen import ConstantArrivalRate, LoadTest, RunBounds, run_load
 from nightly_pipeline.loadgen.scenario import GetPath
 from tests.loadgen.servers import http_server
 
