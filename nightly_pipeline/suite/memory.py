@@ -38,11 +38,15 @@ class MemoryGrowth:
     ``fits`` holds each process's fit, so a failing check can name who grew, from what to
     what (a bare "20 %" sent the last session hunting through three processes)."""
 
-    growth_pct: float | None
     source: str  # "pids" or "/metrics"
     series: Mapping[str, Series]  # process or endpoint name -> its RSS readings
     not_measurable: str = ""
     fits: Mapping[str, LeakVerdict] = field(default_factory=dict)
+
+    @property
+    def growth_pct(self) -> float | None:
+        """The largest fitted growth; None when no series had enough readings."""
+        return max((v.growth_pct for v in self.fits.values()), default=None)
 
     def describe(self) -> list[str]:
         """The largest grower's fit, then every other process's growth on one line."""
@@ -89,28 +93,18 @@ def growth_fits(series: Mapping[str, Series]) -> dict[str, LeakVerdict]:
     return fits
 
 
-def largest_growth(fits: Mapping[str, LeakVerdict]) -> float | None:
-    """The largest growth over every fitted series; None when none was fitted."""
-    return max((v.growth_pct for v in fits.values()), default=None)
-
-
-def _measured(series: Mapping[str, Series], source: str) -> MemoryGrowth:
-    fits = growth_fits(series)
-    return MemoryGrowth(largest_growth(fits), source, series, fits=fits)
-
-
 def memory_growth(samples: Samples, metrics_urls: Mapping[str, str]) -> MemoryGrowth:
     """From the pids when the suite sampled any, else from ``/metrics``; not measurable
     when the target lists no endpoint, or every endpoint answered and none exported
     ``process_resident_memory_bytes``."""
     if samples.processes:
-        return _measured(rss_from_pids(samples), "pids")
+        series = rss_from_pids(samples)
+        return MemoryGrowth("pids", series, fits=growth_fits(series))
     series = rss_from_metrics(samples)
     if series:
-        return _measured(series, "/metrics")
+        return MemoryGrowth("/metrics", series, fits=growth_fits(series))
     if not metrics_urls:
         return MemoryGrowth(
-            None,
             "/metrics",
             series,
             "the target offers no process ids and lists no metrics_urls: add the platform's"
@@ -119,10 +113,9 @@ def memory_growth(samples: Samples, metrics_urls: Mapping[str, str]) -> MemoryGr
     answered = {name for scrape in samples.scrapes for name in scrape.values}
     if answered >= set(metrics_urls):
         return MemoryGrowth(
-            None,
             "/metrics",
             series,
             f"no process ids, and the /metrics of {', '.join(sorted(metrics_urls))} export no"
             f" {RSS_GAUGE} (Prometheus' process collector): export it from each process",
         )
-    return MemoryGrowth(None, "/metrics", series)  # unreadable: fails, named as unreadable
+    return MemoryGrowth("/metrics", series)  # unreadable: fails, named as unreadable

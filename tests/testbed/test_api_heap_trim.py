@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from nightly_pipeline import heap
-from tests.testbed.api_fixtures import api_stack
+from tests.testbed.api_fixtures import ApiStack, api_stack
 
 pytestmark = pytest.mark.skipif(heap._TRIM is None, reason="malloc_trim is glibc's")
 TRIMS = "process_heap_trims_total"
 
 
-def _trims_after(stack, seconds: float) -> float:
+def _trims_after(stack: ApiStack, seconds: float) -> float:
     time.sleep(seconds)
     return stack.metric(TRIMS)
 

@@ -49,11 +49,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 SECURITY_DENIED = Counter("sanctum_security_denied_total", "Requests denied by authorization")
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["status"])
-HEAP_TRIMS = Counter(
-    "process_heap_trims_total", "Times the C heap's free pages were given back (malloc_trim)"
-)
 HTTP_DEADLINES = Counter(
     "http_request_deadline_total", "Requests answered 503 at http_request_timeout_s"
+)
+HEAP_TRIMS = Counter(
+    "process_heap_trims_total", "Times the C heap's free pages were given back (malloc_trim)"
 )
 EXIT_ON_DB_LOSS = 70  # the exit code of the exit_on_db_loss fault knob
 
