@@ -24,6 +24,18 @@ MB table, rebuilt every ~2 min, came from the heap once glibc's mmap threshold h
 risen; with the RSS of an ~85 MB process, that failed Test 01's 10 % memory check. A
 trim every 10 s kept it flat, but smoke runs of Test 01 with it failed POST p95 in 3 of 4
 tries: off by default until that cost is understood.
+
+Cheaper than trimming is not keeping the big blocks in the first place. glibc serves a
+block above its mmap threshold (128 KiB at start) with a ``mmap`` of its own and unmaps it
+on free, but after such a block is freed it raises the threshold to that block's size
+(up to 32 MiB) and the top-trim threshold to twice that: from then on, blocks that size
+come from an arena and stay in it. The API's logins hash on the event loop's executor
+threads (scrypt: ``128 * r * n`` bytes, 1 MiB at the ci cost): each thread that hashes
+for the first time keeps ~1 MiB in its own arena, a step of RSS whenever a busy moment
+wakes another thread (measured: +5.2 MB over six threads, and a CI run whose Test 06
+failed its 5 % memory check on +4.3 MB). ``fix_mmap_threshold()`` pins the threshold
+(``mallopt(M_MMAP_THRESHOLD)``, which also ends the dynamic adjustment): the platform's
+processes call it at start, and those blocks go back to the system when freed.
 """
 
 from __future__ import annotations
@@ -34,15 +46,23 @@ import ctypes.util
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 TRIM_EVERY_S = 10.0
 
 
-def _load_trim() -> Callable[[int], int] | None:
+def _libc_function(name: str) -> Any | None:
+    """The C library's function ``name``; None where there is no such function (not
+    glibc: musl has no ``malloc_trim``, macOS neither it nor ``mallopt``)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
+        return None
+
+
+def _load_trim() -> Callable[[int], int] | None:
+    trim = _libc_function("malloc_trim")
+    if trim is None:
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
@@ -50,6 +70,22 @@ def _load_trim() -> Callable[[int], int] | None:
 
 
 _TRIM = _load_trim()
+
+M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+MMAP_THRESHOLD_BYTES = 128 * 1024
+"""glibc's own starting value: blocks this big or bigger are mmapped, always."""
+
+
+def fix_mmap_threshold(threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Serve every block of ``threshold_bytes`` or more with a mapping of its own, given
+    back when freed, for the rest of the process (see the module's docstring); False
+    where there is no ``mallopt`` (not glibc)."""
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, threshold_bytes))
 
 
 def trim() -> bool:

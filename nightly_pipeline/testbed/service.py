@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from nightly_pipeline import heap
 from nightly_pipeline.testbed.config import TestbedConfig
 from nightly_pipeline.testbed.metrics import CONTENT_TYPE, Registry
 from nightly_pipeline.testbed.migrate import worker_dsn
@@ -80,6 +81,7 @@ def run_worker(
     args: WorkerArgs,
 ) -> int:
     """Run on uvloop when installed; return the process exit code."""
+    heap.fix_mmap_threshold()  # big blocks go back when freed (nightly_pipeline/heap.py)
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     with contextlib.suppress(ImportError):
         import uvloop

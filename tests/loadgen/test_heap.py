@@ -11,6 +11,8 @@ from __future__ import annotations
 import ctypes.util
 import os
 import platform
+import subprocess
+import sys
 
 import psutil
 import pytest
@@ -79,3 +81,47 @@ def test_the_load_engine_trims_while_it_runs(monkeypatch: pytest.MonkeyPatch) ->
         )
     assert result.counts["started"] > 0
     assert len(calls) >= 2
+
+
+THREADS_HASHING = """
+import sys, threading
+from nightly_pipeline import heap
+from nightly_pipeline.testbed.seed import hash_password, verify_password
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+if sys.argv[1] == "fixed":
+    assert heap.fix_mmap_threshold()
+encoded = hash_password("pw", n=2**10)  # 1 MiB of scrypt buffer per hash
+verify_password("pw", encoded)  # the first big block freed: glibc raises its threshold
+before = rss_mb()
+together = threading.Barrier(6)
+def login():
+    together.wait()  # six threads, each hashing for the first time
+    verify_password("pw", encoded)
+threads = [threading.Thread(target=login) for _ in range(6)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(rss_mb() - before)
+"""
+
+
+def _growth_after_six_threads_hash(mode: str) -> float:
+    done = subprocess.run(
+        [sys.executable, "-c", THREADS_HASHING, mode], capture_output=True, text=True, check=True
+    )
+    return float(done.stdout)
+
+
+@glibc
+def test_a_fixed_mmap_threshold_keeps_no_hash_buffer_per_thread() -> None:
+    """What made the API's RSS step during Test 06 (a CI run failed its 5 % check on +4.3
+    MB): after glibc raised its mmap threshold, each thread that hashed kept its 1 MiB
+    scrypt buffer in its own arena. With the threshold fixed, as the platform's
+    processes do at start, the buffers are unmapped when freed. Own processes: the
+    setting lasts for the process's life."""
+    kept = _growth_after_six_threads_hash("dynamic")
+    assert kept > 3.0, f"glibc kept only {kept:.1f} MB: the case this test is about is gone"
+    assert _growth_after_six_threads_hash("fixed") < 1.5

@@ -12,6 +12,7 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
+from nightly_pipeline import heap
 from nightly_pipeline.testbed.api.app import build_app
 from nightly_pipeline.testbed.config import TestbedConfig
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    heap.fix_mmap_threshold()  # scrypt's buffers go back when freed, not kept per thread
     uvloop.run(serve(TestbedConfig.load(args.config)))
 
 
