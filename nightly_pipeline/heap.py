@@ -1,8 +1,8 @@
-"""Give the C heap's free pages back to the system during a long run (glibc only).
+"""Give the C heap's free memory back to the system during a long run (glibc only).
 
-Used by the load engine (``HeapTrim``, from its once-a-second tick) and, when its
-``heap_trim_every_s`` is set (default: never), by the reference platform's API
-(``trim_every``, a side task of its event loop). A load process frees as
+The load engine trims (``HeapTrim``, from its once-a-second tick); the reference
+platform's processes pin glibc's mmap threshold at start (``fix_mmap_threshold``). A load
+process frees as
 much as it allocates: responses, frames, per-second buffers, the rows the recorder
 spills. glibc's malloc keeps what is freed inside its arenas (the main heap and one per
 thread that allocates: the listener's pump thread, the samplers), and returns memory to
@@ -18,14 +18,8 @@ every free chunk: 37 ms on a 300 MB fragmented heap with nothing left to give ba
 ms when it gave back 130 MB). It changes no value the run records. Elsewhere (musl,
 macOS) it does nothing.
 
-The API measured the same way (Test 01, 500 msg/s): its glibc free bytes rose 3 → 11 MB
-in 14 min, in steps after bursts (the host busy, requests queued), and its dedup set's 4
-MB table, rebuilt every ~2 min, came from the heap once glibc's mmap threshold had
-risen; with the RSS of an ~85 MB process, that failed Test 01's 10 % memory check. A
-trim every 10 s kept it flat, but smoke runs of Test 01 with it failed POST p95 in 3 of 4
-tries: off by default until that cost is understood.
-
-Cheaper than trimming is not keeping the big blocks in the first place. glibc serves a
+The platform's processes need no trim: they do not keep the big blocks in the first
+place. glibc serves a
 block above its mmap threshold (128 KiB at start) with a ``mmap`` of its own and unmaps it
 on free, but after such a block is freed it raises the threshold to that block's size
 (up to 32 MiB) and the top-trim threshold to twice that: from then on, blocks that size
@@ -35,12 +29,16 @@ for the first time keeps ~1 MiB in its own arena, a step of RSS whenever a busy 
 wakes another thread (measured: +5.2 MB over six threads, and a CI run whose Test 06
 failed its 5 % memory check on +4.3 MB). ``fix_mmap_threshold()`` pins the threshold
 (``mallopt(M_MMAP_THRESHOLD)``, which also ends the dynamic adjustment): the platform's
-processes call it at start, and those blocks go back to the system when freed.
+processes call it at start, and those blocks go back to the system when freed. The
+same rise made the API's RSS step during Test 01 at 500 msg/s (its glibc free bytes 3 →
+11 MB in 14 min after bursts; its dedup set's 4 MB table, rebuilt every ~2 min, from the
+heap): that failed Test 01's 10 % memory check. With the threshold pinned, the API stays
+flat (bench/README.md, generator_memory.py). A ``malloc_trim`` every 10 s did that too,
+but it walks every free chunk each time; it was taken out.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import ctypes.util
 import threading
@@ -131,14 +129,3 @@ class HeapTrim:
     def join(self, timeout_s: float = 5.0) -> None:
         if self._thread is not None:
             self._thread.join(timeout_s)
-
-
-async def trim_every(every_s: float, on_trim: Callable[[], None] = lambda: None) -> None:
-    """``trim()`` every ``every_s`` seconds, on a worker thread (the event loop goes on
-    while glibc walks its free lists), until cancelled; returns at once without glibc."""
-    if _TRIM is None:
-        return
-    while True:
-        await asyncio.sleep(every_s)
-        await asyncio.to_thread(trim)
-        on_trim()

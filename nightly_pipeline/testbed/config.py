@@ -48,12 +48,6 @@ class TestbedConfig:
     server's pings) terminates healthy sockets; Test 14's disconnect and heartbeat
     checks must catch it."""
     ws_send_queue: int = 1_000
-    heap_trim_every_s: float = 0.0
-    """The API gives its C heap's free pages back to the system this often
-    (``nightly_pipeline.heap``; glibc only); 0: never (the default). At 10 s it kept the
-    API's RSS flat over Test 01 at full length, but smoke runs of Test 01 with it failed
-    p95 and error rate in 3 of 4 tries (805-1,966 ms, up to 5 % errors) and passed in 2 of
-    2 without it: off until that is understood (Issue 15's note)."""
     breaker_failures: int = 5
     breaker_reset_s: float = 5.0
     storage_breaker: bool = True

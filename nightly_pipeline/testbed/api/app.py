@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from nightly_pipeline import heap
 from nightly_pipeline.testbed import metrics
 from nightly_pipeline.testbed.api.auth import Auth
 from nightly_pipeline.testbed.api.breaker import (
@@ -51,9 +50,6 @@ SECURITY_DENIED = Counter("sanctum_security_denied_total", "Requests denied by a
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["status"])
 HTTP_DEADLINES = Counter(
     "http_request_deadline_total", "Requests answered 503 at http_request_timeout_s"
-)
-HEAP_TRIMS = Counter(
-    "process_heap_trims_total", "Times the C heap's free pages were given back (malloc_trim)"
 )
 EXIT_ON_DB_LOSS = 70  # the exit code of the exit_on_db_loss fault knob
 
@@ -302,10 +298,6 @@ async def _startup(app: web.Application) -> None:
     task = asyncio.create_task(s.gateway.run_pubsub(), name="pubsub")
     task.add_done_callback(_side_task_done)
     s.tasks.append(task)
-    if s.cfg.heap_trim_every_s > 0:
-        trims = heap.trim_every(s.cfg.heap_trim_every_s, HEAP_TRIMS.inc)
-        task = asyncio.create_task(trims, name="heap-trim")
-        s.tasks.append(task)  # returns at once without glibc: not a dead side task
 
 
 def _side_task_done(task: asyncio.Task[None]) -> None:
