@@ -1,40 +1,35 @@
 """Give the C heap's free memory back to the system during a long run (glibc only).
 
 The load engine trims (``HeapTrim``, from its once-a-second tick); the reference
-platform's processes pin glibc's mmap threshold at start (``fix_mmap_threshold``). A load
-process frees as
-much as it allocates: responses, frames, per-second buffers, the rows the recorder
-spills. glibc's malloc keeps what is freed inside its arenas (the main heap and one per
-thread that allocates: the listener's pump thread, the samplers), and returns memory to
-the system only from the top of the main heap, when enough is free there. Holes below
-the top stay resident: measured with ``mallinfo2`` during Test 01 at 500 msg/s
-(bench/generator_memory.py), 2 to 8 MB sat free inside the arenas, counted in the
-generator's RSS (Issue 15).
+platform's processes pin glibc's mmap threshold at start (``fix_mmap_threshold``).
 
-``malloc_trim(0)`` releases every whole free page of every arena (``madvise``
-``MADV_DONTNEED``; glibc >= 2.8), not only the top: ``HeapTrim`` calls it at most once
-every ``every_s`` seconds from the load's once-a-second tick, on a thread (it walks
-every free chunk: 37 ms on a 300 MB fragmented heap with nothing left to give back, 180
-ms when it gave back 130 MB). It changes no value the run records. Elsewhere (musl,
-macOS) it does nothing.
+A load process frees as much as it allocates: responses, frames, per-second buffers, the
+rows the recorder spills. glibc's malloc keeps what is freed inside its arenas (the main
+heap and one per thread that allocates: the listener's pump thread, the samplers), and
+returns memory to the system only from the top of the main heap, when enough is free
+there. Holes below the top stay resident: measured with ``mallinfo2`` during Test 01 at
+500 msg/s (bench/generator_memory.py), 2 to 8 MB sat free inside the arenas, counted in
+the generator's RSS (Issue 15). ``malloc_trim(0)`` releases every whole free page of
+every arena (``madvise`` ``MADV_DONTNEED``; glibc >= 2.8), not only the top: ``HeapTrim``
+calls it at most once every ``every_s`` seconds, on a thread (it walks every free chunk:
+37 ms on a 300 MB fragmented heap with nothing to give back, 180 ms when it gave back
+130 MB). It changes no value the run records. Elsewhere (musl, macOS) it does nothing.
 
 The platform's processes need no trim: they do not keep the big blocks in the first
-place. glibc serves a
-block above its mmap threshold (128 KiB at start) with a ``mmap`` of its own and unmaps it
-on free, but after such a block is freed it raises the threshold to that block's size
-(up to 32 MiB) and the top-trim threshold to twice that: from then on, blocks that size
-come from an arena and stay in it. The API's logins hash on the event loop's executor
-threads (scrypt: ``128 * r * n`` bytes, 1 MiB at the ci cost): each thread that hashes
-for the first time keeps ~1 MiB in its own arena, a step of RSS whenever a busy moment
-wakes another thread (measured: +5.2 MB over six threads, and a CI run whose Test 06
-failed its 5 % memory check on +4.3 MB). ``fix_mmap_threshold()`` pins the threshold
-(``mallopt(M_MMAP_THRESHOLD)``, which also ends the dynamic adjustment): the platform's
-processes call it at start, and those blocks go back to the system when freed. The
-same rise made the API's RSS step during Test 01 at 500 msg/s (its glibc free bytes 3 →
-11 MB in 14 min after bursts; its dedup set's 4 MB table, rebuilt every ~2 min, from the
-heap): that failed Test 01's 10 % memory check. With the threshold pinned, the API stays
-flat (bench/README.md, generator_memory.py). A ``malloc_trim`` every 10 s did that too,
-but it walks every free chunk each time; it was taken out.
+place. glibc serves a block above its mmap threshold (128 KiB at start) with a mapping of
+its own and unmaps it on free, but once such a block is freed it raises the threshold to
+that block's size (up to 32 MiB), and the top-trim threshold to twice that: from then on
+blocks that size come from an arena and stay in it. The API verifies logins on its
+event loop's executor threads (scrypt: ``128 * r * n`` bytes, 1 MiB at the ci cost), so
+each thread that hashes for the first time kept ~1 MiB in its own arena, a step of RSS
+whenever a busy moment woke another thread (six threads: +6.2 MB; a CI run failed Test
+06's 5 % memory check on +4.3 MB). The same rise made the API's RSS step during Test 01 at
+500 msg/s (glibc's free bytes 3 → 11 MB in 14 min, after bursts; the dedup set's 4 MB
+table, rebuilt every ~2 min, from the heap) and fail Test 01's 10 % memory check.
+``fix_mmap_threshold()`` pins the threshold (``mallopt(M_MMAP_THRESHOLD)``, which also
+ends the dynamic adjustment): those blocks go back to the system when freed, and the API
+stays flat (bench/README.md). A ``malloc_trim`` every 10 s kept it flat too, but walked
+every free chunk each time; it was taken out.
 """
 
 from __future__ import annotations
