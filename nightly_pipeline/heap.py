@@ -29,7 +29,8 @@ table, rebuilt every ~2 min, from the heap) and fail Test 01's 10 % memory check
 ``fix_mmap_threshold()`` pins the threshold (``mallopt(M_MMAP_THRESHOLD)``, which also
 ends the dynamic adjustment): those blocks go back to the system when freed, and the API
 stays flat (bench/README.md). A ``malloc_trim`` every 10 s kept it flat too, but walked
-every free chunk each time; it was taken out.
+every free chunk each time; it was taken out. The pin's own price: each scrypt buffer is
+a fresh mapping whose pages fault in, +20-40 % per login (bench/README.md).
 """
 
 from __future__ import annotations
