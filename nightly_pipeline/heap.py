@@ -15,22 +15,26 @@ calls it at most once every ``every_s`` seconds, on a thread (it walks every fre
 37 ms on a 300 MB fragmented heap with nothing to give back, 180 ms when it gave back
 130 MB). It changes no value the run records. Elsewhere (musl, macOS) it does nothing.
 
-The platform's processes need no trim: they do not keep the big blocks in the first
-place. glibc serves a block above its mmap threshold (128 KiB at start) with a mapping of
-its own and unmaps it on free, but once such a block is freed it raises the threshold to
-that block's size (up to 32 MiB), and the top-trim threshold to twice that: from then on
-blocks that size come from an arena and stay in it. The API verifies logins on its
-event loop's executor threads (scrypt: ``128 * r * n`` bytes, 1 MiB at the ci cost), so
-each thread that hashes for the first time kept ~1 MiB in its own arena, a step of RSS
-whenever a busy moment woke another thread (six threads: +6.2 MB; a CI run failed Test
-06's 5 % memory check on +4.3 MB). The same rise made the API's RSS step during Test 01 at
-500 msg/s (glibc's free bytes 3 → 11 MB in 14 min, after bursts; the dedup set's 4 MB
-table, rebuilt every ~2 min, from the heap) and fail Test 01's 10 % memory check.
-``fix_mmap_threshold()`` pins the threshold (``mallopt(M_MMAP_THRESHOLD)``, which also
-ends the dynamic adjustment): those blocks go back to the system when freed, and the API
-stays flat (bench/README.md). A ``malloc_trim`` every 10 s kept it flat too, but walked
-every free chunk each time; it was taken out. The pin's own price: each scrypt buffer is
-a fresh mapping whose pages fault in, +20-40 % per login (bench/README.md).
+The platform's processes need no trim: they do not keep big blocks in the first place.
+glibc serves a block above its mmap threshold (128 KiB at start) with a mapping of its own
+and unmaps it on free, but once such a block is freed it raises the threshold to that
+block's size (up to 32 MiB), and the top-trim threshold to twice that: from then on
+blocks that size come from an arena and stay in it. The API verifies logins with scrypt
+(``128 * r * n`` bytes, 1 MiB at the ci cost) on threads, so each thread that hashed for
+the first time kept ~1 MiB in its own arena, a step of RSS whenever a busy moment woke
+another thread (six threads: +6.2 MB; a CI run failed Test 06's 5 % memory check on +4.3
+MB). The same rise made the API's RSS step during Test 01 at 500 msg/s (glibc's free
+bytes 3 → 11 MB in 14 min, after bursts; the dedup set's 4 MB table, rebuilt every ~2
+min, from the heap) and fail Test 01's 10 % memory check. ``fix_mmap_threshold(t)`` ends
+the moving (``mallopt``): blocks of ``t`` or more are unmapped when freed, smaller ones
+live in arenas. The dispatcher and the consumer pin it at glibc's starting 128 KiB. The
+API pins it just above its scrypt buffer (``threshold_above``: 2 MiB at the ci cost), so
+that buffer stays in each hashing thread's arena, reused login after login, and warms
+every one of those threads at start (testbed/api/passwords.py): the memory is taken
+before any load, never as growth, and the dedup set's tables are still unmapped. Pinned
+at 128 KiB instead, each login's buffer was a fresh mapping whose pages fault in: +20-40 %
+per login (bench/README.md). A ``malloc_trim`` every 10 s kept the API flat too, but
+walked every free chunk each time; it was taken out.
 """
 
 from __future__ import annotations
@@ -65,21 +69,35 @@ def _load_trim() -> Callable[[int], int] | None:
 
 _TRIM = _load_trim()
 
-M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+M_TRIM_THRESHOLD = -1  # glibc's malloc.h
+M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 128 * 1024
 """glibc's own starting value: blocks this big or bigger are mmapped, always."""
+MMAP_THRESHOLD_MAX_BYTES = 32 * 2**20
+"""The highest threshold glibc accepts on 64-bit (``DEFAULT_MMAP_THRESHOLD_MAX``)."""
+
+
+def threshold_above(block_bytes: int) -> int:
+    """The smallest power of two that a block of ``block_bytes`` (plus malloc's header)
+    stays under, from glibc's 128 KiB start to its 32 MiB ceiling: pinned there, such
+    blocks live in an arena and bigger ones are unmapped when freed."""
+    wanted = 1 << (block_bytes + 64).bit_length()
+    return max(MMAP_THRESHOLD_BYTES, min(wanted, MMAP_THRESHOLD_MAX_BYTES))
 
 
 def fix_mmap_threshold(threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
     """Serve every block of ``threshold_bytes`` or more with a mapping of its own, given
-    back when freed, for the rest of the process (see the module's docstring); False
-    where there is no ``mallopt`` (not glibc)."""
+    back when freed, for the rest of the process, and keep up to twice that free at the
+    top of a heap (glibc's own ratio when it moves the threshold itself); see the
+    module's docstring. False where there is no ``mallopt`` (not glibc)."""
     mallopt = _libc_function("mallopt")
     if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, threshold_bytes))
+    return bool(mallopt(M_MMAP_THRESHOLD, threshold_bytes)) and bool(
+        mallopt(M_TRIM_THRESHOLD, 2 * threshold_bytes)
+    )
 
 
 def trim() -> bool:

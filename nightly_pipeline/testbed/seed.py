@@ -22,8 +22,13 @@ SCRYPT_P = 1
 _DKLEN = 32
 
 
+def scrypt_memory_bytes(n: int, r: int = SCRYPT_R, p: int = SCRYPT_P) -> int:
+    """The block one scrypt hash of cost ``n`` allocates (OpenSSL: ``B`` and ``V`` at once)."""
+    return 128 * r * (n + p + 2)
+
+
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    maxmem = 128 * r * (n + p + 2) + 1024 * 1024
+    maxmem = scrypt_memory_bytes(n, r, p) + 1024 * 1024
     return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=_DKLEN)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 
@@ -17,6 +18,7 @@ from nightly_pipeline.testbed.api.breaker import BreakerOpen, CircuitBreaker, er
 from nightly_pipeline.testbed.api.errors import BadRequest, PayloadTooLarge, Unauthorized
 from nightly_pipeline.testbed.api.gateway import _corrupted
 from nightly_pipeline.testbed.api.messages import decode_payload
+from nightly_pipeline.testbed.api.passwords import PasswordChecker
 from nightly_pipeline.testbed.seed import hash_password, verify_password
 
 
@@ -185,6 +187,22 @@ def test_password_hash_roundtrip() -> None:
     assert verify_password("pw", encoded)
     assert not verify_password("wrong", encoded)
     assert not verify_password("pw", "garbage")
+
+
+def test_the_api_checks_passwords_and_an_unknown_user_costs_a_hash_at_its_cost() -> None:
+    checker = PasswordChecker(2**8, threads=2)
+    encoded = hash_password("pw", n=2**8)
+
+    async def checks() -> list[bool]:
+        return [await checker.check(pw, enc) for pw, enc in [("pw", encoded), ("no", encoded)]]
+
+    try:
+        checker.warm()
+        assert asyncio.run(checks()) == [True, False]
+        assert not asyncio.run(checker.check("pw", None))  # no such user: a real hash, False
+        assert checker._dummy_hash.split("$")[1] == "256"  # the platform's cost, not 2**14
+    finally:
+        checker.close()
 
 
 @pytest.mark.parametrize("data", [b"abc", b""])

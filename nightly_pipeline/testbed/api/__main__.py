@@ -15,6 +15,7 @@ from aiohttp import web
 from nightly_pipeline import heap
 from nightly_pipeline.testbed.api.app import build_app
 from nightly_pipeline.testbed.config import TestbedConfig
+from nightly_pipeline.testbed.seed import scrypt_memory_bytes
 
 SHUTDOWN_TIMEOUT_S = 4.0
 
@@ -51,8 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    heap.fix_mmap_threshold()  # scrypt's buffers go back when freed, not kept per thread
-    uvloop.run(serve(TestbedConfig.load(args.config)))
+    cfg = TestbedConfig.load(args.config)
+    # scrypt's block stays in each hashing thread's arena, bigger ones are unmapped when
+    # freed (nightly_pipeline/heap.py, api/passwords.py)
+    heap.fix_mmap_threshold(heap.threshold_above(scrypt_memory_bytes(cfg.password_hash_n)))
+    uvloop.run(serve(cfg))
 
 
 if __name__ == "__main__":

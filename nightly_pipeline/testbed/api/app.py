@@ -38,6 +38,7 @@ from nightly_pipeline.testbed.api.errors import (
 from nightly_pipeline.testbed.api.gateway import Gateway
 from nightly_pipeline.testbed.api.membership import MembershipCache
 from nightly_pipeline.testbed.api.messages import Messages, too_large
+from nightly_pipeline.testbed.api.passwords import PasswordChecker
 from nightly_pipeline.testbed.api.redis_pool import export as export_redis_pool
 from nightly_pipeline.testbed.api.redis_pool import watched_redis
 from nightly_pipeline.testbed.api.storage import POOL_IN_USE, REDIS_ERRORS, StorageProbes
@@ -82,6 +83,7 @@ class Services:
         self.pubsub_redis = aioredis.Redis.from_url(
             cfg.redis_url, socket_connect_timeout=2.0, health_check_interval=10
         )
+        self.passwords = PasswordChecker(cfg.password_hash_n)
         self.auth = Auth(self)
         self.membership = MembershipCache(self)
         self.conversations = Conversations(self)
@@ -294,6 +296,7 @@ def build_app(cfg: TestbedConfig) -> web.Application:
 
 async def _startup(app: web.Application) -> None:
     s = app[SERVICES]
+    await asyncio.to_thread(s.passwords.warm)  # before any login (api/passwords.py)
     await s.db.open()
     task = asyncio.create_task(s.gateway.run_pubsub(), name="pubsub")
     task.add_done_callback(_side_task_done)
@@ -336,6 +339,7 @@ async def _cleanup(app: web.Application) -> None:
         names = [t.get_name() for t in s.tasks if not t.done()]
         log.error("side tasks survived %d cancels: %s", CANCEL_ROUNDS, names)
     await s.db.close()
+    s.passwords.close()
     for client in (s.redis, s.pubsub_redis):
         with contextlib.suppress(Exception):
             await client.aclose()

@@ -9,7 +9,6 @@ refresh token's first ``jti`` is the ``sid``). Access tokens are checked statele
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -23,7 +22,6 @@ from aiohttp import web
 
 from nightly_pipeline.testbed.api.errors import BadRequest, Unauthorized, Unavailable
 from nightly_pipeline.testbed.metrics import Counter, Histogram
-from nightly_pipeline.testbed.seed import verify_password
 
 LOGINS = Counter("auth_login_total", "Login attempts", ["result"])
 TOKEN_SECONDS = Histogram(
@@ -33,10 +31,6 @@ TOKEN_SECONDS = Histogram(
 )
 SESSION_PREFIX = "auth:session:"
 _HEADER = {"alg": "HS256", "typ": "JWT"}
-# Spent on unknown usernames so a miss costs as much as a wrong password.
-_DUMMY_HASH = (
-    "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
-)
 
 
 def _b64(data: bytes) -> str:
@@ -149,10 +143,8 @@ class Auth:
         except Unavailable:
             LOGINS.labels(result="error").inc()
             raise
-        encoded = row["password_hash"] if row else _DUMMY_HASH
-        loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(None, verify_password, password, encoded)
-        if not (ok and row):
+        ok = await self.s.passwords.check(password, row["password_hash"] if row else None)
+        if not ok:
             LOGINS.labels(result="bad_credentials").inc()
             raise Unauthorized("bad credentials")
         try:
