@@ -281,6 +281,16 @@ def test_the_windows_are_the_seconds_before_and_during_the_migration() -> None:
     assert base == (20, 30) and during == (30, 60)  # clipped to the load's end
 
 
+def test_a_step_is_judged_over_enough_posts_for_a_p95_at_the_profiles_rate() -> None:
+    """At the plan's 200 req/s three seconds hold 360 posts; at ci's 40 they would hold 72,
+    whose p95 is their 4th slowest: the window grows to hold ``min_window_posts``."""
+    knobs = MIGRATION.spec.knobs
+    assert MODULE.window_s(knobs, 200.0) == knobs.min_window_s == 3
+    ci_rate = PROFILES["ci"].rate(MIGRATION.spec.rate)
+    judged = MODULE.window_s(knobs, ci_rate)
+    assert judged == 7 and judged * ci_rate * 0.6 >= knobs.min_window_posts
+
+
 def test_a_target_without_a_migration_is_refused_naming_the_fix(platform, tmp_path) -> None:
     target = dataclasses.replace(platform.target(), migration=None)
     with pytest.raises(ValueError, match='"migration": '):
@@ -329,17 +339,18 @@ def test_ctrl_c_of_nightly_run_during_the_migration_exits_130_leaving_no_process
 
 def test_the_load_outlasts_a_migration_longer_than_its_length_until_the_last_step_is_judged():
     """The load's nominal length is not its end while the migration runs: it ends once
-    the length is past and the migration ended ``settle_s`` + ``min_window_s`` ago
-    (failed or stopped too). A stand-in thread: the rule alone."""
+    the length is past and the migration ended ``settle_s`` + ``window_s`` ago (failed
+    or stopped too). A stand-in thread: the rule alone."""
     knobs = MIGRATION.spec.knobs
-    margin = knobs.settle_s + knobs.min_window_s
+    judged_s = MODULE.window_s(knobs, 40.0)
+    margin = knobs.settle_s + judged_s
 
     def thread(finished: float = 0.0, ended_at: float = 0.0):
         run = type("Run", (), {"finished": finished})()
         return type("Thread", (), {"run": run, "ended": ended_at > 0, "ended_at": ended_at})()
 
     def may_end(now: float, migration) -> bool:
-        return MODULE.load_may_end(now, 100.0, 30.0, migration, knobs)
+        return MODULE.load_may_end(now, 100.0, 30.0, migration, knobs, judged_s)
 
     running = thread()
     assert not may_end(131.0, running) and not may_end(250.0, running)

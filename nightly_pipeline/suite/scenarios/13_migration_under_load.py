@@ -13,7 +13,7 @@ migration starts, in a thread of its own, while lock waits (``pg_stat_activity``
 on another connection. The plan's 120 s is 30 s before and up to 90 s for the
 migration; at smoke (60 s) 30 s and 30 s; at ci the 20 s minimum, 10 s and 10 s. A
 migration that outlasts that length keeps the load running until it has ended and its
-last step has been judged (``settle_s`` + ``min_window_s`` past its end), at most until
+last step has been judged (``settle_s`` + ``window_s`` past its end), at most until
 ``migration_deadline_s``: every step runs under load.
 
 What it migrates is the target's (``Target.migration``): on the embedded platform its
@@ -91,6 +91,11 @@ class MigrationUnderLoadKnobs:
     min_window_s: int = 3
     """A step is judged over at least this many seconds: a p95 of one second's requests is
     mostly noise."""
+    min_window_posts: int = 150
+    """... and over at least this many posts (``window_s``: 3 s at 200 req/s, 7 s at ci's
+    40): the p95 of fewer is their few slowest. At ci 3 s held 72 posts, whose p95 is
+    the 4th slowest, and one ADD COLUMN's lock and commit (tens of ms on a slow host,
+    everything queued behind it) made it: a CI run failed on 43.8 ms vs 5.5 before."""
     p95_floor_ms: float = 10.0
     """The baseline p95 is taken as at least this: under it the ratio of two p95s measures
     the scheduler's noise, not the migration."""
@@ -245,20 +250,28 @@ def remove_prefill(dsn: str) -> None:
     asyncio.run(remove())
 
 
+def window_s(knobs: MigrationUnderLoadKnobs, rate: float) -> int:
+    """The seconds a step is judged over at least: ``min_window_s``, or as many as
+    ``min_window_posts`` take at ``rate``."""
+    posts_per_s = rate * knobs.posts_per_10 / 10
+    return max(knobs.min_window_s, math.ceil(knobs.min_window_posts / posts_per_s))
+
+
 def load_may_end(
     now: float,
     load_started: float,
     length_s: float,
     thread: MigrationThread,
     knobs: MigrationUnderLoadKnobs,
+    judged_s: int,
 ) -> bool:
     """The load has run its ``length_s`` and the migration has ended (finished, failed
-    or stopped) at least ``settle_s`` + ``min_window_s`` ago: its last step is judged
-    over seconds with load."""
+    or stopped) at least ``settle_s`` + ``judged_s`` (``window_s``) ago: its last step
+    is judged over seconds with load."""
     if now - load_started < length_s or not thread.ended:
         return False
     ended_at = thread.run.finished or thread.ended_at
-    return now >= ended_at + knobs.settle_s + knobs.min_window_s
+    return now >= ended_at + knobs.settle_s + judged_s
 
 
 def windows(
@@ -301,12 +314,12 @@ class StepLatency:
 
 
 def p95_by_step(
-    rec: Recorder, run: MigrationRun, knobs: MigrationUnderLoadKnobs, at: float
+    rec: Recorder, run: MigrationRun, knobs: MigrationUnderLoadKnobs, at: float, judged_s: int
 ) -> tuple[tuple[int, int], list[StepLatency]]:
     """The baseline's seconds, and per step and kind of request the p95 over the step's
     seconds beside the p95 before (a step that holds the load for one second shows,
-    however long the others take). Steps shorter than ``min_window_s`` share seconds
-    with the next: which statement blocked is the lock sampler's to say."""
+    however long the others take). Steps shorter than ``judged_s`` (``window_s``) share
+    seconds with the next: which statement blocked is the lock sampler's to say."""
     end_s = rec.closed_until
     base, _ = windows(rec.run_start, run.started, at, end_s, knobs.before_s, 0)
     out = []
@@ -322,7 +335,7 @@ def p95_by_step(
                 end_s,
                 knobs.before_s,
                 knobs.settle_s,
-                knobs.min_window_s,
+                judged_s,
             )
             p95 = rec.window_stats("http_req_duration", tags, *during).get("p(95)")
             if p95 is not None:
@@ -331,7 +344,10 @@ def p95_by_step(
 
 
 def record(
-    ctx: ScenarioContext[MigrationUnderLoadKnobs], result: LoadResult, thread: MigrationThread
+    ctx: ScenarioContext[MigrationUnderLoadKnobs],
+    result: LoadResult,
+    thread: MigrationThread,
+    judged_s: int,
 ) -> None:
     """The migration's figures and the p95 ratio; the blocker as evidence."""
     knobs, rec, run, waits = ctx.knobs, result.recorder, thread.run, thread.waits
@@ -349,7 +365,7 @@ def record(
     rec.gauge("migration_own_lock_wait_ms", waits.migration_waited_s * 1000.0, at)
     for phase, seconds in waits.phases.items():
         rec.gauge("create_index_phase_s", seconds, at, {"phase": phase})
-    base, steps = p95_by_step(rec, run, knobs, at)
+    base, steps = p95_by_step(rec, run, knobs, at, judged_s)
     if steps:
         worst = max(steps, key=lambda s: s.ratio(knobs.p95_floor_ms))
         for s in steps:
@@ -412,7 +428,8 @@ def scenario(ctx: ScenarioContext[MigrationUnderLoadKnobs]) -> LoadResult:
             deadline_s=knobs.migration_deadline_s,
             progress=lambda line: ctx.progress(f"{ctx.spec.key}: {line}"),
         )
-        longest = before + knobs.migration_deadline_s + knobs.settle_s + knobs.min_window_s
+        judged_s = window_s(knobs, ctx.rate)
+        longest = before + knobs.migration_deadline_s + knobs.settle_s + judged_s
         ctx.progress(
             f"{ctx.spec.key}: {ctx.rate:g} req/s for {length:g} s (up to {longest:g} s while"
             f" the migration runs), migration {thread.run.name} after {before:g} s"
@@ -425,7 +442,7 @@ def scenario(ctx: ScenarioContext[MigrationUnderLoadKnobs]) -> LoadResult:
                 max_vus=knobs.max_vus,
                 duration_s=max(length, longest),
                 until=lambda: load_may_end(
-                    time.perf_counter(), load_started, length, thread, knobs
+                    time.perf_counter(), load_started, length, thread, knobs, judged_s
                 ),
             )
             if result.aborted is None:
@@ -434,7 +451,7 @@ def scenario(ctx: ScenarioContext[MigrationUnderLoadKnobs]) -> LoadResult:
             thread.stop()
         if thread.error is not None and not isinstance(thread.error, asyncio.CancelledError):
             raise thread.error  # MigrationFailed: PostgreSQL's error and the statement
-        record(ctx, result, thread)
+        record(ctx, result, thread, judged_s)
         if table_rows is not None:
             result.recorder.gauge("migration_table_rows", float(table_rows), time.perf_counter())
         return result
