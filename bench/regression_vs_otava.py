@@ -23,7 +23,10 @@ Detectors: ``ours`` (regression_verdicts, defaults: verdict == 'regression'), ``
 (otava.analysis.compute_change_points over the usable nights, window 50, p 0.001,
 min_magnitude 0.05 — our minimum effect; an alert when its latest change point is in the
 worse direction, as ``otava regressions`` reports the last change) and ``plan`` (the plan's
-rule firing on the night: the last 3 usable nights each >10 % worse than the 7 before).
+rule firing on the night: the last 3 usable nights each >10 % worse than the 7 before),
+and on the quiet and step cases ``oracle``: a CUSUM told each series' true level, noise
+and step size, at 0.3 false alerts per 100 quiet nights, the bound on what any detector
+can reach on those series (``hard_oracle``).
 Step cases are also split by the series' noise: CV ≤ 3 % and CV > 3 %.
 
 Part 2 (``--part changepoints``): the raw change-point comparison. For steps of 5/10/20 %
@@ -46,7 +49,7 @@ Then the wall time of regression_verdicts over 365 nights × 15 tests × 20 metr
 
     pip install apache-otava      # dev only; it pins numpy==2.2 (works with 2.4 here)
     python bench/regression_vs_otava.py [--part verdicts|changepoints|timing|all]
-        [--hard-series 60] [--cases step5,step10] [--detectors ours,otava,plan]
+        [--hard-series 60] [--cases step5,step10] [--detectors ours,otava,plan,oracle]
         [--series 50] [--max-delay 20]
 """
 
@@ -114,8 +117,9 @@ class HardCase:
                 for d in days
             ]
         )
-        noise = {s.test: s.noise for s in syn.hard_specs(name, seed, count, HARD_NIGHTS)}
-        self.noise = np.array([noise[t] for t in self.tests])
+        specs = {s.test: s for s in syn.hard_specs(name, seed, count, HARD_NIGHTS)}
+        self.noise = np.array([specs[t].noise for t in self.tests])
+        self.base = np.array([specs[t].base for t in self.tests])
         self.onset = np.full(len(self.tests), HARD_NIGHTS * 10)  # first night that is not quiet
         self.hit_from = self.onset.copy()  # first night an alert counts as a hit
         row = {t: i for i, t in enumerate(self.tests)}
@@ -153,6 +157,63 @@ def hard_otava(case: HardCase) -> np.ndarray:
             if cps:
                 last = cps[-1].stats
                 alerts[s, night] = worse * (last.mean_2 - last.mean_1) > 0
+    return alerts
+
+
+ORACLE_CASES = ("quiet", "step5", "step10", "step20")
+
+
+def cusum_threshold(k: float, false_per_night: float, chains: int = 4000) -> float:
+    """The one-sided CUSUM threshold ``h`` (restarted after each alert) that alerts on
+    ``false_per_night`` of N(0,1) nights with reference value ``k``: bisection over ``h``
+    on simulated quiet series (seeded; the same ``k`` gives the same ``h``)."""
+    z = np.random.default_rng(0).standard_normal((HARD_NIGHTS, chains))
+
+    def rate(h: float) -> float:
+        total, alerts = np.zeros(chains), 0
+        for night in range(HARD_NIGHTS):
+            total = np.maximum(0.0, total + z[night] - k)
+            fired = total > h
+            if night >= EVAL_FROM:
+                alerts += int(fired.sum())
+            total[fired] = 0.0
+        return alerts / (chains * (HARD_NIGHTS - EVAL_FROM))
+
+    lo, hi = 0.0, 30.0
+    for _ in range(30):
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if rate(mid) > false_per_night else (lo, mid)
+    return hi
+
+
+def hard_oracle(case: HardCase) -> np.ndarray | None:
+    """What no detector can beat: a one-sided CUSUM told each series' true level, its
+    noise and the size of the step to look for (the case's, or 5 % on quiet series),
+    its threshold set for one alert per 1 / ``TARGET_FALSE`` × 100 quiet nights. CUSUM
+    detects a known shift fastest at a given false-alert rate (Lorden; Moustakides), so
+    its recall and delay bound every detector's on the same series. Only for the cases
+    whose noise is what it is told (no outliers, no variance change, no drift)."""
+    if case.name not in ORACLE_CASES:
+        return None
+    step = int(case.name[4:]) / 100 if case.name.startswith("step") else MIN_EFFECT
+    alerts = np.zeros(case.values.shape, dtype=bool)
+    thresholds: dict[float, float] = {}
+    for s, x in enumerate(case.values):
+        worse = 1.0 if direction_of(case.metrics[s]) == "lower" else -1.0
+        shift = step / case.noise[s]  # the step in standard deviations
+        k = round(shift / 2.0, 2)
+        if k not in thresholds:
+            thresholds[k] = cusum_threshold(k, TARGET_FALSE / 100)
+        h = thresholds[k]
+        total = 0.0
+        for night in range(HARD_NIGHTS):
+            if not np.isfinite(x[night]):
+                continue
+            z = worse * (x[night] / case.base[s] - 1.0) / case.noise[s]
+            total = max(0.0, total + z - k)
+            if total > h:
+                alerts[s, night] = night >= EVAL_FROM
+                total = 0.0  # counted, and started over
     return alerts
 
 
@@ -200,7 +261,7 @@ def _met(s: dict[str, float], hazard: bool) -> str:
 
 
 def hard_verdicts(count: int, seed: int, cases: Sequence[str], detectors: Sequence[str]) -> None:
-    known = {"ours": hard_ours, "otava": hard_otava, "plan": hard_plan}
+    known = {"ours": hard_ours, "otava": hard_otava, "plan": hard_plan, "oracle": hard_oracle}
     detectors = {name: known[name] for name in detectors}
     print(
         f"Part 1: verdicts night by night, {count} series × {HARD_NIGHTS} nights per case "
@@ -228,6 +289,8 @@ def hard_verdicts(count: int, seed: int, cases: Sequence[str], detectors: Sequen
             t0 = time.perf_counter()
             alerts = det(case)
             elapsed = time.perf_counter() - t0
+            if alerts is None:
+                continue  # the oracle: not for this case
             for label, rows in splits:
                 s = hard_score(case, alerts, rows)
                 title = name if label == "all" else f"  {label}"
@@ -358,7 +421,9 @@ def main() -> None:
     parser.add_argument(
         "--cases", default=",".join(syn.HARD_CASES), help="comma-separated hard cases"
     )
-    parser.add_argument("--detectors", default="ours,otava,plan", help="ours,otava,plan")
+    parser.add_argument(
+        "--detectors", default="ours,otava,plan,oracle", help="ours,otava,plan,oracle"
+    )
     parser.add_argument("--series", type=int, default=50, help="series per change-point case")
     parser.add_argument("--max-delay", type=int, default=20)
     args = parser.parse_args()
