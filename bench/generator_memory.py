@@ -1,6 +1,7 @@
-"""The load generator's memory over Test 01 (message_soak): RSS at 1, 10 and 30 minutes.
+"""The load generator's memory over Test 01 (message soak) or 04: RSS at 1, 10 min and the end.
 
     . .venv/bin/activate && python bench/generator_memory.py [--scale 1.0] [--rate 500]
+        [--test 04]   # Test 04 (mixed WebSocket + HTTP) instead: 1, 10 and 20 minutes
 
 Runs the suite's own Test 01 (as ``nightly run`` does: scenario, sampling, checks) on a
 freshly started embedded platform for ``30 min x scale`` at ``--rate`` messages a second,
@@ -51,7 +52,8 @@ from nightly_pipeline.suite.runner import run_suite_test
 from nightly_pipeline.testbed.embedded import PlatformSettings, embedded_platform
 from nightly_pipeline.testbed.stack import StackConfig
 
-SOAK = select_tests("01")[0]
+TESTS = ("01", "04")
+"""The tests whose generator keeps a delivery ledger: 01 (30 min), 04 (20 min)."""
 
 
 class _Mallinfo2(ctypes.Structure):
@@ -118,7 +120,9 @@ def _pymalloc_mb() -> dict[str, float]:
     return found
 
 
-MARKS_MIN = (1.0, 10.0, 30.0)
+def marks_min(duration_s: float) -> tuple[float, float, float]:
+    """1 and 10 minutes into the plan's length, and its end (30 for Test 01)."""
+    return (1.0, 10.0, duration_s / 60.0)
 
 
 class RssAt:
@@ -248,8 +252,9 @@ def _print_growth(rss: RssAt, marks: list[float], top: int = 25) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="of the 30-minute run")
-    parser.add_argument("--rate", type=float, default=float(SOAK.spec.rate))
+    parser.add_argument("--scale", type=float, default=1.0, help="of the plan's length")
+    parser.add_argument("--rate", type=float, help="default: the plan's (500 msg/s)")
+    parser.add_argument("--test", choices=TESTS, default="01")
     parser.add_argument("--synthetic", action="store_true", help="the ledger alone, no platform")
     parser.add_argument(
         "--trace",
@@ -261,13 +266,16 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 < args.scale <= 1.0:
         parser.error("--scale must be in (0, 1]: 0.1 runs 3 minutes")
-    duration_s = 1800.0 * args.scale
-    marks = [m * 60.0 * args.scale for m in MARKS_MIN]
+    test = select_tests(args.test)[0]
+    rate = args.rate or float(test.spec.rate)
+    marks_at = marks_min(test.spec.duration_s)
+    duration_s = test.spec.duration_s * args.scale
+    marks = [m * 60.0 * args.scale for m in marks_at]
     if args.synthetic:
-        synthetic(args.rate, marks)
+        synthetic(rate, marks)
         return
     profile = dataclasses.replace(
-        PROFILES["nightly"], max_duration_s=duration_s, load=args.rate / SOAK.spec.rate
+        PROFILES["nightly"], max_duration_s=duration_s, load=rate / test.spec.rate
     )
     if args.trace:
         tracemalloc.start(args.trace)
@@ -283,7 +291,7 @@ def main() -> None:
             rss.start()  # the load starts within a second or two (log-ins, sockets)
             try:
                 outcome = run_suite_test(
-                    SOAK,
+                    test,
                     profile,
                     platform.target(),
                     night=date.today(),
@@ -293,10 +301,10 @@ def main() -> None:
             finally:
                 rss.stop()
     print(
-        f"Test 01 for {duration_s:g} s at {args.rate:g} msg/s (scale {args.scale:g});"
+        f"Test {args.test} for {duration_s:g} s at {rate:g} msg/s (scale {args.scale:g});"
         f" generator RSS before the test {before:.0f} MB"
     )
-    for minutes, mark in zip(MARKS_MIN, marks, strict=True):
+    for minutes, mark in zip(marks_at, marks, strict=True):
         got = rss.rss_mb.get(mark)
         shown = f"{got:7.0f} MB" if got is not None else "   (not reached)"
         heap = "  ".join(f"{k} {v:.1f}" for k, v in rss.heap_mb.get(mark, {}).items())
