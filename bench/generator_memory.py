@@ -3,14 +3,15 @@
     . .venv/bin/activate && python bench/generator_memory.py [--scale 1.0] [--rate 500]
         [--test 04]   # Test 04 (mixed WebSocket + HTTP) instead: 1, 10 and 20 minutes
 
-Runs the suite's own Test 01 (as ``nightly run`` does: scenario, sampling, checks) on a
-freshly started embedded platform for ``30 min x scale`` at ``--rate`` messages a second,
-and prints the RSS of this process (the generator: load engine, delivery ledger, receipts,
-the sampler's scrapes; the platform and the listener processes are children and not
-counted) at ``1, 10 and 30 min x scale`` of the load and the growth a minute between the
-first and the last mark, then the delivery figures and the checks that failed. Before
-the delivery ledger settled messages, the full-length run grew it from 208 MB to 1,019 MB
-(~23 MB a minute, Issue 15); flat is the goal. ``--scale 0.1`` takes ~3 min plus set-up.
+Runs the suite's own Test 01 or 04 (as ``nightly run`` does: scenario, sampling, checks)
+on a freshly started embedded platform for its plan's length (30 or 20 min) x scale at
+``--rate`` messages a second, and prints the RSS of this process (the generator: load
+engine, delivery ledger, receipts, the sampler's scrapes; the platform and the listener
+processes are children and not counted) at 1, 10 and 30 (or 20) min x scale of the load
+and the growth a minute between the first and the last mark, then the delivery figures
+and the checks that failed. Before the delivery ledger settled messages, the full-length
+run grew it from 208 MB to 1,019 MB (~23 MB a minute, Issue 15); flat is the goal.
+``--scale 0.1`` takes ~3 min plus set-up.
 
 ``--synthetic`` leaves the platform out: the frames of a full-rate run (``--rate``
 messages a second to 3 sockets, every one delivered once 50 ms after its send, simulated

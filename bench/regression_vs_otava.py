@@ -73,6 +73,7 @@ from nightly_pipeline.analysis import (
 from nightly_pipeline.analysis import synthetic as syn
 from nightly_pipeline.analysis.plan_rule import firing_on_last_night
 from nightly_pipeline.analysis.synthetic import Step
+from nightly_pipeline.analysis.verdicts import _noise as night_to_night_noise
 
 NIGHTS = 100
 NOISE = 0.03
@@ -95,6 +96,11 @@ TARGET_FALSE = 0.3
 TARGET_RECALL = 0.85
 TARGET_DELAY = 2.0
 LOW_CV = 0.03
+
+
+def worse_sign(metric: str) -> float:
+    """+1 where up is worse (latency), -1 where down is (throughput)."""
+    return 1.0 if direction_of(metric) == "lower" else -1.0
 
 
 class HardCase:
@@ -147,7 +153,7 @@ def hard_otava(case: HardCase) -> np.ndarray:
 
     alerts = np.zeros(case.values.shape, dtype=bool)
     for s, x in enumerate(case.values):
-        worse = 1.0 if direction_of(case.metrics[s]) == "lower" else -1.0
+        worse = worse_sign(case.metrics[s])
         for night in range(EVAL_FROM, HARD_NIGHTS):
             prefix = x[: night + 1]
             usable = prefix[np.isfinite(prefix)].tolist()
@@ -199,7 +205,7 @@ def hard_oracle(case: HardCase) -> np.ndarray | None:
     alerts = np.zeros(case.values.shape, dtype=bool)
     thresholds: dict[float, float] = {}
     for s, x in enumerate(case.values):
-        worse = 1.0 if direction_of(case.metrics[s]) == "lower" else -1.0
+        worse = worse_sign(case.metrics[s])
         shift = step / case.noise[s]  # the step in standard deviations
         k = round(shift / 2.0, 2)
         if k not in thresholds:
@@ -217,7 +223,6 @@ def hard_oracle(case: HardCase) -> np.ndarray | None:
     return alerts
 
 
-_DIFF_MAD_TO_SIGMA = 1.0 / (0.6744897501960817 * np.sqrt(2.0))
 CUSUM_H = 14.0
 """The estimated CUSUM's threshold: with ``ours`` beside it, every case stays ≤ 0.25 false
 alerts per 100 quiet nights (h = 10: drift 0.32; h = 5 alone: 0.4-0.7)."""
@@ -234,7 +239,7 @@ def hard_cusum(
     regime, so it finds more small steps on loud series, later."""
     alerts = np.zeros(case.values.shape, dtype=bool)
     for s, x in enumerate(case.values):
-        worse = 1.0 if direction_of(case.metrics[s]) == "lower" else -1.0
+        worse = worse_sign(case.metrics[s])
         total, start = 0.0, None
         seen: list[float] = []
         for night in range(HARD_NIGHTS):
@@ -247,7 +252,7 @@ def hard_cusum(
             if ref.size < min_ref:
                 continue
             level = float(np.median(ref))
-            sigma = max(float(np.median(np.abs(np.diff(ref)))) * _DIFF_MAD_TO_SIGMA, 1e-9)
+            sigma = max(night_to_night_noise(ref), 1e-9)
             z = float(np.clip(worse * (value - level) / sigma, -3.0, 3.0))
             total = max(0.0, total + z - MIN_EFFECT * abs(level) / (2.0 * sigma))
             if total > 0 and start is None:
@@ -405,8 +410,7 @@ def verdict(series: list[np.ndarray], metrics: list[str]) -> list[list[tuple[int
 
 
 def _worse_sign(metric: str, change: float) -> int:
-    worse = 1 if direction_of(metric) == "lower" else -1
-    return int(np.sign(change) * worse)
+    return int(np.sign(change) * worse_sign(metric))
 
 
 def labelled(size: float, count: int, seed: int) -> tuple[list[np.ndarray], list[str], list[int]]:

@@ -30,7 +30,6 @@ class PasswordChecker:
     (``encoded=None``) costs the same as a known one: a dummy hash at the platform's cost."""
 
     def __init__(self, cost_n: int, threads: int = DEFAULT_THREADS) -> None:
-        self.cost_n = cost_n
         self.threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="password")
         self._dummy_hash = hash_password(secrets.token_hex(16), cost_n)
