@@ -119,17 +119,21 @@ def wait_for_pending(
     timeout_s: float = 10.0,
     configuration: Mapping[str, Any] | None = None,
 ) -> int:
-    """Poll ``XPENDING`` (every 5 ms, at most ``timeout_s``) until at least ``minimum``
-    entries are pending: the moment a consumer kill leaves a pending list behind. The
-    count seen, or -1 if it never came."""
+    """Poll ``XPENDING`` (every 5 ms, at most ``timeout_s``) for the moment a read hands
+    entries out: the count rising to at least ``minimum``. A kill then has the whole of
+    the consumer's work on them before it acknowledges (a count merely seen may be
+    acknowledged before a kill that takes a Docker API round trip lands). The count
+    seen; at the timeout the count then if it is at least ``minimum``, else -1."""
     deadline = time.monotonic() + timeout_s
     with _redis(configuration) as client:
+        before = _pending(client, stream, group)
         while time.monotonic() < deadline:
-            pending = _pending(client, stream, group)
-            if pending >= minimum:
-                return pending
             time.sleep(0.005)
-        return -1
+            pending = _pending(client, stream, group)
+            if pending >= minimum and pending > before:
+                return pending
+            before = pending
+        return before if before >= minimum else -1
 
 
 def _redis(configuration: Mapping[str, Any] | None) -> redis.Redis:

@@ -14,6 +14,7 @@ from nightly_pipeline.suite.sampling import (
     Sampler,
     counter_delta,
     gauge_max,
+    labelled_growth,
     parse_metrics,
     scrape,
     unreadable,
@@ -76,6 +77,40 @@ def test_counters_and_gauges_over_scrapes(metrics_server) -> None:
     assert counter_delta(samples, "ws_close_total", code="1000") == 0
     assert counter_delta(samples, "no_such_metric") is None
     assert unreadable(samples) == {}
+
+
+def _started_at(start: float, delivered: float) -> str:
+    return f"process_start_time_seconds {start}\n" + _exposition(delivered, 0.0)
+
+
+def test_a_restart_that_got_past_the_old_value_before_a_scrape_counts_from_zero(
+    metrics_server,
+) -> None:
+    """Test 08's consumer reclaims its predecessor's pending entries as it starts: 148 by
+    its first scrape, past the 88 of the process before it. Its new start time is what
+    shows the restart (a counter that only went up would have grown by 60)."""
+    sampler = Sampler({"consumer": metrics_server.url}, {}, interval_s=3600)
+    metrics_server.text = _started_at(1000.0, 80)
+    with sampler:
+        metrics_server.text = _started_at(1000.0, 88)
+        sampler.sample_once()
+        metrics_server.text = _started_at(1050.0, 148)  # killed, started again
+    assert counter_delta(sampler.samples, "messaging_consumer_delivered_total") == 8 + 148
+    assert labelled_growth(sampler.samples, "ws_close_total", code="1002") == 0
+
+
+def test_each_endpoints_restart_is_its_own(metrics_server) -> None:
+    """Summed over endpoints, one process's restart is hidden by another's growth."""
+    other = TextServer("/metrics")
+    try:
+        sampler = Sampler({"a": metrics_server.url, "b": other.url}, {}, interval_s=3600)
+        metrics_server.text, other.text = _exposition(50, 0), _exposition(0, 0)
+        with sampler:
+            metrics_server.text, other.text = _exposition(10, 0), _exposition(60, 0)
+    finally:
+        other.close()
+    # a: restarted, 10 from zero; b: 60 more. The sums alone (50 -> 70) say 20.
+    assert counter_delta(sampler.samples, "messaging_consumer_delivered_total") == 70
 
 
 def test_unreadable_endpoints_are_named_not_raised(metrics_server) -> None:

@@ -11,9 +11,10 @@ slow (``read_delay_ms`` on what Redis sends it): entries Redis has handed out (p
 from then on) take that long to reach the consumer, so the kill leaves a real pending
 list behind, as a consumer killed under load does (a healthy, fast consumer at a low
 rate may have none at that instant).
-The kill waits for the moment entries are pending (``XPENDING`` polled every 5 ms: even
-with slow replies a consumer's pending list is empty between its acknowledgement and its
-next read, measured up to 0.75 s at a time at 500 msg/s). ``pel_at_kill`` is
+The kill waits for the moment a read hands entries out (``XPENDING`` polled every 5 ms
+until it rises: even with slow replies a consumer's pending list is empty between its
+acknowledgement and its next read, measured up to 0.75 s at a time at 500 msg/s, and a
+count merely seen may be acknowledged before a kill through Docker's API lands). ``pel_at_kill`` is
 ``XPENDING`` read right after the kill (nothing reads the stream then; it must be > 0,
 or the reclaim check would prove nothing); ``pel_reclaim_gap`` is its distance to the
 growth of ``messaging_consumer_pel_reclaimed_total``.
