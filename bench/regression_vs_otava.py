@@ -19,7 +19,8 @@ isolated 3–5× outliers, a variance change, a slow drift (0.5 %/night) and wor
   change reaches the 5 % minimum effect; an alert from the drift's first night on is a
   hit (delay counted from the 5 % night, 0 if earlier). Recall within 14 nights of that.
 
-Detectors: ``ours`` (regression_verdicts, defaults: verdict == 'regression'), ``otava``
+Detectors: ``ours`` (regression_verdicts, defaults: verdict == 'regression'; its parts
+alone: ``changepoints``, ``cusum_threshold=None``, and ``cusum``, analysis/cusum.py), ``otava``
 (otava.analysis.compute_change_points over the usable nights, window 50, p 0.001,
 min_magnitude 0.05 — our minimum effect; an alert when its latest change point is in the
 worse direction, as ``otava regressions`` reports the last change) and ``plan`` (the plan's
@@ -49,7 +50,8 @@ Then the wall time of regression_verdicts over 365 nights × 15 tests × 20 metr
 
     pip install apache-otava      # dev only; it pins numpy==2.2 (works with 2.4 here)
     python bench/regression_vs_otava.py [--part verdicts|changepoints|timing|all]
-        [--hard-series 60] [--cases step5,step10] [--detectors ours,otava,plan,oracle]
+        [--hard-series 60] [--cases step5,step10]
+        [--detectors ours,otava,plan,oracle,changepoints,cusum]
         [--series 50] [--max-delay 20]
 """
 
@@ -71,9 +73,10 @@ from nightly_pipeline.analysis import (
     regression_verdicts,
 )
 from nightly_pipeline.analysis import synthetic as syn
+from nightly_pipeline.analysis.cusum import THRESHOLD as CUSUM_THRESHOLD
+from nightly_pipeline.analysis.cusum import worsening_alarm
 from nightly_pipeline.analysis.plan_rule import firing_on_last_night
 from nightly_pipeline.analysis.synthetic import Step
-from nightly_pipeline.analysis.verdicts import _noise as night_to_night_noise
 
 NIGHTS = 100
 NOISE = 0.03
@@ -137,15 +140,22 @@ class HardCase:
                 self.onset[row[t]] = i + int(np.ceil(MIN_EFFECT / size - 1e-9))
 
 
-def hard_ours(case: HardCase) -> np.ndarray:
+def hard_ours(case: HardCase, cusum: float | None = CUSUM_THRESHOLD) -> np.ndarray:
     """alerts[series, night]: regression_verdicts run on each night's history."""
     alerts = np.zeros(case.values.shape, dtype=bool)
     row = {t: i for i, t in enumerate(case.tests)}
     for night in range(EVAL_FROM, HARD_NIGHTS):
-        v = regression_verdicts(case.history, evaluated_night=case.start + timedelta(night))
+        v = regression_verdicts(
+            case.history, evaluated_night=case.start + timedelta(night), cusum_threshold=cusum
+        )
         for t in v.filter(verdict="regression")["test"].to_list():
             alerts[row[t], night] = True
     return alerts
+
+
+def hard_changepoints(case: HardCase) -> np.ndarray:
+    """The verdicts without their CUSUM: change points alone (as before Issue 15's)."""
+    return hard_ours(case, cusum=None)
 
 
 def hard_otava(case: HardCase) -> np.ndarray:
@@ -223,51 +233,16 @@ def hard_oracle(case: HardCase) -> np.ndarray | None:
     return alerts
 
 
-CUSUM_H = 14.0
-"""The estimated CUSUM's threshold: with ``ours`` beside it, every case stays ≤ 0.25 false
-alerts per 100 quiet nights (h = 10: drift 0.32; h = 5 alone: 0.4-0.7)."""
-
-
-def hard_cusum(
-    case: HardCase, h: float = CUSUM_H, ref_n: int = 40, min_ref: int = 14
-) -> np.ndarray:
-    """An experiment, not the product's: a one-sided CUSUM for a 5 % worse shift against an
-    *estimated* reference, each night: the level is the median and the noise the robust
-    night-to-night σ of the last ``ref_n`` usable nights before the current excursion
-    (frozen while it lasts); each night's z is clipped at ±3 (outliers), and the sum
-    restarts after an alert. It accumulates what the change-point verdicts judge regime by
-    regime, so it finds more small steps on loud series, later."""
+def hard_cusum(case: HardCase) -> np.ndarray:
+    """The verdicts' CUSUM alone (analysis/cusum.py), on each night's usable history."""
     alerts = np.zeros(case.values.shape, dtype=bool)
     for s, x in enumerate(case.values):
         worse = worse_sign(case.metrics[s])
-        total, start = 0.0, None
-        seen: list[float] = []
-        for night in range(HARD_NIGHTS):
-            value = x[night]
-            if not np.isfinite(value):
-                continue
-            cut = start if start is not None else len(seen)
-            ref = np.array(seen[max(0, cut - ref_n) : cut])
-            seen.append(float(value))
-            if ref.size < min_ref:
-                continue
-            level = float(np.median(ref))
-            sigma = max(night_to_night_noise(ref), 1e-9)
-            z = float(np.clip(worse * (value - level) / sigma, -3.0, 3.0))
-            total = max(0.0, total + z - MIN_EFFECT * abs(level) / (2.0 * sigma))
-            if total > 0 and start is None:
-                start = len(seen) - 1
-            elif total == 0:
-                start = None
-            if total > h:
-                alerts[s, night] = night >= EVAL_FROM
-                total, start = 0.0, None
+        for night in range(EVAL_FROM, HARD_NIGHTS):
+            prefix = x[: night + 1]
+            usable = prefix[np.isfinite(prefix)]
+            alerts[s, night] = worsening_alarm(usable, worse, MIN_EFFECT) is not None
     return alerts
-
-
-def hard_ours_or_cusum(case: HardCase) -> np.ndarray:
-    """Either says regression: the verdicts' speed on big steps, the CUSUM's recall."""
-    return hard_ours(case) | hard_cusum(case)
 
 
 def hard_plan(case: HardCase) -> np.ndarray:
@@ -319,8 +294,8 @@ def hard_verdicts(count: int, seed: int, cases: Sequence[str], detectors: Sequen
         "otava": hard_otava,
         "plan": hard_plan,
         "oracle": hard_oracle,
+        "changepoints": hard_changepoints,
         "cusum": hard_cusum,
-        "ours+cusum": hard_ours_or_cusum,
     }
     detectors = {name: known[name] for name in detectors}
     print(
@@ -483,7 +458,7 @@ def main() -> None:
     parser.add_argument(
         "--detectors",
         default="ours,otava,plan,oracle",
-        help="ours,otava,plan,oracle; experiments: cusum, ours+cusum",
+        help="ours,otava,plan,oracle; parts of ours: changepoints, cusum",
     )
     parser.add_argument("--series", type=int, default=50, help="series per change-point case")
     parser.add_argument("--max-delay", type=int, default=20)

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from nightly_pipeline.analysis.noise import DIFF_MAD_TO_SIGMA
+
 SPIKE_SIGMAS = 8.0
 MAX_RUN = 2
-_DIFF_MAD_TO_SIGMA = 1.0 / (0.6744897501960817 * np.sqrt(2.0))
 
 
 def despike(
@@ -33,7 +34,7 @@ def despike(
     out = x.copy()
     if x.size < 3:
         return out
-    limit = sigmas * float(np.median(np.abs(np.diff(x)))) * _DIFF_MAD_TO_SIGMA
+    limit = sigmas * float(np.median(np.abs(np.diff(x)))) * DIFF_MAD_TO_SIGMA
     for run in range(1, max_run + 1):
         m = x.size - run - 1  # candidate runs: x[i+1 : i+1+run], i = the night before
         if m <= 0:
