@@ -75,6 +75,7 @@ from nightly_pipeline.analysis import (
 from nightly_pipeline.analysis import synthetic as syn
 from nightly_pipeline.analysis.cusum import THRESHOLD as CUSUM_THRESHOLD
 from nightly_pipeline.analysis.cusum import worsening_alarm
+from nightly_pipeline.analysis.direction import worse_sign
 from nightly_pipeline.analysis.plan_rule import firing_on_last_night
 from nightly_pipeline.analysis.synthetic import Step
 
@@ -101,9 +102,9 @@ TARGET_DELAY = 2.0
 LOW_CV = 0.03
 
 
-def worse_sign(metric: str) -> float:
+def worse_sign_of(metric: str) -> float:
     """+1 where up is worse (latency), -1 where down is (throughput)."""
-    return 1.0 if direction_of(metric) == "lower" else -1.0
+    return worse_sign(direction_of(metric))
 
 
 class HardCase:
@@ -163,7 +164,7 @@ def hard_otava(case: HardCase) -> np.ndarray:
 
     alerts = np.zeros(case.values.shape, dtype=bool)
     for s, x in enumerate(case.values):
-        worse = worse_sign(case.metrics[s])
+        worse = worse_sign_of(case.metrics[s])
         for night in range(EVAL_FROM, HARD_NIGHTS):
             prefix = x[: night + 1]
             usable = prefix[np.isfinite(prefix)].tolist()
@@ -215,7 +216,7 @@ def hard_oracle(case: HardCase) -> np.ndarray | None:
     alerts = np.zeros(case.values.shape, dtype=bool)
     thresholds: dict[float, float] = {}
     for s, x in enumerate(case.values):
-        worse = worse_sign(case.metrics[s])
+        worse = worse_sign_of(case.metrics[s])
         shift = step / case.noise[s]  # the step in standard deviations
         k = round(shift / 2.0, 2)
         if k not in thresholds:
@@ -237,7 +238,7 @@ def hard_cusum(case: HardCase) -> np.ndarray:
     """The verdicts' CUSUM alone (analysis/cusum.py), on each night's usable history."""
     alerts = np.zeros(case.values.shape, dtype=bool)
     for s, x in enumerate(case.values):
-        worse = worse_sign(case.metrics[s])
+        worse = worse_sign_of(case.metrics[s])
         for night in range(EVAL_FROM, HARD_NIGHTS):
             prefix = x[: night + 1]
             usable = prefix[np.isfinite(prefix)]
@@ -385,7 +386,7 @@ def verdict(series: list[np.ndarray], metrics: list[str]) -> list[list[tuple[int
 
 
 def _worse_sign(metric: str, change: float) -> int:
-    return int(np.sign(change) * worse_sign(metric))
+    return int(np.sign(change) * worse_sign_of(metric))
 
 
 def labelled(size: float, count: int, seed: int) -> tuple[list[np.ndarray], list[str], list[int]]:

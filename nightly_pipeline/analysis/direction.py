@@ -73,3 +73,8 @@ def direction_of(metric: str) -> Direction:
         if pattern.search(name):
             return direction
     return "lower"
+
+
+def worse_sign(direction: Direction) -> float:
+    """+1 where up is worse (``lower`` is better: latency), -1 where down is (throughput)."""
+    return 1.0 if direction == "lower" else -1.0

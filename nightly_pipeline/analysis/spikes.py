@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nightly_pipeline.analysis.noise import DIFF_MAD_TO_SIGMA
+from nightly_pipeline.analysis.noise import night_to_night_noise
 
 SPIKE_SIGMAS = 8.0
 MAX_RUN = 2
@@ -34,7 +34,7 @@ def despike(
     out = x.copy()
     if x.size < 3:
         return out
-    limit = sigmas * float(np.median(np.abs(np.diff(x)))) * DIFF_MAD_TO_SIGMA
+    limit = sigmas * night_to_night_noise(x)
     for run in range(1, max_run + 1):
         m = x.size - run - 1  # candidate runs: x[i+1 : i+1+run], i = the night before
         if m <= 0:

@@ -73,7 +73,7 @@ from nightly_pipeline.analysis.baseline import baseline_mask
 from nightly_pipeline.analysis.changepoint import detect_change_points_many
 from nightly_pipeline.analysis.cusum import THRESHOLD as CUSUM_THRESHOLD
 from nightly_pipeline.analysis.cusum import worsening_alarm
-from nightly_pipeline.analysis.direction import direction_of
+from nightly_pipeline.analysis.direction import direction_of, worse_sign
 from nightly_pipeline.analysis.noise import DIFF_MAD_TO_SIGMA, night_to_night_noise
 from nightly_pipeline.analysis.plan_rule import firing_on_last_night, plan_rule
 from nightly_pipeline.analysis.spikes import despike
@@ -211,8 +211,7 @@ def _verdict(
             if verdict != "stable":
                 magnitude, confidence = worse, 1.0 - p
         if verdict == "stable" and cusum is not None:
-            sign = 1.0 if s.direction == "lower" else -1.0
-            alarm = worsening_alarm(s.values, sign, min_effect, cusum)
+            alarm = worsening_alarm(s.values, worse_sign(s.direction), min_effect, cusum)
             if alarm is not None:
                 verdict, first_bad = "regression", int(s.nights[alarm.start])
                 magnitude, confidence = alarm.magnitude, alarm.confidence
@@ -275,7 +274,7 @@ def _against_reference(s: _Series, bounds: list[int], min_effect: float):
             equal_var=True,
         )
     )
-    sign = 1.0 if s.direction == "lower" else -1.0
+    sign = worse_sign(s.direction)
     base = float(before.mean())
 
     def worse_than_reference(segment: np.ndarray) -> float:

@@ -48,8 +48,7 @@ class Scrape:
         found = [
             value
             for samples in self.values.values()
-            for tags, value in _named(samples, name)
-            if want <= set(tags)
+            if (value := _endpoint_total(samples, name, want)) is not None
         ]
         return sum(found) if found else None
 
@@ -63,6 +62,14 @@ class Scrape:
                 if key is not None:
                     out[key] = out.get(key, 0.0) + value
         return out
+
+
+def _endpoint_total(
+    samples: Mapping[MetricKey, float], name: str, want: set[tuple[str, str]]
+) -> float | None:
+    """Sum of one endpoint's ``name`` samples whose labels include ``want``; None: none."""
+    found = [value for tags, value in _named(samples, name) if want <= set(tags)]
+    return sum(found) if found else None
 
 
 def _named(samples: Mapping[MetricKey, float], name: str) -> Iterable[tuple[Tags, float]]:
@@ -264,10 +271,10 @@ def _growth(
     grown, seen = 0.0, False
     for scrape in scrapes:
         for endpoint, metrics in scrape.values.items():
-            found = [v for tags, v in _named(metrics, name) if want <= set(tags)]
-            if not found and not absent_is_zero:
+            value = _endpoint_total(metrics, name, want)
+            if value is None and not absent_is_zero:
                 continue
-            value, seen = sum(found), True
+            value, seen = value or 0.0, True
             started = next((v for _, v in _named(metrics, START_TIME)), None)
             if endpoint in last:
                 was_started, was = last[endpoint]
