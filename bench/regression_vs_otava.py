@@ -20,7 +20,9 @@ isolated 3–5× outliers, a variance change, a slow drift (0.5 %/night) and wor
   hit (delay counted from the 5 % night, 0 if earlier). Recall within 14 nights of that.
 
 Detectors: ``ours`` (regression_verdicts, defaults: verdict == 'regression'; its parts
-alone: ``changepoints``, ``cusum_threshold=None``, and ``cusum``, analysis/cusum.py), ``otava``
+alone: ``changepoints``, ``cusum_threshold=None, recent_nights=False``; ``cusum``,
+analysis/cusum.py; ``recent``, analysis/recent.py; and ``before_recent``, the verdicts
+without the recent-nights test), ``otava``
 (otava.analysis.compute_change_points over the usable nights, window 50, p 0.001,
 min_magnitude 0.05 — our minimum effect; an alert when its latest change point is in the
 worse direction, as ``otava regressions`` reports the last change) and ``plan`` (the plan's
@@ -51,7 +53,7 @@ Then the wall time of regression_verdicts over 365 nights × 15 tests × 20 metr
     pip install apache-otava      # dev only; it pins numpy==2.2 (works with 2.4 here)
     python bench/regression_vs_otava.py [--part verdicts|changepoints|timing|all]
         [--hard-series 60] [--cases step5,step10]
-        [--detectors ours,otava,plan,oracle,changepoints,cusum]
+        [--detectors ours,otava,plan,oracle,changepoints,cusum,recent,before_recent]
         [--series 50] [--max-delay 20]
 """
 
@@ -77,6 +79,7 @@ from nightly_pipeline.analysis.cusum import THRESHOLD as CUSUM_THRESHOLD
 from nightly_pipeline.analysis.cusum import worsening_alarm
 from nightly_pipeline.analysis.direction import worse_sign
 from nightly_pipeline.analysis.plan_rule import firing_on_last_night
+from nightly_pipeline.analysis.recent import recent_worsening
 from nightly_pipeline.analysis.synthetic import Step
 
 NIGHTS = 100
@@ -141,13 +144,18 @@ class HardCase:
                 self.onset[row[t]] = i + int(np.ceil(MIN_EFFECT / size - 1e-9))
 
 
-def hard_ours(case: HardCase, cusum: float | None = CUSUM_THRESHOLD) -> np.ndarray:
+def hard_ours(
+    case: HardCase, cusum: float | None = CUSUM_THRESHOLD, recent: bool = True
+) -> np.ndarray:
     """alerts[series, night]: regression_verdicts run on each night's history."""
     alerts = np.zeros(case.values.shape, dtype=bool)
     row = {t: i for i, t in enumerate(case.tests)}
     for night in range(EVAL_FROM, HARD_NIGHTS):
         v = regression_verdicts(
-            case.history, evaluated_night=case.start + timedelta(night), cusum_threshold=cusum
+            case.history,
+            evaluated_night=case.start + timedelta(night),
+            cusum_threshold=cusum,
+            recent_nights=recent,
         )
         for t in v.filter(verdict="regression")["test"].to_list():
             alerts[row[t], night] = True
@@ -155,8 +163,13 @@ def hard_ours(case: HardCase, cusum: float | None = CUSUM_THRESHOLD) -> np.ndarr
 
 
 def hard_changepoints(case: HardCase) -> np.ndarray:
-    """The verdicts without their CUSUM: change points alone (as before Issue 15's)."""
-    return hard_ours(case, cusum=None)
+    """The verdicts without their CUSUM and recent-nights test: change points alone."""
+    return hard_ours(case, cusum=None, recent=False)
+
+
+def hard_before_recent(case: HardCase) -> np.ndarray:
+    """The verdicts without the recent-nights test: change points and CUSUM."""
+    return hard_ours(case, recent=False)
 
 
 def hard_otava(case: HardCase) -> np.ndarray:
@@ -234,16 +247,26 @@ def hard_oracle(case: HardCase) -> np.ndarray | None:
     return alerts
 
 
-def hard_cusum(case: HardCase) -> np.ndarray:
-    """The verdicts' CUSUM alone (analysis/cusum.py), on each night's usable history."""
+def _each_night(case: HardCase, alarm: Callable[[np.ndarray, float, float], object]) -> np.ndarray:
+    """alerts[series, night]: ``alarm(usable nights so far, worse sign, min effect)`` is
+    not None."""
     alerts = np.zeros(case.values.shape, dtype=bool)
     for s, x in enumerate(case.values):
         worse = worse_sign_of(case.metrics[s])
         for night in range(EVAL_FROM, HARD_NIGHTS):
             prefix = x[: night + 1]
-            usable = prefix[np.isfinite(prefix)]
-            alerts[s, night] = worsening_alarm(usable, worse, MIN_EFFECT) is not None
+            alerts[s, night] = alarm(prefix[np.isfinite(prefix)], worse, MIN_EFFECT) is not None
     return alerts
+
+
+def hard_cusum(case: HardCase) -> np.ndarray:
+    """The verdicts' CUSUM alone (analysis/cusum.py), on each night's usable history."""
+    return _each_night(case, worsening_alarm)
+
+
+def hard_recent(case: HardCase) -> np.ndarray:
+    """The verdicts' recent-nights test alone (analysis/recent.py)."""
+    return _each_night(case, recent_worsening)
 
 
 def hard_plan(case: HardCase) -> np.ndarray:
@@ -297,6 +320,8 @@ def hard_verdicts(count: int, seed: int, cases: Sequence[str], detectors: Sequen
         "oracle": hard_oracle,
         "changepoints": hard_changepoints,
         "cusum": hard_cusum,
+        "recent": hard_recent,
+        "before_recent": hard_before_recent,
     }
     detectors = {name: known[name] for name in detectors}
     print(
@@ -307,7 +332,7 @@ def hard_verdicts(count: int, seed: int, cases: Sequence[str], detectors: Sequen
         f"recall ≥ {TARGET_RECALL}, median delay ≤ {TARGET_DELAY:.0f} nights\n"
     )
     header = (
-        f"{'case':<22}{'detector':<11}{'false/100':>10}{'quiet n':>9}"
+        f"{'case':<22}{'detector':<14}{'false/100':>10}{'quiet n':>9}"
         f"{'recall':>8}{'of':>5}{'delay':>7}{'met':>5}{'time s':>8}"
     )
     for name in cases:
@@ -331,7 +356,7 @@ def hard_verdicts(count: int, seed: int, cases: Sequence[str], detectors: Sequen
                 s = hard_score(case, alerts, rows)
                 title = name if label == "all" else f"  {label}"
                 print(
-                    f"{title:<22}{det_name:<11}{s['false']:>10.2f}{s['quiet']:>9}"
+                    f"{title:<22}{det_name:<14}{s['false']:>10.2f}{s['quiet']:>9}"
                     f"{s['recall']:>8.2f}{s['scored']:>5}{s['delay']:>7.1f}"
                     f"{_met(s, hazard):>5}{elapsed if label == 'all' else 0:>8.1f}"
                 )
@@ -459,7 +484,7 @@ def main() -> None:
     parser.add_argument(
         "--detectors",
         default="ours,otava,plan,oracle",
-        help="ours,otava,plan,oracle; parts of ours: changepoints, cusum",
+        help="ours,otava,plan,oracle; parts of ours: changepoints, cusum, recent, before_recent",
     )
     parser.add_argument("--series", type=int, default=50, help="series per change-point case")
     parser.add_argument("--max-delay", type=int, default=20)

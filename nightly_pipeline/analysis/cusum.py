@@ -84,7 +84,7 @@ def worsening_alarm(
     first, ref_level, ref_sigma = fired
     reference = values[max(0, first - REFERENCE_NIGHTS) : first]
     start = first + _split(reference, values[first:], worse_sign)
-    return _alarm(values[start:], start, ref_level, ref_sigma, worse_sign)
+    return excursion_alarm(values[start:], start, ref_level, ref_sigma, worse_sign)
 
 
 def _split(reference: np.ndarray, excursion: np.ndarray, worse_sign: float) -> int:
@@ -120,9 +120,11 @@ def _references(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return level, sigma
 
 
-def _alarm(
+def excursion_alarm(
     excursion: np.ndarray, start: int, level: float, sigma: float, worse_sign: float
 ) -> Alarm:
+    """The alarm for the nights ``excursion`` (from index ``start``) against a reference
+    ``level`` with night-to-night noise ``sigma``: its mean's relative worsening and 1 - p."""
     worse = worse_sign * (float(excursion.mean()) - level)
     z = worse / (sigma / sqrt(excursion.size))
     return Alarm(start, worse / abs(level), 1.0 - 0.5 * erfc(z / sqrt(2.0)))

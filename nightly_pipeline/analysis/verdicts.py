@@ -28,7 +28,7 @@ For each series, over the nights up to ``evaluated_night``:
    of the current regime's nights (each night's relative change; for two nights, the
    less bad one, so one 3–5× outlier on the newest nights decides nothing) and ``se`` =
    σ·√(1/n_ref + 1/n_cur), σ the largest of the reference's robust night-to-night noise,
-   the last ``RECENT_NIGHTS`` nights' (robust and RMS: noise that got louder a few
+   the last ``noise.RECENT_NIGHTS`` nights' (robust and RMS: noise that got louder a few
    nights ago counts now) and the current regime's own spread. The minimum effect is
    checked as "not clearly below": ``magnitude + se >= min_effect``, so a 5 % step that
    measures 4.6 % still counts. ``MIN_Z = 4``: 3.5 let variance changes and drift starts
@@ -41,7 +41,13 @@ For each series, over the nights up to ``evaluated_night``:
    ``magnitude`` the mean since then against the reference, ``confidence`` 1 - p of it).
    It finds the small steps on loud series that a regime must otherwise wait out (bench,
    10 % steps at CV > 3 %: recall 0.78 → 0.89; false alerts per 100 quiet nights 0.06-0.16
-   → 0.13-0.25). ``cusum_threshold=None``: change points alone.
+   → 0.13-0.25). ``cusum_threshold=None``: no CUSUM.
+7. The newest nights (recent.py): when neither gives a verdict, the last 3 nights, each
+   1.5 σ worse than the median of the 40 nights before them and their mean 3 standard
+   errors and 0.8 × min_effect worse, say 'regression' (``first_bad_night`` the first of
+   them) for as long as they are; only on series quiet enough for a min_effect step to
+   be 1.5 σ a night. Change points and CUSUM report a 5 % step at CV 1-3 % a median 3
+   nights after it; with this, 2 (bench). ``recent_nights=False``: without it.
 
 Slow drift is a regression too (a creep of 1 %/night is a leak or a growing table): it
 is flagged once its cumulative change is clear of the noise, in practice a few nights
@@ -72,10 +78,11 @@ from nightly_pipeline.analysis._tdist import ttest_from_stats
 from nightly_pipeline.analysis.baseline import baseline_mask
 from nightly_pipeline.analysis.changepoint import detect_change_points_many
 from nightly_pipeline.analysis.cusum import THRESHOLD as CUSUM_THRESHOLD
-from nightly_pipeline.analysis.cusum import worsening_alarm
+from nightly_pipeline.analysis.cusum import Alarm, worsening_alarm
 from nightly_pipeline.analysis.direction import direction_of, worse_sign
-from nightly_pipeline.analysis.noise import DIFF_MAD_TO_SIGMA, night_to_night_noise
+from nightly_pipeline.analysis.noise import night_to_night_noise, recent_noise
 from nightly_pipeline.analysis.plan_rule import firing_on_last_night, plan_rule
+from nightly_pipeline.analysis.recent import recent_worsening
 from nightly_pipeline.analysis.spikes import despike
 
 MIN_NIGHTS_AFTER = 2
@@ -83,7 +90,6 @@ MIN_REGIME_NIGHTS = 14
 MIN_FIRST_REGIME_NIGHTS = 7
 MIN_Z = 4.0
 CP_MAGNITUDE = 0.8
-RECENT_NIGHTS = 14
 VERDICT_SCHEMA = {
     "profile": pl.String,
     "test": pl.String,
@@ -111,9 +117,11 @@ def regression_verdicts(
     max_pvalue: float = 0.001,
     min_nights: int = 8,
     cusum_threshold: float | None = CUSUM_THRESHOLD,
+    recent_nights: bool = True,
 ) -> pl.DataFrame:
     """Verdict per series of ``history`` (columns as in analysis/CONTRACT.md).
-    ``cusum_threshold``: the CUSUM's (cusum.py; None: change points alone)."""
+    ``cusum_threshold``: the CUSUM's (cusum.py; None: none); ``recent_nights``: the
+    newest nights' test (recent.py). Both off: change points alone."""
     g = group_history(history, until=evaluated_night)
     end = day(evaluated_night) if evaluated_night is not None else None
     ran = _nights_each_profile_ran(g)
@@ -145,7 +153,10 @@ def regression_verdicts(
     )
     for s, cps in zip(enough, found, strict=True):
         s.change_points = cps
-    rows = [_verdict(s, min_nights, min_effect, max_pvalue, cusum_threshold) for s in series]
+    rows = [
+        _verdict(s, min_nights, min_effect, max_pvalue, cusum_threshold, recent_nights)
+        for s in series
+    ]
     int_schema = {
         **VERDICT_SCHEMA,
         "first_bad_night": pl.Int32,
@@ -191,7 +202,12 @@ def _nights_each_profile_ran(g) -> dict[str, np.ndarray]:
 
 
 def _verdict(
-    s: _Series, min_nights: int, min_effect: float, max_pvalue: float, cusum: float | None
+    s: _Series,
+    min_nights: int,
+    min_effect: float,
+    max_pvalue: float,
+    cusum: float | None,
+    recent: bool,
 ) -> tuple:
     n = s.values.size
     change_nights = [int(s.nights[c.index]) for c in s.change_points]
@@ -210,11 +226,10 @@ def _verdict(
                 verdict = "improvement"
             if verdict != "stable":
                 magnitude, confidence = worse, 1.0 - p
-        if verdict == "stable" and cusum is not None:
-            alarm = worsening_alarm(s.values, worse_sign(s.direction), min_effect, cusum)
-            if alarm is not None:
-                verdict, first_bad = "regression", int(s.nights[alarm.start])
-                magnitude, confidence = alarm.magnitude, alarm.confidence
+        alarm = _alarm(s, min_effect, cusum, recent) if verdict == "stable" else None
+        if alarm is not None:
+            verdict, first_bad = "regression", int(s.nights[alarm.start])
+            magnitude, confidence = alarm.magnitude, alarm.confidence
     mask = baseline_mask(s.nights, s.passed, change_nights, first_bad)
     baseline_mean = float(s.smooth[mask].mean()) if mask.any() else None
     latest_value = float(s.values[-1]) if n else None
@@ -232,6 +247,16 @@ def _verdict(
         fired,
         change_nights,
     )
+
+
+def _alarm(s: _Series, min_effect: float, cusum: float | None, recent: bool) -> Alarm | None:
+    """Where the change points see no regression: the CUSUM's alarm, else the newest
+    nights' (steps 6 and 7)."""
+    sign = worse_sign(s.direction)
+    alarm = worsening_alarm(s.values, sign, min_effect, cusum) if cusum is not None else None
+    if alarm is None and recent:
+        alarm = recent_worsening(s.values, sign, min_effect)
+    return alarm
 
 
 def _against_reference(s: _Series, bounds: list[int], min_effect: float):
@@ -294,21 +319,7 @@ def _against_reference(s: _Series, bounds: list[int], min_effect: float):
     k = (after.size - 1) // 2  # the lower median, towards zero: one odd night cannot decide
     robust = float(nightly[k] if worse >= 0 else nightly[after.size - 1 - k])
     spread = float(after.std(ddof=1))  # the current regime's own: louder lately, higher bar
-    noise = max(night_to_night_noise(before), _noise_recent(s.smooth, bounds[-1]), spread)
+    noise = max(night_to_night_noise(before), recent_noise(s.smooth, bounds[-1]), spread)
     sigma = noise / abs(base)
     se = sigma * float(np.sqrt(1.0 / before.size + 1.0 / after.size))
     return worse, p, first, robust, se
-
-
-def _noise_recent(x: np.ndarray, boundary: int) -> float:
-    """σ of the last ``RECENT_NIGHTS`` nights' night-to-night changes, not counting the
-    jump at ``boundary`` (the current regime's first night): the larger of a robust
-    (median) and a root-mean-square estimate, so noise that got louder a few nights ago
-    raises the bar now, not once it fills half the window (spikes are already smoothed)."""
-    lo = max(0, x.size - RECENT_NIGHTS)
-    d = np.diff(x[lo:])
-    if lo < boundary:
-        d = np.delete(d, boundary - lo - 1)
-    if not d.size:
-        return 0.0
-    return max(float(np.median(np.abs(d))) * DIFF_MAD_TO_SIGMA, float(np.sqrt(np.mean(d * d) / 2)))

@@ -5,6 +5,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from nightly_pipeline.analysis import regression_verdicts
 from nightly_pipeline.analysis.synthetic import HISTORY_SCHEMA
 
 START = date(2025, 3, 1)
@@ -30,3 +31,13 @@ def frame(
         if i not in skip
     ]
     return pl.DataFrame(rows, schema=HISTORY_SCHEMA, orient="row")
+
+
+def first_regressions(history: pl.DataFrame, nights: range, **kwargs) -> dict[tuple, tuple]:
+    """Per (test, metric): (the first night a verdict says regression, its first_bad_night)."""
+    out: dict[tuple, tuple] = {}
+    for i in nights:
+        v = regression_verdicts(history, evaluated_night=night(i), **kwargs)
+        for row in v.filter(verdict="regression").iter_rows(named=True):
+            out.setdefault((row["test"], row["metric"]), (i, row["first_bad_night"]))
+    return out

@@ -6,24 +6,13 @@ import itertools
 import numpy as np
 import pytest
 
-from nightly_pipeline.analysis import regression_verdicts
 from nightly_pipeline.analysis import synthetic as syn
 from nightly_pipeline.analysis.cusum import Alarm, worsening_alarm
 from nightly_pipeline.analysis.synthetic import SeriesSpec, Step
 
-from .conftest import START, night
+from .conftest import START, first_regressions, night
 
 LATENCY, THROUGHPUT = 1.0, -1.0  # worse_sign: up is worse, down is worse
-
-
-def _first_regressions(history, nights: range, **kwargs) -> dict[str, tuple[int, object]]:
-    """Per test: (the first night a verdict says regression, its first_bad_night)."""
-    out: dict[str, tuple[int, object]] = {}
-    for i in nights:
-        v = regression_verdicts(history, evaluated_night=night(i), **kwargs)
-        for row in v.filter(verdict="regression").iter_rows(named=True):
-            out.setdefault(row["test"], (i, row["first_bad_night"]))
-    return out
 
 
 def test_a_10_percent_step_on_8_percent_noise_is_found_where_change_points_alone_miss_it() -> None:
@@ -31,8 +20,8 @@ def test_a_10_percent_step_on_8_percent_noise_is_found_where_change_points_alone
     3 of them within two weeks, with the CUSUM 7, each dated at the step (± 2 nights)."""
     specs = [SeriesSpec(f"t{i}", "http_req_duration.p95", noise=0.08) for i in range(10)]
     history, _ = syn.generate(41, 80, syn.with_steps(specs, [Step(60, 0.10)]), start=START)
-    alone = _first_regressions(history, range(60, 75), cusum_threshold=None)
-    both = _first_regressions(history, range(60, 75))
+    alone = first_regressions(history, range(60, 75), cusum_threshold=None)
+    both = first_regressions(history, range(60, 75))
     assert len(alone) == 3 and len(both) == 7
     assert set(alone) < set(both)
     assert all(abs((bad - night(60)).days) <= 2 for _, bad in both.values())
