@@ -26,6 +26,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -322,7 +323,12 @@ def print_cpu(results: list[dict]) -> None:
 def profile(up, listener, senders, rate: int, tmp: Path) -> None:
     """One 15 s step at ``rate``; py-spy on the API and pg_stat_activity for 10 s of it."""
     raw, found = tmp / "api.raw", {}
-    spy = shutil.which("py-spy") or "py-spy"
+    spy = shutil.which(
+        "py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    )
+    if spy is None:
+        print("\nno profile: py-spy is not installed (.venv/bin/pip install py-spy)")
+        return
     cmd = [spy, "record", "--pid", str(up.endpoints.pids["api"]), "--duration", "10"]
     cmd += ["--rate", "100", "--format", "raw", "--nonblocking", "-o", str(raw)]
 
