@@ -96,9 +96,13 @@ class MigrationUnderLoadKnobs:
     40): the p95 of fewer is their few slowest. At ci 3 s held 72 posts, whose p95 is
     the 4th slowest, and one ADD COLUMN's lock and commit (tens of ms on a slow host,
     everything queued behind it) made it: a CI run failed on 43.8 ms vs 5.5 before."""
-    p95_floor_ms: float = 10.0
+    p95_floor_ms: float = 50.0
     """The baseline p95 is taken as at least this: under it the ratio of two p95s measures
-    the scheduler's noise, not the migration."""
+    the scheduler's noise, not the migration. 10 ms was too low on 2 shared cores: a
+    migration that does nothing (``SELECT 1``, ``pg_sleep`` batches) failed the 2x check in
+    3 of 11 smoke runs (step p95s 25.8-42.2 ms against 5-11 ms), and a CI night at ci on
+    47.9 ms, with no session of the load blocked. What the check is for still fails far
+    above 100 ms: a table rewrite or a plain CREATE INDEX holds the load for 0.2-1 s."""
     max_vus: int = 1000
 
 
