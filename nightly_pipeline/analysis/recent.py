@@ -34,7 +34,7 @@ from math import sqrt
 import numpy as np
 
 from nightly_pipeline.analysis.cusum import Alarm, excursion_alarm
-from nightly_pipeline.analysis.noise import night_to_night_noise, recent_noise
+from nightly_pipeline.analysis.noise import night_to_night_noise, recent_noise, spread_around
 
 WINDOW = 3
 REFERENCE_NIGHTS = 40
@@ -42,7 +42,6 @@ MIN_REFERENCE_NIGHTS = 14
 MIN_NIGHT_Z = 1.5
 MIN_MEAN_Z = 3.0
 MAGNITUDE = 0.8
-MAD_TO_SIGMA = 1.4826  # σ of N(0, 1) over its median absolute deviation
 
 
 def recent_worsening(values: np.ndarray, worse_sign: float, min_effect: float) -> Alarm | None:
@@ -54,7 +53,9 @@ def recent_worsening(values: np.ndarray, worse_sign: float, min_effect: float) -
         return None
     level = float(np.median(reference))
     sigma = max(
-        night_to_night_noise(reference), _spread(reference, level), recent_noise(values, start)
+        night_to_night_noise(reference),
+        spread_around(reference, level),
+        recent_noise(values, start),
     )
     if level == 0 or not sigma > 0 or min_effect * abs(level) < MIN_NIGHT_Z * sigma:
         return None  # no level, or too loud: a min_effect step is not MIN_NIGHT_Z σ a night
@@ -65,11 +66,3 @@ def recent_worsening(values: np.ndarray, worse_sign: float, min_effect: float) -
     if z.min() < MIN_NIGHT_Z or mean_z < MIN_MEAN_Z or worse < MAGNITUDE * min_effect:
         return None
     return excursion_alarm(newest, start, level, sigma, worse_sign)
-
-
-def _spread(reference: np.ndarray, level: float) -> float:
-    """σ from the reference's median absolute deviation around its median. The
-    night-to-night σ misses noise that wanders (nights that stay low, then high), which a
-    chance run of a few low nights looks like: on nights of 4 % noise it measured 1.8 %
-    (tests/analysis/test_verdicts.py, the variance change), this 3 %."""
-    return float(np.median(np.abs(reference - level))) * MAD_TO_SIGMA
